@@ -1,0 +1,184 @@
+"""Benchmark the any-to-any metric at RGBNT100 scale (1715 queries x 8575 gallery, 512-d per part).
+
+Timings on random, identity-clustered features:
+
+1. ranking one distance matrix (RNT->RNT): ``rank_metrics`` vs the peer fast-reid Cython kernel
+   (``fastreid==1.4.0``'s ``rank_cy.pyx``, downloaded with pip and compiled in a temporary folder at
+   benchmark time; nothing of it is kept), with the max abs difference of mAP, mINP and the CMC curve;
+2. all 49 pairs from the per-modality features, distances included (``AnyToAnyReID.compute``).
+
+``--skip-peer`` runs our part only (no download, no compiler). This is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from mdreid.metrics import AnyToAnyReID, PairDistances, rank_metrics
+
+PEER_PACKAGE = "fastreid==1.4.0"
+PEER_MEMBER = "fastreid/evaluation/rank_cylib/rank_cy.pyx"
+
+
+def make_data(args: argparse.Namespace, device: torch.device) -> dict[str, torch.Tensor]:
+    """Queries then gallery; every identity has samples in several cameras, so every query is valid."""
+    g = torch.Generator().manual_seed(0)
+    n = args.num_query + args.num_gallery
+    pid = torch.randint(0, args.num_ids, (n,), generator=g)
+    centers = torch.randn(args.num_ids, 2, 3, args.dim, generator=g)
+    feats = centers[pid] + 5.0 * torch.randn(n, 2, 3, args.dim, generator=g)
+    is_query = torch.arange(n) < args.num_query
+    data = {
+        "sp": feats[:, 0],
+        "sh": feats[:, 1],
+        "present": torch.ones(n, 3, dtype=torch.bool),
+        "pid": pid,
+        "camid": torch.randint(0, args.num_cams, (n,), generator=g),
+        "sceneid": torch.full((n,), -1),
+        "index": torch.arange(n),
+        "is_query": is_query,
+        "is_gallery": ~is_query,
+    }
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, object]:
+    """Fastest of ``repeats`` runs (seconds) and the last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def _peer_source(archive: Path, names, read: Callable[[str], bytes]) -> bytes:
+    """The bytes of ``rank_cy.pyx`` inside the downloaded archive."""
+    name = next((n for n in names if n.endswith(PEER_MEMBER)), None)
+    if name is None:
+        sys.exit(f"error: {archive.name} has no {PEER_MEMBER}; pin another fastreid version in PEER_PACKAGE")
+    return read(name)
+
+
+def build_peer(workdir: Path) -> ModuleType:
+    """Download fast-reid's wheel/sdist, extract ``rank_cy.pyx``, cythonize and compile it, import it."""
+    try:
+        import Cython  # noqa: F401
+    except ImportError:
+        sys.exit("error: the peer kernel needs Cython: `pip install cython` (or run with --skip-peer)")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", PEER_PACKAGE, "-d", str(workdir)],
+        check=True,
+    )
+    (archive,) = [p for p in workdir.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
+    if archive.suffix == ".gz":
+        with tarfile.open(archive) as tar:
+            files = {m.name: m for m in tar.getmembers()}
+            read = lambda name: tar.extractfile(files[name]).read()  # noqa: E731
+            source = _peer_source(archive, files, read)
+    else:
+        with zipfile.ZipFile(archive) as zf:
+            source = _peer_source(archive, zf.namelist(), zf.read)
+    pyx = workdir / "rank_cy.pyx"
+    pyx.write_bytes(source)
+    c_file = workdir / "rank_cy.c"
+    subprocess.run([sys.executable, "-m", "cython", "-3", str(pyx), "-o", str(c_file)], check=True)
+    so_file = workdir / f"rank_cy{sysconfig.get_config_var('EXT_SUFFIX')}"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    includes = [f"-I{sysconfig.get_paths()['include']}", f"-I{np.get_include()}"]
+    subprocess.run([*cc, "-shared", "-fPIC", "-O3", *includes, str(c_file), "-o", str(so_file)], check=True)
+    spec = importlib.util.spec_from_file_location("rank_cy", so_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_ranking(data: dict, args: argparse.Namespace, device: torch.device) -> float:
+    """Part 1: one RNT->RNT distance matrix ranked by rank_metrics (and by the peer). Returns our time."""
+    q, g = data["is_query"], data["is_gallery"]
+    pd = PairDistances(
+        data["sp"][q], data["sh"][q], data["present"][q], data["sp"][g], data["sh"][g], data["present"][g]
+    )
+    dist = pd.distance("RNT", "RNT")
+    ids = (data["pid"][q], data["pid"][g], data["camid"][q], data["camid"][g])
+    ours_s, ours = best_time(lambda: rank_metrics(dist, *ids, max_rank=args.max_rank), args.repeats, device)
+    print(
+        f"[1] ranking {tuple(dist.shape)} on {device}: rank_metrics {ours_s:.3f} s (num_valid {ours['num_valid']})"
+    )
+    if args.skip_peer:
+        return ours_s
+    with tempfile.TemporaryDirectory(prefix="mdreid-bench-") as tmp:
+        peer = build_peer(Path(tmp))
+        np_args = [t.cpu().numpy() for t in (dist, *ids)]
+        peer_s, (cmc, all_ap, all_inp) = best_time(
+            lambda: peer.evaluate_cy(*np_args, args.max_rank), args.repeats, torch.device("cpu")
+        )
+    if ours["num_valid"] != dist.shape[0]:
+        print("    warning: some queries are invalid; the peer averages over all queries, so mAP differs")
+    # the kernel returns memoryviews, zeros for skipped queries, and averages AP/INP over all queries
+    diff_map = abs(float(np.asarray(all_ap).mean()) - ours["mAP"])
+    diff_minp = abs(float(np.asarray(all_inp).mean()) - ours["mINP"])
+    diff_cmc = float(np.abs(np.asarray(cmc, dtype=np.float64) - ours["cmc"].cpu().numpy()).max())
+    print(f"    fast-reid Cython (CPU) {peer_s:.3f} s; peer / ours = {peer_s / ours_s:.1f}x")
+    print(f"    max abs diff (fractions): mAP {diff_map:.2e}, mINP {diff_minp:.2e}, CMC {diff_cmc:.2e}")
+    return ours_s
+
+
+def bench_all_pairs(data: dict, args: argparse.Namespace, device: torch.device, one_pair_s: float) -> None:
+    """Part 2: the 49 pairs from per-modality features, distances and ranking included."""
+
+    def run() -> object:
+        metric = AnyToAnyReID(pairs="all", similarity=args.similarity, max_rank=args.max_rank).to(device)
+        metric.update(**data)
+        return metric.compute()
+
+    total_s, result = best_time(run, args.repeats, device)
+    rnt = result.row("RNT", "RNT")
+    print(
+        f"[2] all 49 pairs ({args.similarity} mode) on {device}: {total_s:.3f} s, {total_s / 49:.3f} s per pair "
+        f"(= {total_s / 49 / one_pair_s:.2f}x one ranking); RNT->RNT mAP {rnt['mAP']:.2f} R1 {rnt['R1']:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--num-query", type=int, default=1715)
+    parser.add_argument("--num-gallery", type=int, default=8575)
+    parser.add_argument(
+        "--dim", type=int, default=512, help="feature size of one part (one modality, sp or sh)"
+    )
+    parser.add_argument("--num-ids", type=int, default=50)
+    parser.add_argument("--num-cams", type=int, default=8)
+    parser.add_argument("--max-rank", type=int, default=50)
+    parser.add_argument("--similarity", choices=("code", "paper"), default="code")
+    parser.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-peer", action="store_true", help="time our metric only (no download/compile)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    data = make_data(args, device)
+    one_pair_s = bench_ranking(data, args, device)
+    bench_all_pairs(data, args, device, one_pair_s)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Knowledge Discrepancy Loss, KDL (method.md §3.3), as the official ``EnhancedTripletLoss`` computes it.
+
+Three feature sets per sample: ``f_ss = [sp_R, sh_R, sp_N, sh_N, sp_T, sh_T]`` (gradient flows),
+``f_sp = [sp_R, sp_N, sp_T]`` and ``f_sh = [sh_R, sh_N, sh_T]`` (both **detached**, official scope). Each
+gets batch-hard distances, reduced to batch-level scalars ``P = max_a d_ap`` and ``N = min_a d_an``;
+``D_p = P_ss / (P_ss + P_sp + P_sh)``, ``D_n = N_ss / (N_ss + N_sp + N_sh)`` and the loss is
+``|D_p - 0| + |D_n - 1|``. Computed in fp32.
+
+Missing modalities: the three sets are only comparable over the same modalities, so KDL uses the samples
+whose three modalities are all present (the whole batch in the official recipe). With no such sample,
+or no negative pair among them, it is 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mdreid.losses.triplet import euclidean_dist, hard_example_mining
+
+
+def _extremes(feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch-level hardest-positive maximum and hardest-negative minimum."""
+    d_ap, d_an = hard_example_mining(euclidean_dist(feats, feats), labels)
+    return d_ap.max(), d_an.min()
+
+
+def knowledge_discrepancy_loss(
+    sp: torch.Tensor, sh: torch.Tensor, labels: torch.Tensor, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    """KDL of ``sp, sh [B,M,D]`` with labels ``[B]`` and an optional ``present [B,M]`` mask."""
+    sp, sh = sp.float(), sh.float()
+    if present is not None:
+        complete = present.bool().all(1)
+        sp, sh, labels = sp[complete], sh[complete], labels[complete]
+    batch = sp.shape[0]
+    zero = (sp.sum() + sh.sum()) * 0.0  # keeps the graph (and DDP's used-parameter set) intact
+    if batch == 0:
+        return zero
+    f_ss = torch.stack([sp, sh], dim=2).reshape(batch, -1)
+    p_ss, n_ss = _extremes(f_ss, labels)
+    p_sp, n_sp = _extremes(sp.detach().reshape(batch, -1), labels)
+    p_sh, n_sh = _extremes(sh.detach().reshape(batch, -1), labels)
+    if not bool(torch.isfinite(n_ss)):
+        return zero
+    d_p = p_ss / (p_ss + p_sp + p_sh)
+    d_n = n_ss / (n_ss + n_sp + n_sh)
+    return d_p.abs() + (d_n - 1.0).abs()

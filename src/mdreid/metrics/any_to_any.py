@@ -1,0 +1,254 @@
+"""``AnyToAnyReID``: the torchmetrics Metric that scores every (query subset -> gallery subset) scenario.
+
+Each sample is encoded once; ``update`` stores its per-modality specific/shared features, presence mask,
+ids and its role (query, gallery or both, as in RGBNT201). ``compute`` builds every configured pair's
+distances from those cached features (``pair_similarity``) and ranks them (``functional``).
+
+DDP: states are ``cat`` lists, so torchmetrics all-gathers them to every rank, which then computes the
+same result. ``compute`` de-duplicates samples by (index, role), dropping the repeats a padding
+``DistributedSampler`` adds, and sorts them by (index, role), so the result never depends on the sharding
+or arrival order (ties in the ranking are broken by that gallery order). ``index`` must identify a
+sample within its role, e.g. its position in its split's sorted listing (``Record.index``). Each rank
+must see at least one sample: torchmetrics cannot gather a rank's empty state against others'
+multi-dimensional features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from mdreid.errors import MDReIDError
+from mdreid.metrics.functional import QueryRankStats, query_rank_stats, summarize_rank_stats
+from mdreid.metrics.groups import PAPER_PAIRS, named_groups, pair_name
+from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
+from mdreid.metrics.results import AnyToAnyResult
+from mdreid.modalities import LETTERS, NUM_MODALITIES, SUBSETS, all_pairs
+
+JUNK_RULES: tuple[str, ...] = ("camera", "scene")
+PAIR_PRESETS: tuple[str, ...] = ("all", "paper")
+_STATES: tuple[str, ...] = (
+    "sp",
+    "sh",
+    "present",
+    "pid",
+    "camid",
+    "sceneid",
+    "index",
+    "is_query",
+    "is_gallery",
+)
+_PAIRS_HELP = (
+    f"use 'all', 'paper', or a list of 'Q->G' strings / (Q, G) tuples with Q, G in {', '.join(SUBSETS)}"
+)
+
+
+def _canonical_subset(name: object) -> str:
+    """``"tr"`` -> ``"RT"``: letters in canonical R, N, T order; raises on anything else."""
+    letters = str(name).strip().upper()
+    if not letters or set(letters) - set(LETTERS) or len(set(letters)) != len(letters):
+        raise MDReIDError(f"metric pairs: bad modality subset {name!r}: {_PAIRS_HELP}")
+    return "".join(c for c in LETTERS if c in letters)
+
+
+def resolve_pairs(pairs: str | Sequence) -> list[tuple[str, str]]:
+    """The (query subset, gallery subset) pairs named by ``pairs``, canonical and without repeats.
+
+    ``"all"``: the 49 pairs; ``"paper"``: RNT->RNT, the six missing-modality settings and the four
+    reported mismatched ones (``groups.PAPER_PAIRS``); or an explicit list such as ``["RT->NT", ("R", "N")]``.
+    """
+    if isinstance(pairs, str):
+        if pairs not in PAIR_PRESETS:
+            raise MDReIDError(f"metric pairs: unknown preset {pairs!r}: {_PAIRS_HELP}")
+        return all_pairs() if pairs == "all" else list(PAPER_PAIRS)
+    out: list[tuple[str, str]] = []
+    for item in pairs:
+        parts = item.split("->") if isinstance(item, str) else list(item)
+        if len(parts) != 2:
+            raise MDReIDError(f"metric pairs: bad pair {item!r}: {_PAIRS_HELP}")
+        pair = (_canonical_subset(parts[0]), _canonical_subset(parts[1]))
+        if pair not in out:
+            out.append(pair)
+    if not out:
+        raise MDReIDError(f"metric pairs: the list is empty: {_PAIRS_HELP}")
+    return out
+
+
+def _cat(state: list[Tensor] | Tensor) -> Tensor | None:
+    """A list state (or its synced tensor) as one tensor; None when nothing was stored."""
+    if isinstance(state, list) and not state:
+        return None
+    out = dim_zero_cat(state)
+    return out if out.numel() else None
+
+
+class AnyToAnyReID(Metric):
+    """mAP / CMC / mINP of every configured (query subset -> gallery subset) pair, in percent.
+
+    Args:
+        pairs: ``"all"`` (49 pairs), ``"paper"`` or an explicit list (see ``resolve_pairs``).
+        similarity: ``"code"`` (default; the official construction, fixed) or ``"paper"`` (Eqs. 3-10);
+            see ``pair_similarity``.
+        junk: ``"camera"`` (RGBNT201, RGBNT100) or ``"scene"`` (MSVR310): gallery entries with the query's
+            pid and camera / scene are removed before ranking.
+        max_rank: length of the CMC curves (>= 10, since R10 is reported).
+        chunk_size: query rows ranked at a time (default: about 4M distances per chunk).
+        kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(
+        self,
+        pairs: str | Sequence = "all",
+        similarity: str = "code",
+        junk: str = "camera",
+        max_rank: int = 50,
+        chunk_size: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if similarity not in SIMILARITY_MODES:
+            raise MDReIDError(
+                f"metric similarity: unknown mode {similarity!r}: use one of {', '.join(SIMILARITY_MODES)}"
+            )
+        if junk not in JUNK_RULES:
+            raise MDReIDError(f"metric junk: unknown rule {junk!r}: use one of {', '.join(JUNK_RULES)}")
+        if max_rank < 10:
+            raise MDReIDError(f"metric max_rank: must be >= 10 (R10 is reported), got {max_rank}")
+        self.pairs = resolve_pairs(pairs)
+        self.similarity = similarity
+        self.junk = junk
+        self.max_rank = max_rank
+        self.chunk_size = chunk_size
+        for name in _STATES:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        sp: Tensor | None,
+        sh: Tensor | None,
+        present: Tensor,
+        pid: Tensor,
+        camid: Tensor,
+        sceneid: Tensor,
+        index: Tensor,
+        is_query: Tensor,
+        is_gallery: Tensor,
+    ) -> None:
+        """Store a batch: ``sp``/``sh`` [B, 3, D] (kept in their dtype; None = the model has none; give
+        the same ones every batch), ``present`` [B, 3] bool, ids and role flags [B]."""
+        if present.ndim != 2 or present.shape[1] != NUM_MODALITIES:
+            raise MDReIDError(
+                f"AnyToAnyReID.update: present must be [B, {NUM_MODALITIES}], got {tuple(present.shape)}"
+            )
+        batch = present.shape[0]
+        for name, x in (("sp", sp), ("sh", sh)):
+            if x is not None and (x.ndim != 3 or x.shape[:2] != (batch, NUM_MODALITIES)):
+                raise MDReIDError(
+                    f"AnyToAnyReID.update: {name} must be [B={batch}, {NUM_MODALITIES}, D], got {tuple(x.shape)}"
+                )
+            if self.pid and bool(getattr(self, name)) != (x is not None):
+                raise MDReIDError(
+                    f"AnyToAnyReID.update: {name} given in some batches and None in others; be consistent"
+                )
+        if sp is None and sh is None:
+            raise MDReIDError("AnyToAnyReID.update: sp and sh are both None; give the model's features")
+        ids = {
+            "pid": pid,
+            "camid": camid,
+            "sceneid": sceneid,
+            "index": index,
+            "is_query": is_query,
+            "is_gallery": is_gallery,
+        }
+        for name, x in ids.items():
+            if x.shape != (batch,):
+                raise MDReIDError(
+                    f"AnyToAnyReID.update: {name} must have shape ({batch},), got {tuple(x.shape)}"
+                )
+        if sp is not None:
+            self.sp.append(sp.detach())
+        if sh is not None:
+            self.sh.append(sh.detach())
+        self.present.append(present.bool())
+        for name in ("pid", "camid", "sceneid", "index"):
+            getattr(self, name).append(ids[name].long())
+        self.is_query.append(is_query.bool())
+        self.is_gallery.append(is_gallery.bool())
+
+    def _unique_samples(self) -> dict[str, Tensor | None]:
+        """All stored samples, one per (index, role), sorted by (index, role)."""
+        data = {name: _cat(getattr(self, name)) for name in _STATES}
+        if data["pid"] is None:
+            raise MDReIDError(
+                "AnyToAnyReID.compute: no samples; call update() with the query and gallery batches first"
+            )
+        index = data["index"]
+        role = data["is_query"].long() + 2 * data["is_gallery"].long()
+        if bool((index < 0).any()):
+            raise MDReIDError("AnyToAnyReID: index must be >= 0 (each sample's position in its split)")
+        if bool((role == 0).any()):
+            raise MDReIDError(
+                "AnyToAnyReID: a sample is neither query nor gallery; set is_query / is_gallery"
+            )
+        keys, inverse = torch.unique(index * 4 + role, sorted=True, return_inverse=True)
+        position = torch.arange(index.numel(), device=index.device)
+        first = torch.full_like(keys, index.numel()).scatter_reduce_(0, inverse, position, reduce="amin")
+        return {name: None if x is None else x[first] for name, x in data.items()}
+
+    def compute(self) -> AnyToAnyResult:
+        """Score every configured pair; see the module docstring for de-duplication and order."""
+        data = self._unique_samples()
+        q, g = data["is_query"], data["is_gallery"]
+        if not bool(q.any()) or not bool(g.any()):
+            raise MDReIDError(
+                "AnyToAnyReID.compute: no query or no gallery sample; check is_query / is_gallery"
+            )
+        group = data["camid"] if self.junk == "camera" else data["sceneid"]
+        q_pid, g_pid, q_group, g_group = data["pid"][q], data["pid"][g], group[q], group[g]
+        sp, sh, present = data["sp"], data["sh"], data["present"]
+        distances = PairDistances(
+            None if sp is None else sp[q],
+            None if sh is None else sh[q],
+            present[q],
+            None if sp is None else sp[g],
+            None if sh is None else sh[g],
+            present[g],
+            chunk_size=self.chunk_size,
+        )
+        for q_subset, g_subset in self.pairs:
+            if not bool(distances.query_mask(q_subset).any()):
+                raise MDReIDError(
+                    f"pair {pair_name(q_subset, g_subset)}: no query has all of modalities {q_subset}; "
+                    "check the presence mask or drop this pair from metric pairs"
+                )
+        stats: list[list[QueryRankStats]] = [[] for _ in self.pairs]
+        for rows, dists in distances.chunks(self.pairs, self.similarity):
+            for acc, dist in zip(stats, dists, strict=True):
+                acc.append(query_rank_stats(dist, q_pid[rows], g_pid, q_group[rows], g_group))
+        result_rows, cmc = [], {}
+        for (q_subset, g_subset), acc in zip(self.pairs, stats, strict=True):
+            name = pair_name(q_subset, g_subset)
+            summary = summarize_rank_stats(QueryRankStats.cat(acc), self.max_rank, what=f"the {name} gallery")
+            curve = summary["cmc"].cpu() * 100
+            cmc[name] = curve
+            result_rows.append(
+                {
+                    "query": q_subset,
+                    "gallery": g_subset,
+                    "mAP": summary["mAP"] * 100,
+                    "R1": float(curve[0]),
+                    "R5": float(curve[4]),
+                    "R10": float(curve[9]),
+                    "mINP": summary["mINP"] * 100,
+                    "num_valid": summary["num_valid"],
+                }
+            )
+        return AnyToAnyResult(result_rows, cmc, named_groups(result_rows), self.similarity, self.junk)

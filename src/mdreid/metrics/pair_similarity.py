@@ -1,0 +1,213 @@
+"""Query x gallery distances for every (query modality subset, gallery subset) pair, from cached features.
+
+Each sample carries, per modality m in R, N, T, a specific feature ``sp^m`` and a shared feature ``sh^m``
+(``[N, 3, D]`` each, method.md §2.4). Every scenario compares some query blocks with some gallery blocks,
+so all 49 distance matrices derive from 12 base query x gallery dot products (3 same-modality ``sp``
+products and 9 ``sh`` products, all modality pairs) and the per-block squared norms. ``PairDistances``
+computes the 12 products once per query chunk and composes every requested pair from them.
+
+**Block plan of a pair** Q -> G (modality sets), with C = Q ∩ G by modality identity:
+
+* ``"code"`` mode (the project's fix of the official ``select_feature``; method.md §5.4, Decision 2):
+  specific pairs ``sp^m <-> sp^m`` for m in C; shared pairs ``sh^m <-> sh^m`` for m in C plus **all**
+  pairs ``sh^i <-> sh^j`` of U_q x U_g, where U_q = Q \\ C and U_g = G \\ C. With three modalities at
+  most one side has two unmatched modalities, so on the reported settings this is exactly what the
+  official code compares: RT->NT [sp^T-sp^T; sh^R-sh^N, sh^T-sh^T], RT->N [sh^R-sh^N, sh^T-sh^N],
+  R->N [sh^R-sh^N], R->NT [sh^R-sh^N, sh^R-sh^T]. An unmatched shared feature whose other side has no
+  unmatched modality is not used (RNT->RN compares R and N only). The query vector is the concatenation
+  of the query-side blocks of all pairs (a feature used in two pairs appears twice), the gallery vector
+  likewise; each is L2-normalised as a whole and the distance is the squared Euclidean one,
+  ``2 - 2 cos``. For Q == G this is exactly the official ``[sp(Q), sh(Q)]`` vector. Block order does
+  not matter: the cosine only needs the sum of block dot products and the sums of block norms.
+* ``"paper"`` mode (Eqs. 3-10): every 512-d block L2-normalised on its own;
+  ``Sim_sp`` = mean over m in C of cos(sp_q^m, sp_g^m), ``Sim_sh`` = mean over all Q x G pairs of
+  cos(sh_q^i, sh_g^j), ``Sim = (Sim_sp + Sim_sh) / 2`` (``Sim_sh`` alone when C is empty), and the
+  distance is ``1 - Sim``.
+
+With ``sp`` None (a baseline with one token per modality) only the shared blocks are used; with ``sh``
+None only the specific ones, so a pair without a common modality cannot be compared.
+
+**Missing modalities** (``present`` [N, 3] bool): a gallery item lacking a modality of the gallery
+subset gets distance ``+inf`` ("not comparable", excluded by the ranking; see ``functional``), and a
+query lacking a modality of the query subset gets a whole row of ``+inf``, so the ranking skips it and
+it is not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mdreid.errors import MDReIDError
+from mdreid.metrics.functional import DEFAULT_CHUNK_ELEMENTS, default_chunk_rows
+from mdreid.modalities import NUM_MODALITIES, subset_indices
+
+SIMILARITY_MODES: tuple[str, ...] = ("code", "paper")
+_EPS = 1e-12  # as F.normalize: a zero block is divided by eps instead of 0
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """Which blocks a (query subset, gallery subset) pair compares; see the module docstring."""
+
+    q_mods: tuple[int, ...]
+    g_mods: tuple[int, ...]
+    sp: tuple[int, ...]  # modalities m compared as sp_q^m <-> sp_g^m
+    sh: tuple[tuple[int, int], ...]  # (i, j) compared as sh_q^i <-> sh_g^j
+
+
+def plan_pair(q_subset: str, g_subset: str, mode: str, has_sp: bool = True, has_sh: bool = True) -> PairPlan:
+    """The blocks compared by ``mode`` for the pair ``q_subset -> g_subset`` (e.g. ``"RT"``, ``"NT"``)."""
+    if mode not in SIMILARITY_MODES:
+        raise MDReIDError(f"unknown similarity mode {mode!r}: use one of {', '.join(SIMILARITY_MODES)}")
+    q_mods, g_mods = subset_indices(q_subset), subset_indices(g_subset)
+    common = tuple(m for m in q_mods if m in g_mods)
+    if mode == "code":
+        u_q = [m for m in q_mods if m not in common]
+        u_g = [m for m in g_mods if m not in common]
+        sh = tuple((m, m) for m in common) + tuple((i, j) for i in u_q for j in u_g)
+    else:
+        sh = tuple((i, j) for i in q_mods for j in g_mods)
+    plan = PairPlan(q_mods, g_mods, common if has_sp else (), sh if has_sh else ())
+    if not plan.sp and not plan.sh:
+        raise MDReIDError(
+            f"pair {q_subset}->{g_subset} compares no features: without shared (sh) features only pairs "
+            "with a common modality can be evaluated; store sh features or drop this pair"
+        )
+    return plan
+
+
+def _check_features(name: str, x: Tensor | None, n: int) -> None:
+    if x is not None and (x.ndim != 3 or x.shape[:2] != (n, NUM_MODALITIES)):
+        raise MDReIDError(f"{name} must have shape [N={n}, {NUM_MODALITIES}, D], got {tuple(x.shape)}")
+
+
+class PairDistances:
+    """Distance matrices of any (query subset, gallery subset) pair from per-modality features.
+
+    Features (``[N, 3, D]``, any float dtype; computed in fp32 on their device) and ``present``
+    (``[N, 3]`` bool) are given once; ``chunks`` then yields, per query chunk, the distances of every
+    requested pair, computing the 12 base products of that chunk once (memory ~13 x chunk x G floats).
+    """
+
+    def __init__(
+        self,
+        q_sp: Tensor | None,
+        q_sh: Tensor | None,
+        q_present: Tensor,
+        g_sp: Tensor | None,
+        g_sh: Tensor | None,
+        g_present: Tensor,
+        chunk_size: int | None = None,
+    ) -> None:
+        if (q_sp is None) != (g_sp is None) or (q_sh is None) != (g_sh is None):
+            raise MDReIDError(
+                "query and gallery must both have sp features and both have sh features, or neither"
+            )
+        if q_sp is None and q_sh is None:
+            raise MDReIDError("PairDistances needs sp or sh features (both are None)")
+        num_q, num_g = q_present.shape[0], g_present.shape[0]
+        for name, x, n in (
+            ("q_sp", q_sp, num_q),
+            ("q_sh", q_sh, num_q),
+            ("g_sp", g_sp, num_g),
+            ("g_sh", g_sh, num_g),
+        ):
+            _check_features(name, x, n)
+        for name, p, n in (("q_present", q_present, num_q), ("g_present", g_present, num_g)):
+            if p.shape != (n, NUM_MODALITIES) or p.dtype != torch.bool:
+                raise MDReIDError(
+                    f"{name} must be a bool tensor of shape [{n}, {NUM_MODALITIES}], got {p.dtype} {tuple(p.shape)}"
+                )
+        self.num_query, self.num_gallery = num_q, num_g
+        self.q_present, self.g_present = q_present, g_present
+        self.has_sp, self.has_sh = q_sp is not None, q_sh is not None
+        self.chunk_size = chunk_size or default_chunk_rows(num_g, DEFAULT_CHUNK_ELEMENTS)
+        self._q_sp = None if q_sp is None else q_sp.float()
+        self._q_sh = None if q_sh is None else q_sh.float()
+        g_sp, g_sh = (None if x is None else x.float() for x in (g_sp, g_sh))
+        # per-block squared norms [N, 3]
+        self._q_sq = {
+            k: x.square().sum(-1) for k, x in (("sp", self._q_sp), ("sh", self._q_sh)) if x is not None
+        }
+        self._g_sq = {k: x.square().sum(-1) for k, x in (("sp", g_sp), ("sh", g_sh)) if x is not None}
+        # gallery operands laid out once for the chunk GEMMs: sp as [3, D, G], sh as [D, G*3]
+        self._g_sp_t = None if g_sp is None else g_sp.permute(1, 2, 0).contiguous()
+        self._g_sh_t = None if g_sh is None else g_sh.reshape(num_g * NUM_MODALITIES, -1).T.contiguous()
+
+    def plan(self, q_subset: str, g_subset: str, mode: str) -> PairPlan:
+        """The block plan of a pair for these features (sp / sh availability taken into account)."""
+        return plan_pair(q_subset, g_subset, mode, self.has_sp, self.has_sh)
+
+    def query_mask(self, q_subset: str) -> Tensor:
+        """[Q] bool: queries that have every modality of ``q_subset`` (the others are dropped)."""
+        return self.q_present[:, list(subset_indices(q_subset))].all(dim=1)
+
+    def chunks(self, pairs: Sequence[tuple[str, str]], mode: str) -> Iterator[tuple[slice, Iterator[Tensor]]]:
+        """Yield ``(query rows, distance chunks of the pairs, in order)`` chunk by chunk over the queries.
+
+        The inner iterator builds one pair's chunk at a time from the chunk's base products, so only one
+        distance chunk is alive at once when it is consumed before the next step of the outer one.
+        """
+        plans = [self.plan(q, g, mode) for q, g in pairs]
+        g_absent = [~self.g_present[:, list(p.g_mods)].all(dim=1) for p in plans]
+        for start in range(0, self.num_query, self.chunk_size):
+            rows = slice(start, min(start + self.chunk_size, self.num_query))
+            yield rows, self._chunk_distances(plans, g_absent, rows, mode)
+
+    def distance(self, q_subset: str, g_subset: str, mode: str = "code") -> Tensor:
+        """The full Q x G distance matrix of one pair (smaller = more similar, +inf = not comparable)."""
+        return torch.cat([next(dists) for _, dists in self.chunks([(q_subset, g_subset)], mode)])
+
+    def _chunk_distances(
+        self, plans: list[PairPlan], g_absent: list[Tensor], rows: slice, mode: str
+    ) -> Iterator[Tensor]:
+        dots = self._base_products(rows)
+        for plan, absent in zip(plans, g_absent, strict=True):
+            q_absent = ~self.q_present[rows][:, list(plan.q_mods)].all(dim=1)
+            yield self._compose(plan, mode, rows, dots).masked_fill_(
+                q_absent[:, None] | absent[None, :], torch.inf
+            )
+
+    def _base_products(self, rows: slice) -> dict[str, Tensor]:
+        """The chunk's 12 dot products: ``sp`` [3, C, G] (same modality) and ``sh`` [C, 3, G, 3] (all pairs)."""
+        dots = {}
+        if self._q_sp is not None:
+            dots["sp"] = torch.bmm(self._q_sp[rows].transpose(0, 1), self._g_sp_t)
+        if self._q_sh is not None:
+            q = self._q_sh[rows]
+            dots["sh"] = (q.reshape(-1, q.shape[-1]) @ self._g_sh_t).view(
+                q.shape[0], NUM_MODALITIES, self.num_gallery, NUM_MODALITIES
+            )
+        return dots
+
+    def _blocks(
+        self, plan: PairPlan, rows: slice, dots: dict[str, Tensor]
+    ) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
+        """(kind, q.g dot [C, G], |q|^2 [C], |g|^2 [G]) of every compared block of the plan."""
+        for m in plan.sp:
+            yield "sp", dots["sp"][m], self._q_sq["sp"][rows, m], self._g_sq["sp"][:, m]
+        for i, j in plan.sh:
+            yield "sh", dots["sh"][:, i, :, j], self._q_sq["sh"][rows, i], self._g_sq["sh"][:, j]
+
+    def _compose(self, plan: PairPlan, mode: str, rows: slice, dots: dict[str, Tensor]) -> Tensor:
+        blocks = list(self._blocks(plan, rows, dots))
+        if mode == "code":  # one cosine between the two concatenated vectors
+            dot = sum(b[1] for b in blocks)
+            q_norm = sum(b[2] for b in blocks).sqrt().clamp_min(_EPS)
+            g_norm = sum(b[3] for b in blocks).sqrt().clamp_min(_EPS)
+            return 2.0 - 2.0 * dot / (q_norm[:, None] * g_norm[None, :])
+        # paper: mean block cosine per kind, then the mean of the kinds present
+        sims = []
+        for kind in ("sp", "sh"):
+            cos = [
+                dot / (q_sq.sqrt().clamp_min(_EPS)[:, None] * g_sq.sqrt().clamp_min(_EPS)[None, :])
+                for k, dot, q_sq, g_sq in blocks
+                if k == kind
+            ]
+            if cos:
+                sims.append(sum(cos) / len(cos))
+        return 1.0 - sum(sims) / len(sims)

@@ -1,0 +1,87 @@
+"""The CLIP visual tower, built by open_clip: the only module that calls open_clip, so a CLIP-library change
+touches one file.
+
+The architecture comes from an open_clip model config (``ViT-B-16`` by default) read from the package's
+bundled JSON files (never the network), optionally shrunk through ``vision`` overrides for tiny test/demo
+towers. Weights, if any, come from a local file (:mod:`mdreid.models.clip_weights`); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import open_clip
+from open_clip.model import _build_vision_tower
+from open_clip.transformer import VisionTransformer
+
+from mdreid.errors import MDReIDError
+from mdreid.models.clip_weights import load_clip_visual_weights
+
+# Tower fields a config may override; ``heads`` is translated to open_clip's ``head_width``.
+VISION_KEYS = ("width", "layers", "heads", "head_width", "patch_size", "mlp_ratio")
+# Keys of the ``model.backbone`` config group (the image size comes from ``data.image_size``).
+BACKBONE_KEYS = ("name", "weights", "quick_gelu", "vision", "embed_dim")
+
+
+def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The open_clip ``vision_cfg`` dict of ``name`` with the image size and the overrides applied."""
+    # list_models() only lists bundled configs: a schema name (hf-hub:, local-dir:) would reach the network.
+    if name not in open_clip.list_models():
+        raise MDReIDError(
+            f"model.backbone.name: unknown open_clip architecture {name!r}; use a bundled ViT config such as ViT-B-16"
+        )
+    cfg = dict(open_clip.get_model_config(name)["vision_cfg"])
+    if cfg.get("timm_model_name") or not isinstance(cfg.get("layers"), int):
+        raise MDReIDError(f"model.backbone.name: {name!r} is not a plain CLIP ViT; use e.g. ViT-B-16")
+    overrides = dict(vision or {})
+    unknown = sorted(set(overrides) - set(VISION_KEYS))
+    if unknown:
+        raise MDReIDError(
+            f"model.backbone.vision: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(VISION_KEYS)}"
+        )
+    heads = overrides.pop("heads", None)
+    cfg.update(overrides)
+    if heads is not None:
+        if cfg["width"] % int(heads):
+            raise MDReIDError(f"model.backbone.vision.heads={heads} must divide width={cfg['width']}")
+        cfg["head_width"] = cfg["width"] // int(heads)
+    patch = int(cfg["patch_size"])
+    if image_size[0] % patch or image_size[1] % patch:
+        raise MDReIDError(
+            f"data.image_size={list(image_size)} must be a multiple of the patch size {patch} in both dimensions"
+        )
+    cfg["image_size"] = image_size
+    return cfg
+
+
+def backbone_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model.backbone`` config as ``build_backbone`` keyword arguments; unknown keys are a config error."""
+    unknown = sorted(set(cfg) - set(BACKBONE_KEYS))
+    if unknown:
+        raise MDReIDError(
+            f"model.backbone: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(BACKBONE_KEYS)}"
+        )
+    return dict(cfg)
+
+
+def build_backbone(
+    name: str = "ViT-B-16",
+    weights: str | None = None,
+    image_size: Sequence[int] = (256, 128),
+    quick_gelu: bool = True,
+    vision: Mapping[str, Any] | None = None,
+    embed_dim: int | None = None,
+) -> VisionTransformer:
+    """An open_clip ``VisionTransformer`` for (H, W) inputs; random init, or CLIP weights from a local file.
+
+    ``quick_gelu`` defaults to True because OpenAI's CLIP weights were trained with QuickGELU and open_clip
+    cannot infer that from a file path. ``embed_dim`` (the projection width) defaults to the config's.
+    """
+    size = (int(image_size[0]), int(image_size[1]))
+    vision_cfg = _vision_cfg(name, size, vision)
+    out_dim = int(embed_dim) if embed_dim is not None else int(open_clip.get_model_config(name)["embed_dim"])
+    visual = _build_vision_tower(out_dim, vision_cfg, quick_gelu=quick_gelu, cast_dtype=None)
+    if weights:
+        load_clip_visual_weights(visual, weights)
+    return visual

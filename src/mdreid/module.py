@@ -1,0 +1,132 @@
+"""The LightningModule: decoupled encoder + MML objective for training, any-to-any metric for evaluation.
+
+Every constructor argument is a plain config value, saved with ``save_hyperparameters``, so a checkpoint
+alone is enough to rebuild the model (``ReIDModule.load_from_checkpoint``) for evaluation or export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mdreid.losses.objective import MDReIDObjective
+from mdreid.metrics import AnyToAnyReID
+from mdreid.metrics.results import AnyToAnyResult
+from mdreid.modalities import MODALITIES
+from mdreid.models.mdreid_net import MDReIDNet
+from mdreid.optim.lr_schedule import ScheduleConfig, build_scheduler
+from mdreid.optim.param_groups import LrRules, build_param_groups
+
+
+def _plain(value: Any) -> Any:
+    """Hydra hands over DictConfigs; hyper-parameters are stored as plain containers."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+class ReIDModule(L.LightningModule):
+    """Trains MDReID (or the single-token baseline) and evaluates every query/gallery modality pair."""
+
+    def __init__(
+        self,
+        backbone: Mapping[str, Any],
+        num_classes: int,
+        num_cameras: int,
+        image_size: Sequence[int],
+        sie_coe: float = 1.0,
+        mdl: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | None = None,
+        optim: Mapping[str, Any] | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        evaluation: Mapping[str, Any] | None = None,
+        junk: str = "camera",
+    ) -> None:
+        super().__init__()
+        args = {k: _plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
+        self.save_hyperparameters(args)
+        mdl = dict(args["mdl"] or {})
+        self.net = MDReIDNet(
+            backbone=args["backbone"],
+            num_classes=num_classes,
+            num_cameras=num_cameras,
+            image_size=tuple(image_size),
+            sie_coe=sie_coe,
+            tie_tokens=mdl.get("tie_tokens", True),
+            decoupled=mdl.get("enabled", True),
+        )
+        self.objective = MDReIDObjective(**(args["loss"] or {}))
+        self.lr_rules = LrRules(**(args["optim"] or {}))
+        self.schedule_cfg = ScheduleConfig(**(args["schedule"] or {}))
+        evaluation = dict(args["evaluation"] or {})
+        metric_kwargs = {k: evaluation[k] for k in ("pairs", "similarity", "max_rank") if k in evaluation}
+        self.val_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
+        self.test_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
+        self.last_result: AnyToAnyResult | None = None
+        self._scheduler = None
+
+    # ----------------------------------------------------------------------------------------- training
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images = {m: batch[m] for m in MODALITIES}
+        return self.net(images, batch["present"], batch["camid"])
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.objective(self(batch), batch["label"])
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(f"non-finite loss {losses['loss'].item()} at global step {self.global_step}")
+        bs = batch["label"].shape[0]
+        logged = {f"train/{k}": v.detach() for k, v in losses.items()}
+        self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False)
+        self.log("loss", losses["loss"].detach(), batch_size=bs, prog_bar=True, logger=False)
+        return losses["loss"]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups = build_param_groups(self.net.named_parameters(), self.lr_rules)
+        optimizer = torch.optim.Adam(groups, lr=self.lr_rules.base_lr, betas=(0.9, 0.999), eps=1e-8)
+        self._scheduler = build_scheduler(optimizer, self.lr_rules.base_lr, self.schedule_cfg)
+        return optimizer
+
+    def on_train_epoch_start(self) -> None:
+        """Official timing: the LR of 1-based epoch e is set at its start (method.md §4.3, §7)."""
+        if self._scheduler is None:
+            return
+        self._scheduler.step(self.current_epoch + 1)
+        for group in self.trainer.optimizers[0].param_groups:
+            self.log(f"lr/{group['name']}", group["lr"], on_step=False, on_epoch=True)
+
+    # --------------------------------------------------------------------------------------- evaluation
+    def _update_metric(self, metric: AnyToAnyReID, batch: Mapping[str, torch.Tensor]) -> None:
+        images = {m: batch[m] for m in MODALITIES}
+        sp, sh = self.net.extract(images, batch["present"], batch["camid"])
+        metric.update(
+            sp=sp,
+            sh=sh,
+            present=batch["present"],
+            pid=batch["pid"],
+            camid=batch["camid"],
+            sceneid=batch["sceneid"],
+            index=batch["index"],
+            is_query=batch["is_query"],
+            is_gallery=batch["is_gallery"],
+        )
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._update_metric(self.val_metric, batch)
+
+    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._update_metric(self.test_metric, batch)
+
+    def _finish(self, metric: AnyToAnyReID, prefix: str) -> None:
+        result = metric.compute()
+        metric.reset()
+        self.last_result = result
+        # The metric is already synchronised across ranks: every rank logs identical numbers.
+        self.log_dict(result.scalars(prefix), sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish(self.val_metric, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish(self.test_metric, "test")

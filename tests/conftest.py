@@ -1,0 +1,67 @@
+"""Shared fixtures: Hydra configs composed through the compose API, shrunk to run in seconds on a CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from mdreid.config import config_dir
+
+# A few seconds per epoch on 2 cores: 8 identities, tiny ViT, 64x32 images (4x2 patch grid).
+TINY_OVERRIDES = [
+    "experiment=synthetic",
+    "logger=csv",
+    "callbacks=none",
+    "data.synth.ids=12",
+    "data.image_size=[64,32]",
+    "data.batch_size=16",
+    "data.num_instances=4",
+    "data.num_workers=0",
+    "data.eval_batch_size=64",
+    "trainer.max_epochs=2",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "model.backbone.vision.width=64",
+    "model.backbone.vision.layers=2",
+    "model.backbone.vision.heads=2",
+    "model.backbone.embed_dim=32",
+    "eval.max_rank=10",
+]
+
+
+def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose like ``@hydra.main`` would, then point every path at ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny synthetic dataset shared by every end-to-end test (generated on first use)."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path, synthetic_data_dir: Path) -> Callable[..., DictConfig]:
+    """Factory: ``tiny_cfg("train.yaml", "trainer.max_epochs=3")`` -> a composed, shrunk config."""
+
+    def make(config_name: str = "train.yaml", *extra: str, output_dir: Path | None = None) -> DictConfig:
+        overrides = [*TINY_OVERRIDES, f"paths.data_dir={synthetic_data_dir}", *extra]
+        return compose_cfg(config_name, overrides, output_dir or tmp_path / "run")
+
+    yield make
+    GlobalHydra.instance().clear()

@@ -1,0 +1,169 @@
+"""AnyToAnyReID: numbers equal the functional pieces, order/duplicate invariance, junk rules, DDP."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from mdreid.errors import MDReIDError
+from mdreid.metrics import AnyToAnyReID, PairDistances, rank_metrics, resolve_pairs
+from mdreid.metrics.groups import MISMATCHED, PAPER_PAIRS
+from mdreid.modalities import SUBSETS, all_pairs
+
+
+def make_samples(seed: int = 0, n: int = 14, d: int = 8) -> dict[str, torch.Tensor]:
+    """RGBNT201-style test split: every sample is both a query and a gallery item."""
+    g = torch.Generator().manual_seed(seed)
+    pid = torch.arange(n) % 3
+    centers = torch.randn(3, 3, d, generator=g)
+    return {
+        "sp": centers[pid] + torch.randn(n, 3, d, generator=g),
+        "sh": centers[pid].roll(1, dims=1) + torch.randn(n, 3, d, generator=g),
+        "present": torch.ones(n, 3, dtype=torch.bool),
+        "pid": pid,
+        "camid": torch.arange(n) % 4,
+        "sceneid": torch.arange(n) % 2,
+        "index": torch.arange(n),
+        "is_query": torch.ones(n, dtype=torch.bool),
+        "is_gallery": torch.ones(n, dtype=torch.bool),
+    }
+
+
+def feed(metric: AnyToAnyReID, data: dict, order: list[int], batch: int = 4) -> AnyToAnyReID:
+    for s in range(0, len(order), batch):
+        rows = torch.tensor(order[s : s + batch])
+        metric.update(**{k: None if v is None else v[rows] for k, v in data.items()})
+    return metric
+
+
+def test_rows_equal_functional_pipeline():
+    data = make_samples()
+    result = feed(AnyToAnyReID(pairs="all"), data, list(range(14))).compute()
+    assert [(r["query"], r["gallery"]) for r in result.rows] == all_pairs()
+    pd = PairDistances(data["sp"], data["sh"], data["present"], data["sp"], data["sh"], data["present"])
+    for q, g in [("RNT", "RNT"), ("RT", "NT"), ("N", "RT")]:
+        ref = rank_metrics(pd.distance(q, g), data["pid"], data["pid"], data["camid"], data["camid"])
+        row = result.row(q, g)
+        assert row["mAP"] == pytest.approx(100 * ref["mAP"])
+        assert row["mINP"] == pytest.approx(100 * ref["mINP"])
+        assert [row["R1"], row["R5"], row["R10"]] == pytest.approx(
+            [100 * float(ref["cmc"][k]) for k in (0, 4, 9)]
+        )
+        assert row["num_valid"] == ref["num_valid"] == 14
+        torch.testing.assert_close(result.cmc[f"{q}->{g}"], 100 * ref["cmc"].cpu())
+
+
+def test_duplicated_and_shuffled_updates_give_identical_results():
+    data = make_samples(seed=1)
+    plain = feed(AnyToAnyReID(), data, list(range(14))).compute()
+    shuffled = torch.randperm(14, generator=torch.Generator().manual_seed(3)).tolist()
+    messy = feed(AnyToAnyReID(), data, shuffled + [0, 5, 13], batch=3).compute()
+    assert messy.to_dict() == plain.to_dict()
+
+
+def test_scene_rule_differs_from_camera_rule():
+    # query (pid 0, cam 0, scene 0); gallery by distance: A (pid 0, cam 1, scene 0), B (pid 1), C (pid 0, cam 0, scene 1)
+    vectors = torch.tensor([[1.0, 0.0], [1.0, 0.1], [1.0, 1.0], [0.0, 1.0]])
+    feats = vectors[:, None, :].expand(4, 3, 2).contiguous()
+    data = {
+        "sp": feats,
+        "sh": feats.clone(),
+        "present": torch.ones(4, 3, dtype=torch.bool),
+        "pid": torch.tensor([0, 0, 1, 0]),
+        "camid": torch.tensor([0, 1, 0, 0]),
+        "sceneid": torch.tensor([0, 0, 0, 1]),
+        "index": torch.arange(4),
+        "is_query": torch.tensor([True, False, False, False]),
+        "is_gallery": torch.tensor([False, True, True, True]),
+    }
+    camera = feed(AnyToAnyReID(pairs=["RNT->RNT"], junk="camera"), data, [0, 1, 2, 3]).compute()
+    scene = feed(AnyToAnyReID(pairs=["RNT->RNT"], junk="scene"), data, [0, 1, 2, 3]).compute()
+    # camera rule: C is junk, ranking A(hit) B; scene rule: A is junk, ranking B C(hit)
+    assert (camera.rows[0]["mAP"], camera.rows[0]["R1"]) == pytest.approx((100.0, 100.0))
+    assert (scene.rows[0]["mAP"], scene.rows[0]["R1"], scene.rows[0]["R5"]) == pytest.approx(
+        (50.0, 0.0, 100.0)
+    )
+
+
+def test_separate_query_and_gallery_splits_with_overlapping_indices():
+    data = make_samples(seed=2, n=12)
+    data["is_query"] = torch.arange(12) < 4
+    data["is_gallery"] = ~data["is_query"]
+    data["index"] = torch.where(data["is_query"], torch.arange(12), torch.arange(12) - 4)  # both start at 0
+    result = feed(AnyToAnyReID(pairs="paper"), data, list(range(12))).compute()
+    assert result.row("RNT", "RNT")["num_valid"] == 4
+
+
+def test_missing_modality_query_is_dropped_and_sp_none_works():
+    data = make_samples(seed=4)
+    data["present"][2, 0] = False  # sample 2 lacks RGB
+    result = feed(AnyToAnyReID(pairs=["R->N", "N->N"]), data | {"sp": None}, list(range(14))).compute()
+    assert result.row("R", "N")["num_valid"] == 13
+    assert result.row("N", "N")["num_valid"] == 14
+
+
+def test_groups_scalars_and_serialisation():
+    result = feed(AnyToAnyReID(pairs="all"), make_samples(seed=5), list(range(14))).compute()
+    rnt = result.row("RNT", "RNT")
+    scalars = result.scalars("val")
+    assert scalars["val/score"] == pytest.approx((rnt["mAP"] + rnt["R1"]) / 2)
+    assert scalars["val/RT->NT/R5"] == result.row("RT", "NT")["R5"]
+    assert scalars["val/matched/RNT->RNT/mAP"] == rnt["mAP"]
+    avg4 = sum(result.row(q, g)["mAP"] for q, g in MISMATCHED) / 4
+    assert scalars["val/mismatched/avg4/mAP"] == pytest.approx(avg4)
+    avg42 = sum(r["R1"] for r in result.rows if r["query"] != r["gallery"]) / 42
+    assert scalars["val/mismatched/avg42/R1"] == pytest.approx(avg42)
+    assert "missing/avg/mAP" in result.groups
+    assert json.loads(result.to_json())["rows"][0]["query"] == "R"
+    csv_lines = result.to_csv().splitlines()
+    assert csv_lines[0] == "query,gallery,mAP,R1,R5,R10,mINP,num_valid" and len(csv_lines) == 50
+    paper = feed(AnyToAnyReID(pairs="paper"), make_samples(seed=5), list(range(14))).compute()
+    assert "mismatched/avg42/mAP" not in paper.groups and "mismatched/avg4/mAP" in paper.groups
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_pair_resolution_and_validation():
+    assert resolve_pairs("paper") == list(PAPER_PAIRS) and len(PAPER_PAIRS) == 11
+    assert resolve_pairs(["tr->n", ("N", "RT"), "RT->N"]) == [("RT", "N"), ("N", "RT")]
+    for bad in ("some", ["R->X"], ["RR->N"], ["R-N"], []):
+        with pytest.raises(MDReIDError, match=", ".join(SUBSETS)):
+            resolve_pairs(bad)
+    with pytest.raises(MDReIDError, match="camera, scene"):
+        AnyToAnyReID(junk="view")
+    with pytest.raises(MDReIDError, match="code, paper"):
+        AnyToAnyReID(similarity="cos")
+    metric = feed(AnyToAnyReID(), make_samples(), [0, 1])
+    with pytest.raises(MDReIDError, match="consistent"):
+        metric.update(**make_samples() | {"sp": None})
+    with pytest.raises(MDReIDError, match="no samples"):
+        AnyToAnyReID().compute()
+
+
+def _ddp_worker(rank: int, port: int, data: dict, shards: list[list[list[int]]], out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        metric = AnyToAnyReID(pairs="all")
+        for rows in shards[rank]:
+            metric.update(**{k: v[torch.tensor(rows)] for k, v in data.items()})
+        torch.save(metric.compute().to_dict(), f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_uneven_shards_equal_single_process(tmp_path):
+    data = make_samples(seed=6, n=7)
+    # an interleaving sampler's shards, rank 0 with a padded repeat of sample 0 in an extra batch
+    shards = [[[0, 2, 4, 6], [0]], [[1, 3, 5]]]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, data, shards, str(tmp_path)), nprocs=2)
+    single = feed(AnyToAnyReID(pairs="all"), data, list(range(7))).compute().to_dict()
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f"rank{rank}.pt") == single
