@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -203,31 +202,14 @@ def test_verify_flags_rgbnt100_files_that_are_not_768x128(
 # ------------------------------------------------------------------------------------------- synth
 
 
-def test_synth_forwards_its_arguments(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = []
-
-    def generate(like: str, out: str, ids: int | None = None, seed: int = 0, preset: str = "tiny") -> Path:
-        calls.append((like, out, ids, seed, preset))
-        return Path(out) / "MSVR310"
-
-    monkeypatch.setitem(sys.modules, "mdreid.data.synth", types.SimpleNamespace(generate=generate))
-    argv = [
-        "synth",
-        "--like",
-        "msvr310",
-        "--out",
-        str(tmp_path),
-        "--ids",
-        "6",
-        "--seed",
-        "3",
-        "--preset",
-        "bench",
-    ]
+def test_synth_then_stats_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`synth --like msvr310 --out DIR && stats --dataset msvr310 --root DIR` (the issue's done-criterion)."""
+    argv = ["synth", "--like", "msvr310", "--out", str(tmp_path), "--ids", "12", "--seed", "3"]
     code, out, _ = run_cli(argv, capsys)
-    assert code == 0 and out.strip() == str(tmp_path / "MSVR310")
-    assert calls == [("msvr310", str(tmp_path), 6, 3, "bench")]
-    code, _, _ = run_cli(["synth", "--like", "rgbnt201", "--out", str(tmp_path)], capsys)
-    assert calls[-1] == ("rgbnt201", str(tmp_path), None, 0, "tiny")
+    assert code == 0 and out.strip() == str(tmp_path)
+    code, out, _ = run_cli(["stats", "--dataset", "msvr310", "--root", str(tmp_path), "--json"], capsys)
+    stats = json.loads(out)
+    assert code == 0 and stats["train"]["ids"] == 8 and stats["gallery"]["ids"] == 4
+    assert 0 < stats["query"]["ids"] <= stats["gallery"]["ids"] and stats["train"]["scenes"] >= 1
+    code, _, err = run_cli(argv, capsys)  # the dataset exists now: refused, nothing overwritten
+    assert code == 2 and "exists" in err

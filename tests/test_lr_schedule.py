@@ -50,7 +50,17 @@ def test_schedule_matches_official_formula(epoch: int, noise: bool) -> None:
 
 def test_published_head_lr_values() -> None:
     """The RGBNT201 head LRs quoted in method.md §4.3."""
-    quoted = {1: 2.3e-5, 5: 3.0e-4, 8: 4.2e-4, 10: 2.7e-4, 20: 2.9e-4, 30: 7.8e-5, 40: 2.4e-5, 49: 7.4e-7, 50: 3.5e-7}
+    quoted = {
+        1: 2.3e-5,
+        5: 3.0e-4,
+        8: 4.2e-4,
+        10: 2.7e-4,
+        20: 2.9e-4,
+        30: 7.8e-5,
+        40: 2.4e-5,
+        49: 7.4e-7,
+        50: 3.5e-7,
+    }
     for epoch, value in quoted.items():
         assert _lrs(ScheduleConfig(), epoch)[0] == pytest.approx(value, rel=0.03), epoch
 

@@ -26,7 +26,9 @@ def _by_name(groups: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def test_official_lr_rules() -> None:
-    rules = LrRules(base_lr=1e-3, backbone_lr=1e-5, bias_lr_factor=2.0, weight_decay=1e-4, weight_decay_bias=5e-4)
+    rules = LrRules(
+        base_lr=1e-3, backbone_lr=1e-5, bias_lr_factor=2.0, weight_decay=1e-4, weight_decay_bias=5e-4
+    )
     lrs = _by_name(build_param_groups(Toy().named_parameters(), rules))
     assert lrs["encoder.conv1.weight"] == (1e-5, 1e-4)
     assert lrs["encoder.conv1.bias"] == (1e-5, 5e-4)  # the encoder rule overrides the bias rule

@@ -19,8 +19,13 @@ def epoch_losses(run_dir: Path) -> list[float]:
 
 @pytest.mark.slow
 def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, tmp_path: Path) -> None:
-    cfg = tiny_cfg("train.yaml", "trainer.max_epochs=3", "callbacks=default",
-                   "~callbacks.progress_bar", "~callbacks.model_summary")
+    cfg = tiny_cfg(
+        "train.yaml",
+        "trainer.max_epochs=3",
+        "callbacks=default",
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+    )
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
     losses = epoch_losses(run)
@@ -36,17 +41,26 @@ def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_resume_from_last_checkpoint_matches_uninterrupted_run(tiny_cfg, tmp_path: Path) -> None:
-    common = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summary", "test=false",
-              "trainer.check_val_every_n_epoch=5", "model.schedule.epochs=3"]
+    common = [
+        "callbacks=default",
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+        "test=false",
+        "trainer.check_val_every_n_epoch=5",
+        "model.schedule.epochs=3",
+    ]
     full = tiny_cfg("train.yaml", *common, "trainer.max_epochs=3", output_dir=tmp_path / "full")
     train(full)
     first = tiny_cfg("train.yaml", *common, "trainer.max_epochs=2", output_dir=tmp_path / "first")
     train(first)
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = tiny_cfg("train.yaml", *common, "trainer.max_epochs=3", f"ckpt_path={last}",
-                       output_dir=tmp_path / "resumed")
+    resumed = tiny_cfg(
+        "train.yaml", *common, "trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "resumed"
+    )
     train(resumed)
-    assert epoch_losses(tmp_path / "resumed")[-1] == pytest.approx(epoch_losses(tmp_path / "full")[-1], rel=1e-5)
+    assert epoch_losses(tmp_path / "resumed")[-1] == pytest.approx(
+        epoch_losses(tmp_path / "full")[-1], rel=1e-5
+    )
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)

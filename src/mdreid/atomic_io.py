@@ -19,6 +19,12 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from mdreid.errors import MDReIDError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(fileobj)`` on a temporary sibling of ``path`` and rename it into place."""
     path = Path(path)
@@ -31,6 +37,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             "(e.g. hydra.run.dir=... or paths.log_dir=...)"
         ) from err
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results should get the usual permissions
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -53,6 +60,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint IO that writes ``*.ckpt`` files through a temporary file and a rename."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
         """Local files only: remote URLs are out of scope for this project's checkpoints."""
         atomic_write(path, lambda fh: torch.save(checkpoint, fh))

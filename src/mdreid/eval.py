@@ -6,37 +6,39 @@ not fit the configured model fails with the list of mismatched keys instead of s
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
-from mdreid.atomic_io import atomic_write_text
 from mdreid.config import config_dir
 from mdreid.errors import MDReIDError, cli_errors
 from mdreid.instantiate import instantiate_loggers, instantiate_trainer
 from mdreid.module import ReIDModule
-from mdreid.reports import print_result
-from mdreid.train import build_datamodule, build_module, write_metrics
-
-log = logging.getLogger(__name__)
+from mdreid.results_callback import PublishResults
+from mdreid.train import build_datamodule, build_module, results_header
 
 
 def load_weights(model: ReIDModule, ckpt_path: str | Path) -> None:
     """Load a Lightning checkpoint's ``state_dict`` strictly, with a readable key mismatch report."""
     path = Path(ckpt_path)
     if not path.is_file():
-        raise MDReIDError(f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train")
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise MDReIDError(f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from err
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if state is None:
-        raise MDReIDError(f"ckpt_path={str(path)!r} has no 'state_dict'; use a checkpoint written by mdreid.train")
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} has no 'state_dict'; use a checkpoint written by mdreid.train"
+        )
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -55,20 +57,17 @@ def load_weights(model: ReIDModule, ckpt_path: str | Path) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Score every configured modality pair and write metrics.json / metrics.csv into the run directory."""
+    """Score every configured modality pair; publish tables, metrics.json, metrics.csv and plots."""
     L.seed_everything(cfg.seed, workers=True)
+    with open_dict(cfg):
+        cfg.model.backbone.weights = None  # every weight comes from the checkpoint
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule)
     load_weights(model, cfg.ckpt_path)
-    trainer = instantiate_trainer(cfg, callbacks=[], loggers=instantiate_loggers(cfg.get("logger")))
+    header = results_header(cfg, ckpt_path=str(cfg.ckpt_path), selection="checkpoint")
+    publisher = PublishResults(cfg.paths.output_dir, header, plots=cfg.get("plots", True))
+    trainer = instantiate_trainer(cfg, [publisher], instantiate_loggers(cfg.get("logger")))
     trainer.test(model, datamodule=datamodule, verbose=False)
-    result = model.last_result
-    if trainer.is_global_zero and result is not None:
-        out = Path(cfg.paths.output_dir)
-        write_metrics(out / "metrics.json", cfg, result, {"ckpt_path": str(cfg.ckpt_path)})
-        atomic_write_text(out / "metrics.csv", result.to_csv())
-        print_result(result)
-        log.info("wrote %s and %s", out / "metrics.json", out / "metrics.csv")
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

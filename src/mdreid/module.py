@@ -65,6 +65,9 @@ class ReIDModule(L.LightningModule):
         self.val_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
         self.test_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
         self.last_result: AnyToAnyResult | None = None
+        # evaluation CLI sets this to keep the de-duplicated features for plots (ranked lists, t-SNE)
+        self.keep_samples = False
+        self.last_samples: dict[str, torch.Tensor | None] | None = None
         self._scheduler = None
 
     # ----------------------------------------------------------------------------------------- training
@@ -75,7 +78,9 @@ class ReIDModule(L.LightningModule):
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.objective(self(batch), batch["label"])
         if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"non-finite loss {losses['loss'].item()} at global step {self.global_step}")
+            raise FloatingPointError(
+                f"non-finite loss {losses['loss'].item()} at global step {self.global_step}"
+            )
         bs = batch["label"].shape[0]
         logged = {f"train/{k}": v.detach() for k, v in losses.items()}
         self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False)
@@ -100,6 +105,8 @@ class ReIDModule(L.LightningModule):
     def _update_metric(self, metric: AnyToAnyReID, batch: Mapping[str, torch.Tensor]) -> None:
         images = {m: batch[m] for m in MODALITIES}
         sp, sh = self.net.extract(images, batch["present"], batch["camid"])
+        if sh is None:  # single-token baseline: its one feature is compared across modalities, like sh
+            sp, sh = None, sp
         metric.update(
             sp=sp,
             sh=sh,
@@ -120,6 +127,8 @@ class ReIDModule(L.LightningModule):
 
     def _finish(self, metric: AnyToAnyReID, prefix: str) -> None:
         result = metric.compute()
+        if self.keep_samples:
+            self.last_samples = {k: None if v is None else v.cpu() for k, v in metric.samples().items()}
         metric.reset()
         self.last_result = result
         # The metric is already synchronised across ranks: every rank logs identical numbers.

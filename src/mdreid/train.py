@@ -7,7 +7,6 @@ wrapper that returns the optimised metric for sweepers.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -15,11 +14,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.atomic_io import atomic_write_json
 from mdreid.config import config_dir
 from mdreid.errors import MDReIDError, cli_errors
 from mdreid.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from mdreid.module import ReIDModule
+from mdreid.results_callback import PublishResults
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +48,24 @@ def selection_label(cfg: DictConfig) -> str:
     return f"best-on-test ({monitor})" if monitor else "last-epoch"
 
 
-def write_metrics(path: Path, cfg: DictConfig, result: Any, extra: dict[str, Any]) -> Path:
-    payload = {
+def results_header(cfg: DictConfig, **extra: Any) -> dict[str, Any]:
+    """What metrics.json says about how its numbers were produced."""
+    return {
         "task_name": cfg.task_name,
         "dataset": cfg.data.dataset,
         "selection": selection_label(cfg),
-        "similarity": cfg.eval.similarity,
+        "seed": cfg.seed,
         **extra,
-        **result.to_dict(),
     }
-    return atomic_write_json(path, payload)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, optionally test, write ``metrics.json`` into the run directory; returns the logged metrics."""
+    """Fit, then (``test=true``) evaluate and publish metrics.json, metrics.csv and plots in the run directory."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks.append(PublishResults(cfg.paths.output_dir, results_header(cfg), plots=cfg.get("plots", True)))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = instantiate_trainer(cfg, callbacks, loggers)
     for lg in loggers:
@@ -84,10 +83,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt = "best" if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") else None
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    if trainer.is_global_zero and model.last_result is not None:
-        out = Path(cfg.paths.output_dir) / "metrics.json"
-        write_metrics(out, cfg, model.last_result, {"epoch": trainer.current_epoch})
-        log.info("wrote %s", out)
     return metrics
 
 
@@ -96,7 +91,9 @@ def run(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
-        raise MDReIDError(f"optimized_metric={name!r} was not logged; pick one of: {', '.join(sorted(metrics))}")
+        raise MDReIDError(
+            f"optimized_metric={name!r} was not logged; pick one of: {', '.join(sorted(metrics))}"
+        )
     return metrics.get(name) if name else None
 
 

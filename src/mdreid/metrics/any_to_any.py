@@ -183,7 +183,7 @@ class AnyToAnyReID(Metric):
         self.is_query.append(is_query.bool())
         self.is_gallery.append(is_gallery.bool())
 
-    def _unique_samples(self) -> dict[str, Tensor | None]:
+    def samples(self) -> dict[str, Tensor | None]:
         """All stored samples, one per (index, role), sorted by (index, role)."""
         data = {name: _cat(getattr(self, name)) for name in _STATES}
         if data["pid"] is None:
@@ -205,7 +205,7 @@ class AnyToAnyReID(Metric):
 
     def compute(self) -> AnyToAnyResult:
         """Score every configured pair; see the module docstring for de-duplication and order."""
-        data = self._unique_samples()
+        data = self.samples()
         q, g = data["is_query"], data["is_gallery"]
         if not bool(q.any()) or not bool(g.any()):
             raise MDReIDError(

@@ -1,0 +1,170 @@
+"""Export entry point: ``python -m mdreid.export ckpt_path=PATH format=onnx|torchscript [out=FILE]``.
+
+Writes the per-modality feature extractor (:class:`~mdreid.models.feature_extractor.FeatureExtractor`):
+inputs ``image [batch,3,H,W]`` float32 (one modality's images, normalised as in evaluation) and ``camid
+[batch]`` int64; outputs ``sp`` and ``sh`` ``[batch,D]`` float32, the pre-BN specific and shared features
+(the single-token baseline has ``sp`` only). R, N and T go through the same shared encoder, so ONE exported
+graph serves every modality: run it once per modality and score the features as ``AnyToAnyReID`` does.
+
+The model is rebuilt from the checkpoint alone (its saved hyper-parameters), so no experiment is needed.
+``out`` defaults to the checkpoint's path with ``.onnx`` / ``.pt``. ONNX uses the ``torch.export``-based
+exporter with a dynamic batch axis; TorchScript is a trace (torch marks TorchScript deprecated, ONNX is the
+format to prefer). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from mdreid.atomic_io import atomic_write
+from mdreid.config import config_dir
+from mdreid.errors import MDReIDError, cli_errors
+from mdreid.eval import load_weights
+from mdreid.models.feature_extractor import FeatureExtractor
+from mdreid.module import ReIDModule
+
+# format -> default file suffix
+FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}
+INPUT_NAMES: tuple[str, str] = ("image", "camid")
+
+
+def load_module(ckpt_path: str | Path) -> ReIDModule:
+    """The checkpoint's model in eval mode: built from its saved hyper-parameters, weights loaded strictly.
+
+    The backbone's ``weights`` path is dropped: the checkpoint holds every weight, and the CLIP file it was
+    initialised from need not exist here. The hyper-parameters are read through a memory map, so only the
+    strict weight load reads the whole file.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from err
+    hparams = ckpt.get(ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("backbone"), dict):
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} has no model hyper-parameters; use a checkpoint written by mdreid.train"
+        )
+    del ckpt
+    module = ReIDModule(**{**hparams, "backbone": {**hparams["backbone"], "weights": None}})
+    load_weights(module, path)
+    return module.eval()
+
+
+def example_inputs(
+    image_size: tuple[int, int], num_cameras: int, batch_size: int, seed: int
+) -> tuple[torch.Tensor, ...]:
+    """A seeded ``(image, camid)`` batch to trace with; ``batch_size >= 2`` keeps the batch axis symbolic."""
+    if batch_size < 2:
+        raise MDReIDError(
+            f"batch_size={batch_size}: the example batch needs >= 2 rows so the batch axis stays dynamic"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.randn(batch_size, 3, *image_size, generator=gen)
+    return image, torch.arange(batch_size, dtype=torch.long) % num_cameras
+
+
+def _write_onnx(
+    extractor: FeatureExtractor, example: tuple[torch.Tensor, ...], out: Path, opset: int
+) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        # both inputs share the one batch Dim on purpose; the exporter notes it once per axis
+        warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
+        program = torch.onnx.export(
+            extractor,
+            example,
+            dynamo=True,
+            input_names=list(INPUT_NAMES),
+            output_names=list(extractor.output_names),
+            opset_version=opset,
+            dynamic_shapes={name: {0: batch} for name in INPUT_NAMES},
+            external_data=False,
+            verbose=False,
+        )
+    atomic_write(out, lambda fh: fh.write(program.model_proto.SerializeToString()))
+
+
+def _write_torchscript(extractor: FeatureExtractor, example: tuple[torch.Tensor, ...], out: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.\w+` is deprecated")
+        traced = torch.jit.trace(extractor, example)
+        atomic_write(out, lambda fh: torch.jit.save(traced, fh))
+
+
+def check_format(fmt: str) -> str:
+    """The default file suffix of ``fmt``; an unknown format is a config error listing the valid ones."""
+    if fmt not in FORMATS:
+        raise MDReIDError(f"format={fmt!r} is not supported; use one of: {', '.join(FORMATS)}")
+    return FORMATS[fmt]
+
+
+def export_extractor(
+    extractor: FeatureExtractor, example: tuple[torch.Tensor, ...], out: str | Path, fmt: str, opset: int = 18
+) -> Path:
+    """Write ``extractor`` (switched to eval mode) as ``fmt`` to ``out``, traced on ``example``.
+
+    Traced without autograd, so the graph is the inference path (attention's fused kernel) and the trace's
+    own re-run check sees the same path.
+    """
+    check_format(fmt)
+    out = Path(out)
+    extractor.eval()
+    with torch.no_grad():
+        if fmt == "onnx":
+            _write_onnx(extractor, example, out, opset)
+        else:
+            _write_torchscript(extractor, example, out)
+    return out
+
+
+def describe(extractor: FeatureExtractor, example: tuple[torch.Tensor, ...]) -> list[str]:
+    """One line per graph input/output: name, shape with the symbolic batch axis, dtype."""
+    with torch.no_grad():
+        outputs = extractor(*example)
+    rows = [("input", n, t) for n, t in zip(INPUT_NAMES, example, strict=True)]
+    rows += [("output", n, t) for n, t in zip(extractor.output_names, outputs, strict=True)]
+    return [
+        f"  {kind:<6} {name:<5} [{', '.join(['batch', *map(str, t.shape[1:])])}] {str(t.dtype).removeprefix('torch.')}"
+        for kind, name, t in rows
+    ]
+
+
+def export(cfg: DictConfig) -> Path:
+    """Rebuild the model from ``cfg.ckpt_path``, write its feature extractor, print the file and its I/O."""
+    fmt = str(cfg.format)
+    suffix = check_format(fmt)
+    module = load_module(cfg.ckpt_path)
+    out = Path(cfg.out) if cfg.get("out") else Path(cfg.ckpt_path).with_suffix(suffix)
+    hp = module.hparams
+    example = example_inputs(
+        tuple(hp["image_size"]), int(hp["num_cameras"]), int(cfg.batch_size), int(cfg.seed)
+    )
+    extractor = FeatureExtractor(module.net)
+    export_extractor(extractor, example, out, fmt, int(cfg.opset))
+    opset = f", opset {cfg.opset}" if fmt == "onnx" else ""
+    print(f"wrote {out} ({fmt}{opset})")
+    print("\n".join(describe(extractor, example)))
+    print("one graph serves every modality (R, N, T): feed one modality's images with their camera ids")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export.yaml")
+@cli_errors
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()

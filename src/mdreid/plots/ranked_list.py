@@ -1,0 +1,271 @@
+"""Multi-modal ranked lists: each query with its top-k gallery items, one image row per modality.
+
+The look follows torchreid's ``visualize_ranked_results`` (query, then the top-k gallery tiles; black
+border on the query, green on a true match, red on a wrong one; junk skipped before the top-k) and the
+three-row RGB/NIR/TIR grids of the multi-modal ReID papers. For an any-to-any pair Q -> G only the
+modalities the pair uses get a row (Q ∪ G, canonical order); the query tile shows the Q modalities and a
+gallery tile the G ones, the other cells stay blank.
+
+Ranking uses exactly the metric's rules (``metrics.functional``): the pair's distance from
+``PairDistances``, junk (same pid and same camera, or scene) and not-comparable (+inf) items removed,
+stable sort so ties go to the lower gallery position. The query's own copy (same ``index``) is removed too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+from torch import Tensor
+
+from mdreid.data.records import Record
+from mdreid.data.triplet_dataset import read_modalities
+from mdreid.errors import MDReIDError
+from mdreid.metrics.any_to_any import JUNK_RULES
+from mdreid.metrics.functional import query_rank_stats
+from mdreid.metrics.groups import pair_name
+from mdreid.metrics.pair_similarity import PairDistances
+from mdreid.modalities import MODALITIES, NUM_MODALITIES, subset_indices
+
+BORDER = 4
+GAP = 8  # between gallery columns
+QUERY_GAP = 24  # extra gap after the query column (torchreid: 90 px for 128x256 tiles)
+ROW_GAP = 3  # between the modality rows of one query
+BLOCK_GAP = 16  # between queries
+HEADER = 14  # "Query", "Rank i" labels
+LABEL_WIDTH = 26  # modality names on the left
+PERSON_TILE = (64, 128)  # (w, h)
+VEHICLE_TILE = (128, 64)
+QUERY_COLOUR = (0, 0, 0)
+MATCH_COLOUR = (0, 255, 0)
+WRONG_COLOUR = (255, 0, 0)
+BACKGROUND = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class RankedQuery:
+    """One query's top-k after junk removal; positions index the rows of ``samples``."""
+
+    query: int
+    gallery: tuple[int, ...]
+    matches: tuple[bool, ...]  # gallery item has the query's pid
+    distances: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Pixel geometry of a ranked-list grid: blocks (queries) x rows (modalities) x columns (query + top-k)."""
+
+    tile: tuple[int, int]  # (w, h) of one image, border excluded
+    rows: int
+    columns: int
+    blocks: int
+
+    @property
+    def cell(self) -> tuple[int, int]:
+        return self.tile[0] + 2 * BORDER, self.tile[1] + 2 * BORDER
+
+    @property
+    def block_height(self) -> int:
+        return self.rows * self.cell[1] + (self.rows - 1) * ROW_GAP
+
+    @property
+    def size(self) -> tuple[int, int]:
+        width = LABEL_WIDTH + self.columns * self.cell[0] + (self.columns - 1) * GAP + QUERY_GAP
+        height = HEADER + self.blocks * self.block_height + (self.blocks - 1) * BLOCK_GAP
+        return width, height
+
+    def origin(self, block: int, row: int, column: int) -> tuple[int, int]:
+        """Top-left corner of a bordered cell."""
+        x = LABEL_WIDTH + column * (self.cell[0] + GAP) + (QUERY_GAP if column else 0)
+        y = HEADER + block * (self.block_height + BLOCK_GAP) + row * (self.cell[1] + ROW_GAP)
+        return x, y
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The query and gallery rows of ``samples`` (CPU) and the junk grouping ids."""
+
+    samples: dict[str, Tensor | None]
+    query: Tensor  # sample positions of the queries, in samples order
+    gallery: Tensor
+    group: Tensor  # camid or sceneid per sample
+
+    def distances(self, query_positions: Tensor) -> PairDistances:
+        s, g = self.samples, self.gallery
+
+        def take(name: str, rows: Tensor) -> Tensor | None:
+            return None if s[name] is None else s[name][rows]
+
+        return PairDistances(
+            take("sp", query_positions),
+            take("sh", query_positions),
+            s["present"][query_positions],
+            take("sp", g),
+            take("sh", g),
+            s["present"][g],
+        )
+
+
+def _split(samples: Mapping[str, Tensor | None], junk: str) -> _Split:
+    if junk not in JUNK_RULES:
+        raise MDReIDError(f"ranked list junk: unknown rule {junk!r}: use one of {', '.join(JUNK_RULES)}")
+    cpu = {k: None if v is None else v.cpu() for k, v in samples.items()}
+    query = torch.nonzero(cpu["is_query"]).flatten()
+    gallery = torch.nonzero(cpu["is_gallery"]).flatten()
+    if not len(query) or not len(gallery):
+        raise MDReIDError(
+            "ranked list: samples hold no query or no gallery item; check is_query / is_gallery"
+        )
+    return _Split(cpu, query, gallery, cpu["camid" if junk == "camera" else "sceneid"])
+
+
+def pick_queries(
+    samples: Mapping[str, Tensor | None],
+    pair: tuple[str, str],
+    n: int,
+    seed: int = 0,
+    similarity: str = "code",
+    junk: str = "camera",
+) -> list[int]:
+    """``n`` query rows (positions among the queries) worth showing for ``pair``, deterministic for ``seed``.
+
+    The first ceil(n/2) are the worst-AP queries (ascending AP, ties by position: fast-reid's view of the
+    failures), the rest are drawn at random among the other queries so typical cases show too (sorted by
+    position). Only queries the metric scores are eligible (all Q modalities present, a positive left);
+    fewer than ``n`` come back when fewer are eligible.
+    """
+    split = _split(samples, junk)
+    distances = split.distances(split.query)
+    q_pid, g_pid = split.samples["pid"][split.query], split.samples["pid"][split.gallery]
+    q_group, g_group = split.group[split.query], split.group[split.gallery]
+    aps, valid = [], []
+    for rows, dists in distances.chunks([pair], similarity):
+        stats = query_rank_stats(next(dists), q_pid[rows], g_pid, q_group[rows], g_group)
+        aps.append(stats.ap)
+        valid.append(stats.valid)
+    eligible = torch.nonzero(torch.cat(valid)).flatten()
+    ap = torch.cat(aps)[eligible]
+    worst = eligible[torch.sort(ap, stable=True).indices[: (n + 1) // 2]]
+    rest = eligible[~torch.isin(eligible, worst)]
+    generator = torch.Generator().manual_seed(seed)
+    extra = rest[torch.randperm(len(rest), generator=generator)[: max(0, n - len(worst))]]
+    return worst.tolist() + sorted(extra.tolist())
+
+
+def rank_queries(
+    samples: Mapping[str, Tensor | None],
+    pair: tuple[str, str],
+    query_rows: Sequence[int],
+    similarity: str = "code",
+    junk: str = "camera",
+    topk: int = 10,
+) -> list[RankedQuery]:
+    """The top-k valid gallery items of the selected queries (distances of those queries only)."""
+    split = _split(samples, junk)
+    q_subset, g_subset = pair
+    rows = torch.as_tensor(list(query_rows), dtype=torch.long)
+    if not len(rows) or int(rows.min()) < 0 or int(rows.max()) >= len(split.query):
+        raise MDReIDError(
+            f"ranked list {pair_name(*pair)}: query_rows {list(query_rows)} must be non-empty positions "
+            f"among the {len(split.query)} queries"
+        )
+    positions = split.query[rows]
+    distances = split.distances(positions)
+    lacking = rows[~distances.query_mask(q_subset)].tolist()
+    if lacking:
+        raise MDReIDError(
+            f"ranked list {pair_name(*pair)}: query rows {lacking} lack a modality of {q_subset}; "
+            "choose queries with pick_queries"
+        )
+    dist = distances.distance(q_subset, g_subset, similarity)
+    s, gallery = split.samples, split.gallery
+    same_pid = s["pid"][positions][:, None] == s["pid"][gallery][None, :]
+    junk_mask = same_pid & (split.group[positions][:, None] == split.group[gallery][None, :])
+    own = s["index"][positions][:, None] == s["index"][gallery][None, :]
+    excluded = junk_mask | own | torch.isinf(dist)
+    ordered = torch.sort(dist.masked_fill(excluded, torch.inf), dim=1, stable=True)
+    out = []
+    for i, position in enumerate(positions.tolist()):
+        k = min(topk, int((~excluded[i]).sum()))
+        top = ordered.indices[i, :k]
+        out.append(
+            RankedQuery(
+                query=position,
+                gallery=tuple(gallery[top].tolist()),
+                matches=tuple(same_pid[i, top].tolist()),
+                distances=tuple(ordered.values[i, :k].tolist()),
+            )
+        )
+    return out
+
+
+def _record(records: Sequence[Record], samples: Mapping[str, Tensor | None], position: int) -> Record:
+    index = int(samples["index"][position])
+    if not 0 <= index < len(records):
+        raise MDReIDError(
+            f"ranked list: sample index {index} is outside the {len(records)} records; pass the evaluation "
+            "listing (EvalTripletDataset.records) the samples were computed from"
+        )
+    return records[index]
+
+
+def _images(record: Record, modalities: Sequence[int]) -> dict[int, Image.Image]:
+    keep = [m in modalities for m in range(NUM_MODALITIES)]
+    return dict(zip(modalities, read_modalities(record, keep), strict=True))
+
+
+def _paste_column(
+    canvas: Image.Image,
+    layout: GridLayout,
+    block: int,
+    column: int,
+    images: Mapping[int, Image.Image],
+    used: Sequence[int],
+    colour: tuple[int, int, int],
+) -> None:
+    for row, m in enumerate(used):
+        if m in images:
+            tile = images[m].resize(layout.tile, Image.Resampling.BILINEAR)
+            canvas.paste(ImageOps.expand(tile, border=BORDER, fill=colour), layout.origin(block, row, column))
+
+
+def ranked_list_grid(
+    samples: Mapping[str, Tensor | None],
+    records: Sequence[Record],
+    pair: tuple[str, str],
+    query_rows: Sequence[int],
+    similarity: str = "code",
+    junk: str = "camera",
+    topk: int = 10,
+) -> Image.Image:
+    """One block per query: rows = the pair's modalities, columns = query then ranks 1..topk.
+
+    ``records`` is the evaluation listing aligned with ``samples["index"]``. Tiles are 64x128 (persons)
+    or 128x64 (vehicles), picked from the first query image's aspect.
+    """
+    ranked = rank_queries(samples, pair, query_rows, similarity, junk, topk)
+    q_mods, g_mods = subset_indices(pair[0]), subset_indices(pair[1])
+    used = sorted(set(q_mods) | set(g_mods))
+    query_images = [_images(_record(records, samples, r.query), q_mods) for r in ranked]
+    first = query_images[0][q_mods[0]]
+    tile = VEHICLE_TILE if first.width > first.height else PERSON_TILE
+    layout = GridLayout(tile, rows=len(used), columns=1 + topk, blocks=len(ranked))
+    canvas = Image.new("RGB", layout.size, BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for column in range(layout.columns):
+        x = layout.origin(0, 0, column)[0]
+        draw.text((x + BORDER, 1), f"Rank {column}" if column else "Query", fill=QUERY_COLOUR, font=font)
+    for block, (entry, images) in enumerate(zip(ranked, query_images, strict=True)):
+        for row, m in enumerate(used):
+            y = layout.origin(block, row, 0)[1] + layout.cell[1] // 2
+            draw.text((2, y), MODALITIES[m], fill=QUERY_COLOUR, font=font, anchor="lm")
+        _paste_column(canvas, layout, block, 0, images, used, QUERY_COLOUR)
+        for column, (position, match) in enumerate(zip(entry.gallery, entry.matches, strict=True), start=1):
+            gallery_images = _images(_record(records, samples, position), g_mods)
+            colour = MATCH_COLOUR if match else WRONG_COLOUR
+            _paste_column(canvas, layout, block, column, gallery_images, used, colour)
+    return canvas

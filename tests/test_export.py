@@ -1,0 +1,173 @@
+"""``python -m mdreid.export``: the exported graphs compute the model's features for any batch and camera."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mdreid.errors import MDReIDError
+from mdreid.export import example_inputs, export, export_extractor, load_module
+from mdreid.modalities import MODALITIES
+from mdreid.models.feature_extractor import FeatureExtractor
+from mdreid.module import ReIDModule
+from mdreid.train import build_module
+
+NUM_CAMERAS = 3
+SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size
+
+
+def save_checkpoint(tiny_cfg: Callable[..., DictConfig], path: Path, *overrides: str) -> ReIDModule:
+    """A random tiny model saved the way Lightning does, its CLIP weights path pointing at a missing file.
+
+    The camera embedding is scaled up so that a graph that drops it differs visibly.
+    """
+    cfg = tiny_cfg("train.yaml", *overrides)
+    torch.manual_seed(0)
+    data = SimpleNamespace(num_classes=12, num_cameras=NUM_CAMERAS, junk_rule="camera")
+    module = build_module(cfg, data).eval()
+    with torch.no_grad():
+        module.net.mdl.cv_embed.normal_(std=1.0)
+    module.hparams["backbone"]["weights"] = str(path.parent / "missing-clip.safetensors")
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY: dict(module.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    return module
+
+
+@pytest.fixture
+def ckpt(tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> tuple[Path, ReIDModule]:
+    path = tmp_path / "ckpts" / "last.ckpt"
+    path.parent.mkdir()
+    return path, save_checkpoint(tiny_cfg, path)
+
+
+def images(batch: int, seed: int) -> torch.Tensor:
+    return torch.randn(batch, 3, *SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MDREID_VERBOSE": "0", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "mdreid.export", *argv, f"hydra.run.dir={cwd / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("model", ["mdreid", "baseline"])
+def test_extractor_is_the_checkpoint_models_per_modality_path(tiny_cfg, tmp_path: Path, model: str) -> None:
+    """load_module rebuilds the saved weights; the extractor gives MDReIDNet.extract's rows for any modality."""
+    path = tmp_path / "m.ckpt"
+    saved = save_checkpoint(tiny_cfg, path, f"model={model}")
+    loaded = load_module(path)
+    assert not loaded.training
+    extractor = FeatureExtractor(loaded.net)
+    assert extractor.output_names == (("sp", "sh") if model == "mdreid" else ("sp",))
+    x, cams = images(4, seed=1), torch.tensor([0, 2, 1, 2])
+    with torch.no_grad():
+        for m, key in enumerate(MODALITIES):
+            present = torch.zeros(4, 3, dtype=torch.bool)
+            present[:, m] = True
+            sp, sh = saved.net.extract({key: x}, present, cams)
+            feats = extractor(x, cams)
+            torch.testing.assert_close(feats[0], sp[:, m])
+            if model == "mdreid":
+                torch.testing.assert_close(feats[1], sh[:, m])
+            else:
+                assert sh is None and len(feats) == 1
+
+
+@pytest.mark.slow
+def test_onnx_cli_dynamic_batch_and_camera_embedding(ckpt, tmp_path: Path) -> None:
+    path, module = ckpt
+    out = tmp_path / "exported" / "feat.onnx"
+    proc = run_cli(f"ckpt_path={path}", "format=onnx", f"out={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout and "image [batch, 3, 64, 32] float32" in proc.stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "camid"]
+    assert [o.name for o in session.get_outputs()] == ["sp", "sh"]
+    extractor = FeatureExtractor(module.net)
+    x = images(5, seed=2)  # the export example had 2 rows
+    results = []
+    for cam in (0, 2):
+        cams = torch.full((5,), cam, dtype=torch.long)
+        got = session.run(None, {"image": x.numpy(), "camid": cams.numpy()})
+        with torch.no_grad():
+            want = extractor(x, cams)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+        results.append(got[0])
+    assert np.abs(results[0] - results[1]).max() > 1e-2  # the camera id reaches the graph
+
+
+def test_torchscript_default_out_next_to_checkpoint(ckpt, capsys: pytest.CaptureFixture[str]) -> None:
+    path, module = ckpt
+    cfg = OmegaConf.create(
+        {
+            "ckpt_path": str(path),
+            "format": "torchscript",
+            "out": None,
+            "opset": 18,
+            "batch_size": 2,
+            "seed": 0,
+        }
+    )
+    out = export(cfg)
+    assert out == path.with_suffix(".pt") and out.is_file()
+    printed = capsys.readouterr().out
+    assert f"wrote {out} (torchscript)" in printed and "output sh    [batch, 32] float32" in printed
+    traced = torch.jit.load(str(out))
+    x, cams = images(3, seed=3), torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        for g, w in zip(traced(x, cams), FeatureExtractor(module.net)(x, cams), strict=True):
+            torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
+
+
+def test_bad_inputs_are_one_line_errors(ckpt, tmp_path: Path) -> None:
+    path, module = ckpt
+    missing = OmegaConf.create({"ckpt_path": str(tmp_path / "gone.ckpt"), "format": "onnx"})
+    with pytest.raises(MDReIDError, match=r"ckpt_path='.*gone\.ckpt' does not exist"):
+        export(missing)
+    not_ckpt = tmp_path / "notes.txt"
+    not_ckpt.write_text("hello")
+    with pytest.raises(MDReIDError, match="is not a readable checkpoint"):
+        load_module(not_ckpt)
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": module.state_dict()}, plain)
+    with pytest.raises(MDReIDError, match="has no model hyper-parameters"):
+        load_module(plain)
+    with pytest.raises(MDReIDError, match="batch_size=1"):
+        example_inputs(SIZE, NUM_CAMERAS, 1, seed=0)
+    with pytest.raises(MDReIDError, match="use one of: onnx, torchscript"):
+        export_extractor(
+            FeatureExtractor(module.net), example_inputs(SIZE, 3, 2, 0), tmp_path / "x", "tflite"
+        )
+
+
+@pytest.mark.slow
+def test_cli_bad_format_exits_2_with_one_line(ckpt, tmp_path: Path) -> None:
+    proc = run_cli(f"ckpt_path={ckpt[0]}", "format=tflite", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: format='tflite' is not supported; use one of: onnx, torchscript"
+    ], proc.stderr

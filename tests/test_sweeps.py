@@ -1,0 +1,245 @@
+"""Scaling out through the real CLIs on CPU: Hydra multiruns, ddp_spawn sweeps, Optuna, submitit, the SLURM preset
+and DDP evaluation. Every run is a subprocess, as a user would start it; runs are 1 epoch on the tiny synthetic set."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import TINY_OVERRIDES
+from mdreid.data.synth import generate
+from mdreid.metrics.groups import PAPER_PAIRS
+
+pytestmark = pytest.mark.slow
+
+# On top of TINY_OVERRIDES: one epoch, no logger/callbacks/plots, the 11 paper pairs instead of 49.
+FAST = ["logger=none", "callbacks=none", "trainer.max_epochs=1", "plots=false", "eval.pairs=paper"]
+ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
+
+
+def overrides(data_dir: Path, *extra: str, drop: tuple[str, ...] = ()) -> list[str]:
+    """TINY_OVERRIDES + FAST + ``extra`` (a later value of a key replaces an earlier one), minus ``drop``."""
+    merged: dict[str, str] = {}
+    for item in (*TINY_OVERRIDES, *FAST, f"paths.data_dir={data_dir}", *extra):
+        key, value = item.split("=", 1)
+        merged[key] = value
+    return [f"{key}={value}" for key, value in merged.items() if key not in drop]
+
+
+def cli(entry: str, *args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = True) -> str:
+    """Run ``python -m mdreid.<entry> args`` in ``cwd``; returns stdout + stderr (asserts success when ``ok``)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", f"mdreid.{entry}", *args],
+        cwd=cwd,
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = proc.stdout + proc.stderr
+    if ok:
+        assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def job_config(job_dir: Path) -> dict:
+    return yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.data_dir`` holding the tiny synthetic RGBNT201 (data.root = <data_dir>/synthetic), made once."""
+    root = tmp_path_factory.mktemp("sweep-data")
+    generate("rgbnt201", root / "synthetic", ids=12, seed=0, preset="tiny")
+    return root
+
+
+@pytest.fixture(scope="module")
+def weight_sweep(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2x2 multirun over the ROL and KDL weights with the default (sequential) launcher; its sweep dir."""
+    work = tmp_path_factory.mktemp("weights")
+    sweep = work / "sweep"
+    cli(
+        "train",
+        "-m",
+        *overrides(
+            data_dir,
+            "test=true",
+            f"hydra.sweep.dir={sweep}",
+            "model.loss.rol_weight=0.5,1.5",
+            "model.loss.kdl_weight=1.0,5.25",
+        ),
+        cwd=work,
+    )
+    return sweep
+
+
+def test_multirun_over_loss_weights_runs_every_combination(weight_sweep: Path) -> None:
+    jobs = job_dirs(weight_sweep)
+    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        rows = json.loads((job / "metrics.json").read_text())["rows"]
+        assert {(r["query"], r["gallery"]) for r in rows} == set(PAPER_PAIRS)  # eval.pairs=paper
+        # the swept values reached the model that was trained, not just the config
+        (ckpt,) = (job / "checkpoints").glob("*.ckpt")
+        loss = torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]["loss"]
+        assert loss == {**loss, **job_config(job)["model"]["loss"]}
+        seen.add((loss["rol_weight"], loss["kdl_weight"]))
+    assert seen == {(0.5, 1.0), (0.5, 5.25), (1.5, 1.0), (1.5, 5.25)}
+
+
+def test_ddp_spawn_multirun_runs_each_job_once(data_dir: Path, tmp_path: Path) -> None:
+    """Two 2-process jobs: one sweep tree, no sweep re-launched in the child ranks. The second job drops
+    whole modalities per step, which DDP only accepts with find_unused_parameters (docs/scaling.md)."""
+    logs = tmp_path / "logs"
+    out = cli(
+        "train",
+        "-m",
+        *overrides(
+            data_dir,
+            "test=true",
+            f"paths.log_dir={logs}",
+            "trainer=ddp_spawn_cpu",
+            "trainer.strategy.find_unused_parameters=true",
+            "data.modality_dropout=null,{p:0.5,mode:batch}",
+        ),
+        cwd=tmp_path,
+    )
+    assert out.count("Launching 2 jobs locally") == 1
+    (tree,) = [p.parent for p in logs.rglob("multirun.yaml")]
+    jobs = job_dirs(tree)
+    assert [j.name for j in jobs] == ["0", "1"]
+    assert all((j / "metrics.json").is_file() for j in jobs)
+    assert [job_config(j)["data"]["modality_dropout"] for j in jobs] == [None, {"p": 0.5, "mode": "batch"}]
+    assert all(job_config(j)["trainer"]["devices"] == 2 for j in jobs)
+
+
+def test_optuna_search_optimises_the_returned_val_score(data_dir: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    cli(
+        "train",
+        *overrides(
+            data_dir,
+            "hparams_search=mml_optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.n_startup_trials=2",
+            "test=false",
+            "logger=csv",
+            f"hydra.sweep.dir={sweep}",
+        ),
+        cwd=tmp_path,
+    )
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"model.loss.rol_weight", "model.loss.kdl_weight"}
+    assert 0.0 <= best["best_params"]["model.loss.rol_weight"] <= 3.0
+    assert 0.0 <= best["best_params"]["model.loss.kdl_weight"] <= 8.0
+    scores = []
+    for job in job_dirs(sweep):
+        rows = csv.DictReader((job / "csv" / "metrics.csv").open())
+        scores += [float(r["val/score"]) for r in rows if r.get("val/score")]
+    assert len(scores) == 2 and math.isfinite(best["best_value"])
+    assert best["best_value"] == pytest.approx(max(scores), rel=1e-6)  # main() returned val/score
+
+
+def test_submitit_local_launcher_runs_the_job(data_dir: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "submitit"
+    cli(
+        "train",
+        "-m",
+        *overrides(
+            data_dir,
+            "test=true",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=10",
+            f"hydra.sweep.dir={sweep}",
+        ),
+        cwd=tmp_path,
+    )
+    (result,) = sweep.glob(".submitit/*/*_result.pkl")
+    status, job_return = pickle.loads(result.read_bytes())
+    assert status == "success" and math.isfinite(job_return.return_value)
+    assert (sweep / "0" / "metrics.json").is_file()
+
+
+def test_slurm_preset_requests_one_task_per_gpu(data_dir: Path, tmp_path: Path) -> None:
+    """Submit through a stand-in ``sbatch`` that keeps the script and refuses the job: the real sbatch flags."""
+    bin_dir, script = tmp_path / "bin", tmp_path / "job.sbatch"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {script}\necho "dry run" >&2\nexit 1\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}"}
+    out = cli(
+        "train",
+        "-m",
+        *overrides(
+            data_dir,
+            "hydra/launcher=slurm",
+            "trainer=ddp",
+            "trainer.devices=4",
+            "trainer.num_nodes=2",
+            "hydra.launcher.partition=gpu",
+            "seed=1,2",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ),
+        cwd=tmp_path,
+        env=env,
+        ok=False,
+    )
+    assert "dry run" in out
+    flags = {line.split()[1] for line in script.read_text().splitlines() if line.startswith("#SBATCH")}
+    assert {
+        "--ntasks-per-node=4",
+        "--gpus-per-node=4",
+        "--nodes=2",
+        "--partition=gpu",
+        "--array=0-1%2",
+        "--job-name=synthetic",
+        "--cpus-per-task=10",
+    } <= flags
+
+
+def test_two_process_evaluation_equals_one_process(
+    weight_sweep: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The same checkpoint scored by 1 and by 2 processes (sharded features, gathered metric): all 49 rows.
+    The ~270 scalars of 49 pairs also overflow the spawn result pipe unless SpawnDDPStrategy is used (no hang)."""
+    (ckpt,) = (weight_sweep / "0" / "checkpoints").glob("*.ckpt")
+    rows = {}
+    for trainer in ("cpu", "ddp_spawn_cpu"):
+        run_dir = tmp_path / trainer
+        cli(
+            "eval",
+            *overrides(
+                data_dir,
+                f"trainer={trainer}",
+                "eval.pairs=all",
+                f"ckpt_path='{ckpt}'",
+                f"hydra.run.dir={run_dir}",
+                drop=("callbacks",),
+            ),
+            cwd=tmp_path,
+        )
+        rows[trainer] = json.loads((run_dir / "metrics.json").read_text())["rows"]
+    one, two = rows["cpu"], rows["ddp_spawn_cpu"]
+    assert len(one) == len(two) == 49
+    for a, b in zip(one, two, strict=True):
+        assert (a["query"], a["gallery"], a["num_valid"]) == (b["query"], b["gallery"], b["num_valid"])
+        for metric in ("mAP", "R1", "R5", "R10", "mINP"):
+            assert a[metric] == pytest.approx(b[metric], abs=1e-6), (a["query"], a["gallery"], metric)
