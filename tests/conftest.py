@@ -29,6 +29,7 @@ TINY_OVERRIDES = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "model.backbone.vision.width=64",
+    "model.backbone.vision.patch_size=16",
     "model.backbone.vision.layers=2",
     "model.backbone.vision.heads=2",
     "model.backbone.embed_dim=32",

@@ -134,7 +134,8 @@ def test_bad_names_exit_2_and_skip_flag_warns(
     code, out, err = run_cli([*argv, "--on-bad-name", "skip"], capsys)
     assert code == 0 and json.loads(out)["query"]["images"] == 2
     assert [r.getMessage() for r in caplog.records] == [
-        "RGBNT100: ignored 1 .jpg file(s) that do not follow the name rule PPPP_cCCCC_III.jpg (data.on_bad_name=skip)"
+        "RGBNT100: ignored 1 .jpg file(s) that do not follow the name rule PPPP_cCCCC_III.jpg "
+        f"(data.on_bad_name=skip): {benchmark_dir('rgbnt100', root) / 'query' / '0502_c1_000.jpg'}"
     ]
 
 

@@ -1,5 +1,6 @@
 """Scaling out through the real CLIs on CPU: Hydra multiruns, ddp_spawn sweeps, Optuna, submitit, the SLURM preset
-and DDP evaluation. Every run is a subprocess, as a user would start it; runs are 1 epoch on the tiny synthetic set."""
+and DDP evaluation. Every run is a subprocess, as a user would start it; runs are 1 epoch on the tiny synthetic set.
+The 2x2 loss-weight sweep trains 4 jobs; its first checkpoint is reused by the DDP evaluation test."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
+from hydra.utils import instantiate
 
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.synth import generate
 from mdreid.metrics.groups import PAPER_PAIRS
-
-pytestmark = pytest.mark.slow
+from mdreid.spawn_strategy import FileMetricsLauncher, SpawnDDPStrategy
 
 # On top of TINY_OVERRIDES: one epoch, no logger/callbacks/plots, the 11 paper pairs instead of 49.
 FAST = ["logger=none", "callbacks=none", "trainer.max_epochs=1", "plots=false", "eval.pairs=paper"]
@@ -44,7 +46,7 @@ def cli(entry: str, *args: str, cwd: Path, env: dict[str, str] | None = None, ok
         env=env or ENV,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
     )
     output = proc.stdout + proc.stderr
     if ok:
@@ -88,6 +90,7 @@ def weight_sweep(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return sweep
 
 
+@pytest.mark.slow
 def test_multirun_over_loss_weights_runs_every_combination(weight_sweep: Path) -> None:
     jobs = job_dirs(weight_sweep)
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
@@ -103,6 +106,7 @@ def test_multirun_over_loss_weights_runs_every_combination(weight_sweep: Path) -
     assert seen == {(0.5, 1.0), (0.5, 5.25), (1.5, 1.0), (1.5, 5.25)}
 
 
+@pytest.mark.slow
 def test_ddp_spawn_multirun_runs_each_job_once(data_dir: Path, tmp_path: Path) -> None:
     """Two 2-process jobs: one sweep tree, no sweep re-launched in the child ranks. The second job drops
     whole modalities per step, which DDP only accepts with find_unused_parameters (docs/scaling.md)."""
@@ -129,6 +133,7 @@ def test_ddp_spawn_multirun_runs_each_job_once(data_dir: Path, tmp_path: Path) -
     assert all(job_config(j)["trainer"]["devices"] == 2 for j in jobs)
 
 
+@pytest.mark.slow
 def test_optuna_search_optimises_the_returned_val_score(data_dir: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
     cli(
@@ -156,6 +161,7 @@ def test_optuna_search_optimises_the_returned_val_score(data_dir: Path, tmp_path
     assert best["best_value"] == pytest.approx(max(scores), rel=1e-6)  # main() returned val/score
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_the_job(data_dir: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "submitit"
     cli(
@@ -176,6 +182,7 @@ def test_submitit_local_launcher_runs_the_job(data_dir: Path, tmp_path: Path) ->
     assert (sweep / "0" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_slurm_preset_requests_one_task_per_gpu(data_dir: Path, tmp_path: Path) -> None:
     """Submit through a stand-in ``sbatch`` that keeps the script and refuses the job: the real sbatch flags."""
     bin_dir, script = tmp_path / "bin", tmp_path / "job.sbatch"
@@ -215,6 +222,7 @@ def test_slurm_preset_requests_one_task_per_gpu(data_dir: Path, tmp_path: Path) 
     } <= flags
 
 
+@pytest.mark.slow
 def test_two_process_evaluation_equals_one_process(
     weight_sweep: Path, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -243,3 +251,24 @@ def test_two_process_evaluation_equals_one_process(
         assert (a["query"], a["gallery"], a["num_valid"]) == (b["query"], b["gallery"], b["num_valid"])
         for metric in ("mAP", "R1", "R5", "R10", "mINP"):
             assert a[metric] == pytest.approx(b[metric], abs=1e-6), (a["query"], a["gallery"], metric)
+
+
+def test_spawn_strategy_hands_metrics_over_in_a_file(tmp_path: Path) -> None:
+    """More callback metrics than a pipe holds (64 KiB) reach the launching process; the pipe carries a path."""
+    overrides = [
+        "experiment=synthetic",
+        "trainer=ddp_spawn_cpu",
+        "trainer.strategy.find_unused_parameters=true",
+    ]
+    strategy = instantiate(compose_cfg("train.yaml", overrides, tmp_path).trainer.strategy)
+    assert isinstance(strategy, SpawnDDPStrategy) and strategy._ddp_kwargs == {"find_unused_parameters": True}
+    strategy._configure_launcher()
+    launcher = strategy.launcher
+    assert isinstance(launcher, FileMetricsLauncher) and launcher._start_method == "spawn"
+    metrics = {f"test/pair{i}/mAP": torch.tensor(float(i)) for i in range(1000)}
+    extra = launcher.get_extra_results(SimpleNamespace(callback_metrics=metrics))
+    assert len(pickle.dumps(extra)) < 1024
+    parent = SimpleNamespace(callback_metrics={"train/loss": torch.tensor(1.0)})
+    launcher.update_main_process_results(parent, extra)
+    assert parent.callback_metrics == {"train/loss": torch.tensor(1.0), **metrics}
+    assert not Path(extra["callback_metrics_path"]).parent.exists()

@@ -17,6 +17,7 @@ from mdreid.config import config_dir
 from mdreid.errors import MDReIDError, cli_errors
 from mdreid.instantiate import instantiate_loggers, instantiate_trainer
 from mdreid.module import ReIDModule
+from mdreid.output_dir import check_writable
 from mdreid.results_callback import PublishResults
 from mdreid.train import build_datamodule, build_module, results_header
 
@@ -58,6 +59,7 @@ def load_weights(model: ReIDModule, ckpt_path: str | Path) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score every configured modality pair; publish tables, metrics.json, metrics.csv and plots."""
+    check_writable(cfg.paths.output_dir, "paths.output_dir")
     L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.model.backbone.weights = None  # every weight comes from the checkpoint

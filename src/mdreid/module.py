@@ -7,12 +7,14 @@ alone is enough to rebuild the model (``ReIDModule.load_from_checkpoint``) for e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.errors import MDReIDError
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID
 from mdreid.metrics.results import AnyToAnyResult
@@ -77,15 +79,37 @@ class ReIDModule(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.objective(self(batch), batch["label"])
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(
-                f"non-finite loss {losses['loss'].item()} at global step {self.global_step}"
-            )
+        # every rank takes the same decision, so a DDP run stops instead of hanging in the next all-reduce
+        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(losses["loss"])), all=False):
+            raise self._stop(f"non-finite loss ({losses['loss'].item()})")
         bs = batch["label"].shape[0]
         logged = {f"train/{k}": v.detach() for k, v in losses.items()}
         self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False)
         self.log("loss", losses["loss"].detach(), batch_size=bs, prog_bar=True, logger=False)
         return losses["loss"]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Never overwrite the last good checkpoint with diverged weights (an optimizer step can produce them
+        while the loss that led to it was still finite)."""
+        weights = [v for v in checkpoint["state_dict"].values() if v.is_floating_point()]
+        if not all(bool(torch.isfinite(v).all()) for v in weights):
+            raise self._stop("non-finite weights")
+
+    def _stop(self, what: str) -> MDReIDError:
+        """The error that ends a diverged run; Lightning saves nothing on an exception, so checkpoints stay good."""
+        callback = self.trainer.checkpoint_callback
+        # ModelCheckpoint records a path before writing it, so only files that exist count
+        candidates = (
+            getattr(callback, "last_model_path", ""),  # written by this run (save_last)
+            self.trainer.ckpt_path,  # resumed from
+            getattr(callback, "best_model_path", ""),
+        )
+        kept = next((str(c) for c in candidates if c and Path(c).is_file()), "none written yet")
+        return MDReIDError(
+            f"{what} at global step {self.global_step} (epoch {self.current_epoch}): training stopped without "
+            f"saving this state; last good checkpoint (kept): {kept}; lower model.optim.base_lr or check the "
+            "data, then resume from it with ckpt_path=..."
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups = build_param_groups(self.net.named_parameters(), self.lr_rules)

@@ -18,6 +18,7 @@ from mdreid.config import config_dir
 from mdreid.errors import MDReIDError, cli_errors
 from mdreid.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from mdreid.module import ReIDModule
+from mdreid.output_dir import check_writable
 from mdreid.results_callback import PublishResults
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def results_header(cfg: DictConfig, **extra: Any) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then (``test=true``) evaluate and publish metrics.json, metrics.csv and plots in the run directory."""
+    check_writable(cfg.paths.output_dir, "paths.output_dir")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule)

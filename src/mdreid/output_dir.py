@@ -1,0 +1,53 @@
+"""The run's output folder must be writable before any work starts, not hours later at the first checkpoint.
+
+``check_writable`` is called by the train and eval CLIs for ``paths.output_dir``; ``CheckOutputDir`` is a Hydra
+callback (conf/hydra/default.yaml) that checks the run or sweep folder before Hydra itself creates it, which
+would otherwise end in a traceback.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mdreid.errors import MDReIDError, cli_errors
+
+
+def check_writable(folder: str | Path, key: str) -> Path:
+    """``folder`` (the value of config ``key``) as an absolute path, if it exists or can be created and written.
+
+    Nothing is created: a temporary file probes the nearest existing folder, which also catches read-only
+    mounts and quota-less network folders that ``os.access`` reports as writable.
+    """
+    path = Path(folder).expanduser().absolute()
+    base = path
+    try:
+        while not base.exists():
+            base = base.parent
+        if not base.is_dir():
+            raise NotADirectoryError("not a folder")
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise MDReIDError(
+            f"{key}={path} cannot be written ({base}: {reason}); set {key} (or paths.log_dir / MDREID_ROOT) "
+            "to a writable folder"
+        ) from err
+    return path
+
+
+class CheckOutputDir(Callback):
+    """Hydra callback: an unwritable ``hydra.run.dir`` / ``hydra.sweep.dir`` is one ``error:`` line, exit 2."""
+
+    @cli_errors
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_writable(config.hydra.run.dir, "hydra.run.dir")
+
+    @cli_errors
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
