@@ -1,0 +1,1 @@
+"""Data layer: benchmark readers, synthetic data, transforms, samplers and the DataModule."""

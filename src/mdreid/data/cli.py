@@ -1,0 +1,177 @@
+"""``python -m mdreid.data``: inspect a benchmark copy (stats), check that every image decodes (verify), and
+write a synthetic copy with the real layout (synth)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain
+
+from PIL import Image, ImageFile
+
+from mdreid.data.readers import DATASETS, load_benchmark, split_folders
+from mdreid.data.readers.common import POLICIES
+from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
+from mdreid.data.records import Benchmark, Record
+from mdreid.data.synth import PRESETS, generate
+from mdreid.errors import cli_errors
+
+ROLES = ("train", "query", "gallery")
+
+
+def split_stats(records: Sequence[Record], with_scenes: bool) -> dict[str, int]:
+    """Identities, triplets and cameras (and scenes) of one split."""
+    stats = {
+        "ids": len({r.pid for r in records}),
+        "images": len(records),
+        "cameras": len({r.camid for r in records}),
+    }
+    if with_scenes:
+        stats["scenes"] = len({r.sceneid for r in records})
+    return stats
+
+
+def benchmark_stats(bench: Benchmark) -> dict[str, dict[str, int | str]]:
+    """Per-role statistics plus the split folder each role was read from."""
+    folders = split_folders(bench.name)
+    with_scenes = bench.junk_rule == "scene"
+    return {
+        role: {**split_stats(getattr(bench, role), with_scenes), "folder": folders[role]} for role in ROLES
+    }
+
+
+def _print_table(title: str, stats: dict[str, dict[str, int | str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = list(stats["train"])
+    table = Table(title=title)
+    table.add_column("split")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "folder" else "right")
+    for role, row in stats.items():
+        table.add_row(role, *(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in columns))
+    Console().print(table)
+
+
+def _load(args: argparse.Namespace) -> Benchmark:
+    return load_benchmark(args.dataset, args.root, on_missing=args.on_missing, on_bad_name=args.on_bad_name)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    bench = _load(args)
+    stats = benchmark_stats(bench)
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        _print_table(f"{bench.name} at {bench.root}", stats)
+    return 0
+
+
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Make PIL fail on truncated files even if another module relaxed it globally (the upstream loaders do)."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def image_problem(path: str, expected_size: tuple[int, int] | None) -> str | None:
+    """Why ``path`` is unusable (decode error or wrong size), or None if it decodes fine."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            size = img.size
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        return f"{type(err).__name__}: {err}"
+    if expected_size is not None and size != expected_size:
+        return f"size {size[0]}x{size[1]}, expected {expected_size[0]}x{expected_size[1]}"
+    return None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import track
+
+    bench = _load(args)
+    records = chain(bench.train, bench.query, bench.gallery)
+    files = {p: (STITCHED_SIZE if r.stitched else None) for r in records for p in r.paths}
+    bad: list[tuple[str, str]] = []
+    with _strict_decoding():
+        for path in track(
+            sorted(files), description="decoding", console=Console(stderr=True), transient=True
+        ):
+            problem = image_problem(path, files[path])
+            if problem is not None:
+                bad.append((path, problem))
+    if bad:
+        print(f"{len(bad)} of {len(files)} files are bad:")
+        for path, problem in bad:
+            print(f"  {path}: {problem}")
+        return 1
+    print(f"all {len(files)} files decode")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+
+    print(generate(args.like, args.out, ids=args.ids, seed=args.seed, preset=args.preset))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mdreid.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show the traceback of an error")
+
+    reading = argparse.ArgumentParser(add_help=False, parents=[common])
+    reading.add_argument("--dataset", required=True, choices=DATASETS)
+    reading.add_argument(
+        "--root", required=True, help="folder that contains RGBNT201/, RGBNT100/ or MSVR310/"
+    )
+    reading.add_argument(
+        "--on-missing", choices=POLICIES, default="error", help="triplets lacking a modality file"
+    )
+    reading.add_argument(
+        "--on-bad-name", choices=POLICIES, default="error", help=".jpg files breaking the name rule"
+    )
+
+    stats = commands.add_parser("stats", parents=[reading], help="ids, images, cameras (scenes) per split")
+    stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    stats.set_defaults(run=cmd_stats)
+
+    verify = commands.add_parser("verify", parents=[reading], help="decode every image; exit 1 if any is bad")
+    verify.set_defaults(run=cmd_verify)
+
+    synth = commands.add_parser(
+        "synth", parents=[common], help="write a small synthetic copy with the real layout"
+    )
+    synth.add_argument("--like", required=True, choices=DATASETS)
+    synth.add_argument("--out", required=True, help="folder to write the benchmark folder into")
+    synth.add_argument(
+        "--ids", type=int, default=None, help="number of identities (the preset decides if unset)"
+    )
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--preset", choices=PRESETS, default="tiny")
+    synth.set_defaults(run=cmd_synth)
+    return parser
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand; returns the exit code (MDReIDError -> one line, exit 2)."""
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ["MDREID_VERBOSE"] = "1"  # read by cli_errors: re-raise with the traceback
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    return args.run(args)

@@ -1,0 +1,222 @@
+"""The LightningDataModule: a benchmark's Records -> PK training batches and sharded evaluation batches.
+
+Sharding is done here, not by Lightning: the Trainer must run with ``use_distributed_sampler=False``
+(conf/trainer/default.yaml sets it). Training uses the DDP-aware ``PKSampler``; validation and test use the
+unpadded ``ShardSampler`` over the evaluation listing (each image once, with its query/gallery roles).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mdreid.data.modality_dropout import ModalityDropout
+from mdreid.data.pk_sampler import PKSampler
+from mdreid.data.ranks import rank_and_world
+from mdreid.data.readers import DATASETS, benchmark_folder, load_benchmark
+from mdreid.data.readers.common import check_choice
+from mdreid.data.records import Benchmark
+from mdreid.data.shard_sampler import ShardSampler
+from mdreid.data.transforms import TripletTransform, check_image_size
+from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
+from mdreid.errors import MDReIDError
+
+log = logging.getLogger(__name__)
+
+SYNTH_KEYS = ("like", "preset", "ids", "seed")
+
+
+class MultiModalReIDDataModule(L.LightningDataModule):
+    """RGBNT201 / RGBNT100 / MSVR310 (or a synthetic copy) as aligned R/N/T triplet batches.
+
+    Args:
+        dataset: benchmark name (rgbnt201, rgbnt100, msvr310).
+        root: folder that contains the benchmark's top folder (``RGBNT201/``, ...).
+        image_size: (H, W) every modality image is resized to.
+        batch_size: GLOBAL number of triplets per optimizer step over all devices. P = batch_size //
+            num_instances identities per step are split as whole identities across devices, each of which
+            loads batch_size // world_size triplets; P must be divisible by the device count.
+        num_instances: K, triplets per identity in a batch.
+        eval_batch_size: triplets per evaluation batch, PER device.
+        num_workers: DataLoader worker processes per device (results do not depend on it).
+        on_missing / on_bad_name: "error" or "skip" triplets with a missing modality file / a bad filename.
+        modality_dropout: ``{"p": float, "mode": "sample" | "batch"}`` to drop modalities in training; None = off.
+        sync_augment: same flip, crop and erase box for R, N and T (the official code draws them independently).
+        random_erasing: probability of timm RandomErasing in training.
+        seed: seed of the sampler order, augmentation and modality dropout.
+        synth: ``{"like", "preset", "ids", "seed"}``: generate a synthetic copy under ``root`` when the
+            benchmark folder is absent there; None = a missing dataset is an error.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        root: str,
+        image_size: Sequence[int],
+        batch_size: int = 64,
+        num_instances: int = 8,
+        eval_batch_size: int = 128,
+        num_workers: int = 4,
+        on_missing: str = "error",
+        on_bad_name: str = "error",
+        modality_dropout: Mapping[str, Any] | None = None,
+        sync_augment: bool = False,
+        random_erasing: float = 0.5,
+        seed: int = 0,
+        synth: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.dataset = check_choice("data.dataset", dataset.lower(), DATASETS)
+        self.root = str(root)
+        self.image_size = check_image_size(image_size)
+        self.batch_size = batch_size
+        self.num_instances = num_instances
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.on_missing = on_missing
+        self.on_bad_name = on_bad_name
+        self.dropout = ModalityDropout.from_config(modality_dropout, seed)
+        self.sync_augment = sync_augment
+        self.random_erasing = random_erasing
+        self.seed = seed
+        self.synth = self._check_synth(synth)
+        self._benchmark: Benchmark | None = None
+        self.train_set: TrainTripletDataset | None = None
+        self.eval_set: EvalTripletDataset | None = None
+
+    def _check_synth(self, synth: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if synth is None:
+            return None
+        unknown = sorted(set(synth) - set(SYNTH_KEYS))
+        if unknown:
+            raise MDReIDError(f"data.synth has unknown key(s) {unknown}: use {', '.join(SYNTH_KEYS)}")
+        out: dict[str, Any] = {"like": self.dataset, "preset": "tiny", "ids": None, "seed": 0}
+        out.update({key: value for key, value in synth.items() if value is not None})
+        if str(out["like"]).lower() != self.dataset.lower():
+            raise MDReIDError(
+                f"data.synth.like={out['like']} differs from data.dataset={self.dataset}: make them equal"
+            )
+        return out
+
+    # ---- data on disk ----------------------------------------------------------------------------------
+
+    def _ensure_synthetic(self) -> None:
+        """With ``synth`` set, write the synthetic copy when the benchmark folder is absent under ``root``.
+
+        The generator renames a finished tree into place, so concurrent processes (ranks, nodes) never read a
+        half-written copy; one that loses the race finds the folder there and uses it.
+        """
+        if self.synth is None:
+            return
+        from mdreid.data.synth import generate  # only synthetic runs need the generator
+
+        target = Path(self.root) / benchmark_folder(self.dataset)
+        if target.exists():
+            return
+        log.info("%s not found: generating a synthetic copy (preset %s) there", target, self.synth["preset"])
+        try:
+            generate(
+                self.synth["like"],
+                self.root,
+                ids=self.synth["ids"],
+                seed=self.synth["seed"],
+                preset=self.synth["preset"],
+            )
+        except MDReIDError:
+            if not target.exists():
+                raise
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic copy if configured and absent (Lightning runs this on one process per node)."""
+        self._ensure_synthetic()
+
+    @property
+    def benchmark(self) -> Benchmark:
+        """The indexed splits, read once and cached (generating synthetic data first if configured)."""
+        if self._benchmark is None:
+            self._ensure_synthetic()
+            self._benchmark = load_benchmark(
+                self.dataset, self.root, on_missing=self.on_missing, on_bad_name=self.on_bad_name
+            )
+        return self._benchmark
+
+    @property
+    def num_classes(self) -> int:
+        return self.benchmark.num_classes
+
+    @property
+    def num_cameras(self) -> int:
+        return self.benchmark.num_cameras
+
+    @property
+    def junk_rule(self) -> str:
+        return self.benchmark.junk_rule
+
+    @property
+    def num_query(self) -> int:
+        return len(self.benchmark.query)
+
+    @property
+    def num_gallery(self) -> int:
+        return len(self.benchmark.gallery)
+
+    # ---- datasets and loaders ------------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            transform = TripletTransform(
+                self.image_size, train=True, random_erasing=self.random_erasing, sync=self.sync_augment
+            )
+            self.train_set = TrainTripletDataset(self.benchmark.train, transform, self.dropout, self.seed)
+        if self.eval_set is None:
+            self.eval_set = EvalTripletDataset(self.benchmark, TripletTransform(self.image_size, train=False))
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        """The attached Trainer's rank and world size, else the process group's, else a single process."""
+        if self.trainer is not None:
+            return self.trainer.global_rank, self.trainer.world_size
+        return rank_and_world()
+
+    def _loader(self, dataset: Dataset, sampler: Sampler, batch_size: int, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """PK batches of batch_size // world_size triplets: this device's whole identities of each step."""
+        self.setup("fit")
+        rank, world = self._rank_and_world()
+        sampler = PKSampler(
+            [r.pid for r in self.train_set.records],
+            self.batch_size,
+            self.num_instances,
+            self.seed,
+            rank,
+            world,
+        )
+        return self._loader(self.train_set, sampler, sampler.per_rank_batch, drop_last=True)
+
+    def _eval_dataloader(self) -> DataLoader:
+        self.setup("validate")
+        rank, world = self._rank_and_world()
+        sampler = ShardSampler(len(self.eval_set), rank, world)
+        return self._loader(self.eval_set, sampler, self.eval_batch_size, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_dataloader()

@@ -1,0 +1,54 @@
+"""One aligned RGB/NIR/TIR triplet on disk, and the three splits of a benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Record:
+    """One triplet as read from disk.
+
+    ``paths`` holds the RGB, NIR and TIR files in canonical order. For a stitched dataset (RGBNT100)
+    the three entries are the same 768x128 file and ``stitched`` is True: modality m is panel m.
+    """
+
+    paths: tuple[str, str, str]
+    pid: int  # raw identity from the filename
+    camid: int  # 0-based camera / view id
+    sceneid: int = -1  # MSVR310 scene id; -1 elsewhere
+    label: int = -1  # train label 0..C-1 (sorted raw pids); -1 outside the train split
+    index: int = -1  # position in its split's sorted listing
+    split: str = "train"  # "train", "query", "gallery" or "test" (RGBNT201: query = gallery)
+    stitched: bool = False
+
+    @property
+    def name(self) -> str:
+        """The basename, which identifies a triplet inside its split folder."""
+        return self.paths[0].rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """The splits of one benchmark. ``query`` and ``gallery`` may be the same list (RGBNT201)."""
+
+    name: str
+    root: str
+    train: list[Record] = field(default_factory=list)
+    query: list[Record] = field(default_factory=list)
+    gallery: list[Record] = field(default_factory=list)
+    # junk rule for evaluation: "camera" (same pid & camera) or "scene" (same pid & scene; MSVR310)
+    junk_rule: str = "camera"
+
+    @property
+    def query_is_gallery(self) -> bool:
+        return self.query is self.gallery
+
+    @property
+    def num_classes(self) -> int:
+        return len({r.label for r in self.train})
+
+    @property
+    def num_cameras(self) -> int:
+        """Distinct train camera ids: the size of the camera-embedding table (SIE)."""
+        return max((r.camid for r in self.train), default=-1) + 1

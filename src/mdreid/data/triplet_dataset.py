@@ -1,0 +1,142 @@
+"""Torch datasets over ``Record`` lists: training triplets (keyed by PK ``Draw``s) and the evaluation listing.
+
+Items are dicts: ``RGB``/``NI``/``TI`` float [3, H, W] (zeros when absent), ``present`` bool [3] (R, N, T),
+``pid`` (raw), ``label`` (train label; -1 in evaluation), ``camid``, ``sceneid`` and ``index`` (training:
+position in the train records; evaluation: position in the evaluation listing), plus ``is_query`` and
+``is_gallery`` in evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from mdreid.data.modality_dropout import ALL_PRESENT, ModalityDropout
+from mdreid.data.pk_sampler import Draw
+from mdreid.data.records import Benchmark, Record
+from mdreid.data.transforms import TripletTransform
+from mdreid.errors import MDReIDError
+from mdreid.modalities import MODALITIES
+
+# RGBNT100: one 768x128 strip holds the RGB | NIR | TIR panels, cut with PIL boxes (left, top, right, bottom)
+PANEL_BOXES: tuple[tuple[int, int, int, int], ...] = (
+    (0, 0, 256, 128),
+    (256, 0, 512, 128),
+    (512, 0, 768, 128),
+)
+STRIP_SIZE = (768, 128)
+_AUG_STREAM = 0x5EED_0003  # separates the augmentation seeds from the sampler's and the dropout's
+
+
+def _open_rgb(path: str) -> Image.Image:
+    """A decoded RGB image; a corrupt or truncated file is an error naming it (PIL raises several types)."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except Exception as err:  # noqa: BLE001 - OSError, SyntaxError, ValueError, DecompressionBombError...
+        raise MDReIDError(
+            f"{path}: cannot read the image ({err}); restore the file or re-copy the dataset "
+            "(`python -m mdreid.data verify --dataset NAME --root PATH` lists every bad file)"
+        ) from err
+
+
+def read_modalities(record: Record, present: Sequence[bool] = ALL_PRESENT) -> list[Image.Image]:
+    """The present modality images of a triplet, as 3-channel PIL images in R, N, T order.
+
+    A stitched record is one strip cut into three panels; a strip of the wrong size is an error rather than
+    PIL's silent black padding.
+    """
+    if record.stitched:
+        strip = _open_rgb(record.paths[0])
+        if strip.size != STRIP_SIZE:
+            raise MDReIDError(
+                f"{record.paths[0]}: stitched image is {strip.size[0]}x{strip.size[1]}, expected "
+                f"{STRIP_SIZE[0]}x{STRIP_SIZE[1]} (RGB | NIR | TIR panels of 256x128); replace the file"
+            )
+        return [strip.crop(box) for box, keep in zip(PANEL_BOXES, present, strict=True) if keep]
+    return [_open_rgb(path) for path, keep in zip(record.paths, present, strict=True) if keep]
+
+
+def _item(
+    record: Record, tensors: list[torch.Tensor], present: Sequence[bool], size: tuple[int, int]
+) -> dict:
+    """Assemble one item; absent modalities become zero images."""
+    images = iter(tensors)
+    item: dict[str, torch.Tensor] = {
+        name: next(images) if keep else torch.zeros(3, *size)
+        for name, keep in zip(MODALITIES, present, strict=True)
+    }
+    item["present"] = torch.tensor(present, dtype=torch.bool)
+    item["pid"] = torch.tensor(record.pid)
+    item["camid"] = torch.tensor(record.camid)
+    item["sceneid"] = torch.tensor(record.sceneid)
+    return item
+
+
+class TrainTripletDataset(Dataset):
+    """Augmented training triplets with optional modality dropout, indexed by the PK sampler's ``Draw``s.
+
+    All randomness (augmentation and dropout) is seeded from ``(seed, epoch, global stream position)``
+    carried by the draw, so a batch is the same for any ``num_workers`` and any device count.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        transform: TripletTransform,
+        dropout: ModalityDropout | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.dropout = dropout or ModalityDropout(seed=seed)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, draw: Draw) -> dict:
+        record = self.records[draw.index]
+        present = self.dropout.presence(draw.epoch, draw.position, draw.batch)
+        seed = int(
+            np.random.SeedSequence([self.seed, _AUG_STREAM, draw.epoch, draw.position]).generate_state(1)[0]
+        )
+        tensors = self.transform(read_modalities(record, present), seed=seed)
+        item = _item(record, tensors, present, self.transform.size)
+        item["label"] = torch.tensor(record.label)
+        item["index"] = torch.tensor(draw.index)
+        return item
+
+
+class EvalTripletDataset(Dataset):
+    """The evaluation listing: each image once, with its query/gallery roles.
+
+    When query and gallery are the same list (RGBNT201) the records appear once with both roles; otherwise
+    the query records come first, then the gallery records, each with one role. ``index`` is the position
+    in this listing, which the metric uses to de-duplicate.
+    """
+
+    def __init__(self, benchmark: Benchmark, transform: TripletTransform) -> None:
+        if benchmark.query_is_gallery:
+            self.records = list(benchmark.query)
+            self.roles = [(True, True)] * len(self.records)
+        else:
+            self.records = list(benchmark.query) + list(benchmark.gallery)
+            self.roles = [(True, False)] * len(benchmark.query) + [(False, True)] * len(benchmark.gallery)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        item = _item(record, self.transform(read_modalities(record)), ALL_PRESENT, self.transform.size)
+        item["label"] = torch.tensor(-1)
+        item["index"] = torch.tensor(index)
+        item["is_query"] = torch.tensor(self.roles[index][0])
+        item["is_gallery"] = torch.tensor(self.roles[index][1])
+        return item
