@@ -177,7 +177,7 @@ def test_model_configs_build_the_net_and_objective(name: str, decoupled: bool) -
     cfg = OmegaConf.to_container(_compose_model(name), resolve=True)["model"]
     assert cfg["_target_"] == "mdreid.module.ReIDModule"
     assert cfg["mdl"]["enabled"] is decoupled and cfg["mdl"]["tie_tokens"] is True
-    assert cfg["backbone"]["vision"]["width"] == 192 and cfg["backbone"]["weights"] is None
+    assert cfg["backbone"]["vision"]["patch_size"] == 8 and cfg["backbone"]["weights"] is None
     net = MDReIDNet(
         backbone=cfg["backbone"],
         num_classes=4,

@@ -89,13 +89,24 @@ def test_first_hit_position_sets_cmc():
     assert out["mAP"] == pytest.approx((1 / 3 + 1) / 2)
 
 
-def test_ties_break_by_gallery_index():
-    dist = torch.zeros(1, 4)
+def test_ties_rank_negatives_first_whatever_the_order():
+    """Pessimistic, order-free tie rule: a negative tied with a positive ranks before it."""
+    g_pids = torch.tensor([0, 5, 1, 5])
+    for perm in (torch.arange(4), torch.tensor([1, 3, 0, 2]), torch.tensor([3, 2, 1, 0])):
+        out = rank_metrics(
+            torch.zeros(1, 4), torch.tensor([5]), g_pids[perm], torch.tensor([0]), torch.ones(4).long()
+        )
+        assert out["mAP"] == pytest.approx((1 / 3 + 2 / 4) / 2)
+        assert out["mINP"] == pytest.approx(2 / 4)
+        assert out["cmc"][:3].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_partial_ties_between_positive_and_negative():
+    dist = torch.tensor([[0.1, 0.5, 0.5, 0.9]])  # pid:   5, 1, 5, 5  -> ranks of positives 1, 3, 4
     out = rank_metrics(
-        dist, torch.tensor([5]), torch.tensor([0, 5, 1, 5]), torch.tensor([0]), torch.ones(4).long()
+        dist, torch.tensor([5]), torch.tensor([5, 1, 5, 5]), torch.tensor([0]), torch.ones(4).long()
     )
-    assert out["mAP"] == pytest.approx((1 / 2 + 2 / 4) / 2)
-    assert out["cmc"][:2].tolist() == [0.0, 1.0]
+    assert out["mAP"] == pytest.approx((1 / 1 + 2 / 3 + 3 / 4) / 3)
 
 
 def test_inf_entries_are_excluded_like_junk():
@@ -124,3 +135,12 @@ def test_bad_inputs_raise():
         rank_metrics(torch.rand(2, 3), ids, ids, ids, torch.zeros(3, dtype=torch.long))
     with pytest.raises(MDReIDError, match="NaN"):
         rank_metrics(torch.full((2, 2), math.nan), ids, ids, ids, ids)
+
+
+def test_row_without_positive_does_not_disturb_its_neighbours():
+    """Rows are scored in one batched search; a skipped row with far negatives must not leak into the next."""
+    dist = torch.tensor([[50.0, 80.0, 99.0], [0.2, 0.1, 0.3]])
+    q_pids, g_pids = torch.tensor([7, 1]), torch.tensor([1, 2, 1])
+    out = rank_metrics(dist, q_pids, g_pids, torch.tensor([0, 0]), torch.ones(3).long(), chunk_size=2)
+    assert out["num_valid"] == 1
+    assert out["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)

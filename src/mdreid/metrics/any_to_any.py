@@ -51,7 +51,7 @@ def _canonical_subset(name: object) -> str:
     """``"tr"`` -> ``"RT"``: letters in canonical R, N, T order; raises on anything else."""
     letters = str(name).strip().upper()
     if not letters or set(letters) - set(LETTERS) or len(set(letters)) != len(letters):
-        raise MDReIDError(f"metric pairs: bad modality subset {name!r}: {_PAIRS_HELP}")
+        raise MDReIDError(f"eval.pairs: bad modality subset {name!r}: {_PAIRS_HELP}")
     return "".join(c for c in LETTERS if c in letters)
 
 
@@ -63,18 +63,18 @@ def resolve_pairs(pairs: str | Sequence) -> list[tuple[str, str]]:
     """
     if isinstance(pairs, str):
         if pairs not in PAIR_PRESETS:
-            raise MDReIDError(f"metric pairs: unknown preset {pairs!r}: {_PAIRS_HELP}")
+            raise MDReIDError(f"eval.pairs: unknown preset {pairs!r}: {_PAIRS_HELP}")
         return all_pairs() if pairs == "all" else list(PAPER_PAIRS)
     out: list[tuple[str, str]] = []
     for item in pairs:
         parts = item.split("->") if isinstance(item, str) else list(item)
         if len(parts) != 2:
-            raise MDReIDError(f"metric pairs: bad pair {item!r}: {_PAIRS_HELP}")
+            raise MDReIDError(f"eval.pairs: bad pair {item!r}: {_PAIRS_HELP}")
         pair = (_canonical_subset(parts[0]), _canonical_subset(parts[1]))
         if pair not in out:
             out.append(pair)
     if not out:
-        raise MDReIDError(f"metric pairs: the list is empty: {_PAIRS_HELP}")
+        raise MDReIDError(f"eval.pairs: the list is empty: {_PAIRS_HELP}")
     return out
 
 
@@ -116,12 +116,12 @@ class AnyToAnyReID(Metric):
         super().__init__(**kwargs)
         if similarity not in SIMILARITY_MODES:
             raise MDReIDError(
-                f"metric similarity: unknown mode {similarity!r}: use one of {', '.join(SIMILARITY_MODES)}"
+                f"eval.similarity: unknown mode {similarity!r}: use one of {', '.join(SIMILARITY_MODES)}"
             )
         if junk not in JUNK_RULES:
             raise MDReIDError(f"metric junk: unknown rule {junk!r}: use one of {', '.join(JUNK_RULES)}")
         if max_rank < 10:
-            raise MDReIDError(f"metric max_rank: must be >= 10 (R10 is reported), got {max_rank}")
+            raise MDReIDError(f"eval.max_rank: must be >= 10 (R10 is reported), got {max_rank}")
         self.pairs = resolve_pairs(pairs)
         self.similarity = similarity
         self.junk = junk
@@ -227,7 +227,7 @@ class AnyToAnyReID(Metric):
             if not bool(distances.query_mask(q_subset).any()):
                 raise MDReIDError(
                     f"pair {pair_name(q_subset, g_subset)}: no query has all of modalities {q_subset}; "
-                    "check the presence mask or drop this pair from metric pairs"
+                    "check the presence mask or drop this pair from eval.pairs"
                 )
         stats: list[list[QueryRankStats]] = [[] for _ in self.pairs]
         for rows, dists in distances.chunks(self.pairs, self.similarity):

@@ -2,8 +2,8 @@
 
 The numbers equal the classic per-query loop of torchreid / fast-reid (``eval_market1501``): for each
 query, drop the junk gallery entries, rank the rest by distance, and score the ranked 0/1 match list.
-Here every query of a chunk is scored at once with one stable sort and a few cumulative sums, on the
-device the distances live on; the only Python loop is over query chunks, which bounds the memory.
+Here every query of a chunk is scored at once, without sorting the rows (see ``query_rank_stats``), on
+the device the distances live on; the only Python loop is over query chunks, which bounds the memory.
 
 Conventions (shared by every caller of this module):
 
@@ -12,9 +12,10 @@ Conventions (shared by every caller of this module):
 * **+inf = absent**: a distance equal to ``+inf`` means "not comparable" (e.g. the gallery sample lacks
   a modality the scenario needs) and is removed exactly like junk. A query whose row is all ``+inf``
   therefore has no valid positive and is skipped. NaN distances are an error.
-* **Ties**: the sort is stable, so equal distances keep gallery index order (lower index ranks first).
-  The result is deterministic; classic loops use ``np.argsort`` (quicksort), whose tie order is not
-  defined, so they agree with this one on tie-free inputs only.
+* **Ties**: a negative at exactly the same distance as a positive ranks before it (pessimistic); the
+  order among positives or among negatives does not change any score. The rule depends on no index or
+  arrival order. Classic loops use ``np.argsort`` (quicksort), whose tie order is not defined, so they
+  agree with this one on tie-free inputs only.
 * **Skipped queries**: a query with no positive left after removal is skipped and not counted;
   ``num_valid`` is the number of queries scored.
 * **Scores**: AP = mean precision at each hit over the full ranked list; CMC(k) = fraction of scored
@@ -63,30 +64,48 @@ def query_rank_stats(
 ) -> QueryRankStats:
     """Rank every gallery item for every query of ``dist`` [Q, G] at once (one chunk; see module doc).
 
-    Junk and absent entries are set to +inf, so after a stable ascending sort the valid (finite) items
-    form a prefix of each row, in distance order with ties by gallery index; a position in the sorted
-    row is then the rank among valid items. From the cumulative hit count h at each position k
-    (0-based), AP = mean of h/(k+1) over the hits, the first hit is the number of positions with
-    h == 0, and the last hit is the number of positions with h < num_pos.
+    No row is sorted. Only the ranks of the positives matter: the j-th nearest positive (1-based) sits at
+    rank ``j + n_j``, where ``n_j`` counts the valid negatives that precede it. The positives come from one
+    ``topk``; each *hard* negative (not farther than the row's farthest positive; the others precede no
+    positive) is assigned, by one binary search, the number of positives strictly nearer than it, and a
+    histogram + cumulative sum turns that into ``n_j``. Work is O(G log P) per query instead of a full
+    O(G log G) stable sort, and falls with the number of hard negatives, i.e. as the model gets better.
     """
     if torch.isnan(dist).any():
         raise MDReIDError(
             "distance matrix contains NaN: the features are not finite (diverged model or fp16 overflow); "
             "check the checkpoint or evaluate in fp32"
         )
+    rows_in_chunk = dist.shape[0]
     same_pid = q_pids[:, None] == g_pids[None, :]
     excluded = (same_pid & (q_groups[:, None] == g_groups[None, :])) | (dist == math.inf)
-    order = torch.sort(dist.masked_fill(excluded, math.inf), dim=1, stable=True).indices
-    match = (same_pid & ~excluded).gather(1, order)
-    hits = match.cumsum(dim=1, dtype=torch.int32)
-    num_pos = hits[:, -1]
-    ranks = torch.arange(1, dist.shape[1] + 1, device=dist.device, dtype=torch.float64)
+    pos = same_pid & ~excluded
+    num_pos = pos.sum(dim=1)
+    k = max(int(num_pos.max()), 1)
+    pos_dist = torch.topk(dist.masked_fill(~pos, math.inf), k, dim=1, largest=False).values  # ascending
+    last_pos = pos_dist.gather(1, (num_pos - 1).clamp_min(0)[:, None])
+    hard = ~same_pid & ~excluded & (dist <= last_pos) & (num_pos > 0)[:, None]
+    rows, cols = hard.nonzero(as_tuple=True)
+    # One 1-D search for the whole chunk: row r is shifted into its own range [r * span, (r + 1) * span).
+    valid_dist = dist.masked_fill(excluded, math.inf)
+    low = float(valid_dist.amin()) if bool(pos.any()) else 0.0
+    finite = torch.isfinite(pos_dist)
+    span = (float(pos_dist[finite].amax()) - low if bool(finite.any()) else 0.0) + 1.0
+    shift = torch.arange(rows_in_chunk, device=dist.device, dtype=torch.float64)[:, None] * span - low
+    # padding (rows with fewer than k positives) sits just under the next row's range, above every value
+    bounds = (torch.where(finite, pos_dist.double(), low + span - 0.5) + shift).flatten()
+    nearer = torch.searchsorted(bounds, dist[rows, cols].double() + shift[rows, 0]) - rows * k  # 0..k
+    counts = torch.zeros(rows_in_chunk * (k + 1), device=dist.device, dtype=torch.int64)
+    counts.index_add_(0, rows * (k + 1) + nearer, torch.ones_like(nearer))
+    negatives_before = counts.view(rows_in_chunk, k + 1)[:, :k].cumsum(dim=1)
+    j = torch.arange(1, k + 1, device=dist.device, dtype=torch.float64)
+    rank = j + negatives_before  # 1-based rank of the j-th nearest positive among the valid items
     num_pos_f = num_pos.clamp_min(1).to(torch.float64)
-    last_hit = (hits < num_pos[:, None]).sum(dim=1)
+    last_rank = rank.gather(1, (num_pos - 1).clamp_min(0)[:, None]).squeeze(1)
     return QueryRankStats(
-        ap=torch.where(match, hits / ranks, 0.0).sum(dim=1) / num_pos_f,
-        inp=num_pos_f / (last_hit + 1),
-        first_hit=(hits == 0).sum(dim=1),
+        ap=torch.where(j[None, :] <= num_pos[:, None], j / rank, 0.0).sum(dim=1) / num_pos_f,
+        inp=num_pos_f / last_rank,
+        first_hit=(rank[:, 0] - 1).long(),
         valid=num_pos > 0,
     )
 
