@@ -136,7 +136,7 @@ class PairDistances:
         self._g_sq = {k: x.square().sum(-1) for k, x in (("sp", g_sp), ("sh", g_sh)) if x is not None}
         # gallery operands laid out once for the chunk GEMMs: sp as [3, D, G], sh as [D, G*3]
         self._g_sp_t = None if g_sp is None else g_sp.permute(1, 2, 0).contiguous()
-        self._g_sh_t = None if g_sh is None else g_sh.reshape(num_g * NUM_MODALITIES, -1).T.contiguous()
+        self._g_sh_t = None if g_sh is None else g_sh.permute(1, 2, 0).contiguous()  # [3, D, G]
 
     def plan(self, q_subset: str, g_subset: str, mode: str) -> PairPlan:
         """The block plan of a pair for these features (sp / sh availability taken into account)."""
@@ -173,15 +173,14 @@ class PairDistances:
             )
 
     def _base_products(self, rows: slice) -> dict[str, Tensor]:
-        """The chunk's 12 dot products: ``sp`` [3, C, G] (same modality) and ``sh`` [C, 3, G, 3] (all pairs)."""
+        """The chunk's 12 dot products, each a contiguous [C, G] block (pairs are sums of blocks):
+        ``sp`` [3, C, G] (same modality) and ``sh`` [3, 3, C, G] (query modality i x gallery modality j)."""
         dots = {}
         if self._q_sp is not None:
             dots["sp"] = torch.bmm(self._q_sp[rows].transpose(0, 1), self._g_sp_t)
         if self._q_sh is not None:
-            q = self._q_sh[rows]
-            dots["sh"] = (q.reshape(-1, q.shape[-1]) @ self._g_sh_t).view(
-                q.shape[0], NUM_MODALITIES, self.num_gallery, NUM_MODALITIES
-            )
+            q = self._q_sh[rows].transpose(0, 1)  # [3, C, D]
+            dots["sh"] = torch.matmul(q[:, None], self._g_sh_t[None])
         return dots
 
     def _blocks(
@@ -191,15 +190,17 @@ class PairDistances:
         for m in plan.sp:
             yield "sp", dots["sp"][m], self._q_sq["sp"][rows, m], self._g_sq["sp"][:, m]
         for i, j in plan.sh:
-            yield "sh", dots["sh"][:, i, :, j], self._q_sq["sh"][rows, i], self._g_sq["sh"][:, j]
+            yield "sh", dots["sh"][i, j], self._q_sq["sh"][rows, i], self._g_sq["sh"][:, j]
 
     def _compose(self, plan: PairPlan, mode: str, rows: slice, dots: dict[str, Tensor]) -> Tensor:
         blocks = list(self._blocks(plan, rows, dots))
-        if mode == "code":  # one cosine between the two concatenated vectors
-            dot = sum(b[1] for b in blocks)
+        if mode == "code":  # one cosine between the two concatenated vectors, built in place
+            dot = blocks[0][1].clone()
+            for block in blocks[1:]:
+                dot.add_(block[1])
             q_norm = sum(b[2] for b in blocks).sqrt().clamp_min(_EPS)
             g_norm = sum(b[3] for b in blocks).sqrt().clamp_min(_EPS)
-            return 2.0 - 2.0 * dot / (q_norm[:, None] * g_norm[None, :])
+            return dot.mul_((-2.0 / q_norm)[:, None]).div_(g_norm[None, :]).add_(2.0)
         # paper: mean block cosine per kind, then the mean of the kinds present
         sims = []
         for kind in ("sp", "sh"):
