@@ -173,7 +173,10 @@ def main() -> None:
     parser.add_argument("--num-ids", type=int, default=50)
     parser.add_argument("--num-cams", type=int, default=8)
     parser.add_argument(
-        "--noise", type=float, default=5.0, help="feature noise: 5 gives mAP ~40%% (hard), 2.5 mAP ~85%% (trained)"
+        "--noise",
+        type=float,
+        default=5.0,
+        help="feature noise: 5 gives mAP ~40%% (hard), 2.5 mAP ~85%% (trained)",
     )
     parser.add_argument("--max-rank", type=int, default=50)
     parser.add_argument("--similarity", choices=("code", "paper"), default="code")
