@@ -23,7 +23,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mdreid.errors import MDReIDError
-from mdreid.metrics.functional import QueryRankStats, query_rank_stats, summarize_rank_stats
+from mdreid.metrics.functional import QueryRankStats, query_rank_stats, rank_masks, summarize_rank_stats
 from mdreid.metrics.groups import PAPER_PAIRS, named_groups, pair_name
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
 from mdreid.metrics.results import AnyToAnyResult
@@ -231,8 +231,9 @@ class AnyToAnyReID(Metric):
                 )
         stats: list[list[QueryRankStats]] = [[] for _ in self.pairs]
         for rows, dists in distances.chunks(self.pairs, self.similarity):
+            masks = rank_masks(q_pid[rows], g_pid, q_group[rows], g_group)  # shared by every pair
             for acc, dist in zip(stats, dists, strict=True):
-                acc.append(query_rank_stats(dist, q_pid[rows], g_pid, q_group[rows], g_group))
+                acc.append(query_rank_stats(dist, q_pid[rows], g_pid, q_group[rows], g_group, masks))
         result_rows, cmc = [], {}
         for (q_subset, g_subset), acc in zip(self.pairs, stats, strict=True):
             name = pair_name(q_subset, g_subset)

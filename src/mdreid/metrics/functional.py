@@ -59,8 +59,25 @@ def default_chunk_rows(num_gallery: int, elements: int = DEFAULT_CHUNK_ELEMENTS)
     return max(1, elements // max(1, num_gallery))
 
 
+class RankMasks(NamedTuple):
+    """Masks of one query chunk that do not depend on the distances, so every modality pair can share them."""
+
+    same_pid: Tensor  # [C, G] bool
+    junk: Tensor  # [C, G] bool: same pid and same group
+
+
+def rank_masks(q_pids: Tensor, g_pids: Tensor, q_groups: Tensor, g_groups: Tensor) -> RankMasks:
+    same_pid = q_pids[:, None] == g_pids[None, :]
+    return RankMasks(same_pid, same_pid & (q_groups[:, None] == g_groups[None, :]))
+
+
 def query_rank_stats(
-    dist: Tensor, q_pids: Tensor, g_pids: Tensor, q_groups: Tensor, g_groups: Tensor
+    dist: Tensor,
+    q_pids: Tensor,
+    g_pids: Tensor,
+    q_groups: Tensor,
+    g_groups: Tensor,
+    masks: RankMasks | None = None,
 ) -> QueryRankStats:
     """Rank every gallery item for every query of ``dist`` [Q, G] at once (one chunk; see module doc).
 
@@ -70,6 +87,7 @@ def query_rank_stats(
     positive) is assigned, by one binary search, the number of positives strictly nearer than it, and a
     histogram + cumulative sum turns that into ``n_j``. Work is O(G log P) per query instead of a full
     O(G log G) stable sort, and falls with the number of hard negatives, i.e. as the model gets better.
+    ``masks`` (from ``rank_masks`` on the same ids) saves recomputing them for every modality pair.
     """
     if torch.isnan(dist).any():
         raise MDReIDError(
@@ -77,8 +95,8 @@ def query_rank_stats(
             "check the checkpoint or evaluate in fp32"
         )
     rows_in_chunk = dist.shape[0]
-    same_pid = q_pids[:, None] == g_pids[None, :]
-    excluded = (same_pid & (q_groups[:, None] == g_groups[None, :])) | (dist == math.inf)
+    same_pid, junk = masks or rank_masks(q_pids, g_pids, q_groups, g_groups)
+    excluded = junk | (dist == math.inf)
     pos = same_pid & ~excluded
     num_pos = pos.sum(dim=1)
     k = max(int(num_pos.max()), 1)

@@ -168,9 +168,10 @@ class PairDistances:
         dots = self._base_products(rows)
         for plan, absent in zip(plans, g_absent, strict=True):
             q_absent = ~self.q_present[rows][:, list(plan.q_mods)].all(dim=1)
-            yield self._compose(plan, mode, rows, dots).masked_fill_(
-                q_absent[:, None] | absent[None, :], torch.inf
-            )
+            dist = self._compose(plan, mode, rows, dots)
+            if bool(q_absent.any()) or bool(absent.any()):  # all present is the common case: skip the pass
+                dist.masked_fill_(q_absent[:, None] | absent[None, :], torch.inf)
+            yield dist
 
     def _base_products(self, rows: slice) -> dict[str, Tensor]:
         """The chunk's 12 dot products, each a contiguous [C, G] block (pairs are sums of blocks):
