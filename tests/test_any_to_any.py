@@ -14,24 +14,7 @@ from mdreid.errors import MDReIDError
 from mdreid.metrics import AnyToAnyReID, PairDistances, rank_metrics, resolve_pairs
 from mdreid.metrics.groups import MISMATCHED, PAPER_PAIRS
 from mdreid.modalities import SUBSETS, all_pairs
-
-
-def make_samples(seed: int = 0, n: int = 14, d: int = 8) -> dict[str, torch.Tensor]:
-    """RGBNT201-style test split: every sample is both a query and a gallery item."""
-    g = torch.Generator().manual_seed(seed)
-    pid = torch.arange(n) % 3
-    centers = torch.randn(3, 3, d, generator=g)
-    return {
-        "sp": centers[pid] + torch.randn(n, 3, d, generator=g),
-        "sh": centers[pid].roll(1, dims=1) + torch.randn(n, 3, d, generator=g),
-        "present": torch.ones(n, 3, dtype=torch.bool),
-        "pid": pid,
-        "camid": torch.arange(n) % 4,
-        "sceneid": torch.arange(n) % 2,
-        "index": torch.arange(n),
-        "is_query": torch.ones(n, dtype=torch.bool),
-        "is_gallery": torch.ones(n, dtype=torch.bool),
-    }
+from samples import make_samples
 
 
 def feed(metric: AnyToAnyReID, data: dict, order: list[int], batch: int = 4) -> AnyToAnyReID:

@@ -26,26 +26,9 @@ from mdreid.plots import (
     write_plots,
 )
 from mdreid.plots.ranked_list import PERSON_TILE, VEHICLE_TILE, GridLayout
+from samples import make_samples
 
 GREEN, RED, BLACK, WHITE = (0, 255, 0), (255, 0, 0), (0, 0, 0), (255, 255, 255)
-
-
-def random_samples(n: int = 14, d: int = 8, seed: int = 0, with_sh: bool = True) -> dict:
-    """RGBNT201-style split (every sample is query and gallery), 3 identities, 4 cameras."""
-    g = torch.Generator().manual_seed(seed)
-    pid = torch.arange(n) % 3
-    centers = torch.randn(3, 3, d, generator=g)
-    return {
-        "sp": centers[pid] + torch.randn(n, 3, d, generator=g),
-        "sh": centers[pid].roll(1, dims=1) + torch.randn(n, 3, d, generator=g) if with_sh else None,
-        "present": torch.ones(n, 3, dtype=torch.bool),
-        "pid": pid,
-        "camid": torch.arange(n) % 4,
-        "sceneid": torch.arange(n) % 2,
-        "index": torch.arange(n),
-        "is_query": torch.ones(n, dtype=torch.bool),
-        "is_gallery": torch.ones(n, dtype=torch.bool),
-    }
 
 
 def evaluate(samples: dict, pairs="paper") -> AnyToAnyResult:
@@ -80,7 +63,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_heatmap_cells_equal_rows_and_blank_unevaluated(tmp_path):
-    result = evaluate(random_samples())
+    result = evaluate(make_samples())
     for metric in ("mAP", "R1"):
         fig = pair_heatmap(result, metric)
         ax = fig.axes[0]
@@ -98,7 +81,7 @@ def test_heatmap_cells_equal_rows_and_blank_unevaluated(tmp_path):
 
 
 def test_cmc_lines_follow_the_curves(tmp_path):
-    result = evaluate(random_samples())
+    result = evaluate(make_samples())
     ax = cmc_figure(result, max_rank=12).axes[0]
     names = ["RNT->RNT", "RT->NT", "RT->N", "R->N", "R->NT", "R->R"]
     assert [line.get_label().split()[0] for line in ax.get_lines()] == names
@@ -219,7 +202,7 @@ def test_ranked_list_bad_input(tmp_path):
 
 
 def test_pick_queries_worst_ap_first_then_seeded_random():
-    samples = random_samples(n=30, seed=1)
+    samples = make_samples(n=30, seed=1)
     samples["present"][5, 0] = False  # query 5 cannot be scored on R->N
     picked = pick_queries(samples, ("R", "N"), 5, seed=3)
     assert picked == pick_queries(samples, ("R", "N"), 5, seed=3)
@@ -251,7 +234,7 @@ def scatter_offsets(fig) -> list[np.ndarray]:
 
 
 def test_tsne_panels_points_and_determinism(tmp_path):
-    samples = random_samples()
+    samples = make_samples()
     samples["present"][0, 2] = False  # sample 0 (pid 0) has no TIR point
     fig = tsne_figure(samples, num_ids=2, seed=0, max_per_id=4)
     offsets = scatter_offsets(fig)
@@ -263,7 +246,7 @@ def test_tsne_panels_points_and_determinism(tmp_path):
     width, height = png_size(save_figure(fig, tmp_path / "tsne.png"))
     assert width >= 1000 and height >= 500
 
-    baseline = tsne_figure(random_samples(with_sh=False), num_ids=2, max_per_id=3)
+    baseline = tsne_figure(make_samples(with_sh=False), num_ids=2, max_per_id=3)
     assert len(baseline.axes) == 1 and len(scatter_offsets(baseline)[0]) == 18
 
 
@@ -271,7 +254,7 @@ def test_tsne_panels_points_and_determinism(tmp_path):
 
 
 def test_write_plots_writes_every_png_atomically(tmp_path):
-    samples = random_samples()
+    samples = make_samples()
     records = [write_record(tmp_path / "img", i, (10 * i, 80, 120), size=(16, 32)) for i in range(14)]
     out = tmp_path / "plots"
     written = write_plots(evaluate(samples), samples, records, out, num_queries=2)
@@ -283,7 +266,7 @@ def test_write_plots_writes_every_png_atomically(tmp_path):
 
 
 def test_write_plots_skips_pairs_without_comparable_features(tmp_path, caplog):
-    samples = random_samples(with_sh=False)
+    samples = make_samples(with_sh=False)
     records = [write_record(tmp_path / "img", i, (10 * i, 80, 120), size=(16, 32)) for i in range(14)]
     result = evaluate(samples, pairs=["RNT->RNT", "RT->NT"])
     written = write_plots(result, samples, records, tmp_path / "plots", num_queries=2)
