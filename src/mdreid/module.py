@@ -1,7 +1,8 @@
 """The LightningModule: decoupled encoder + MML objective for training, any-to-any metric for evaluation.
 
 Every constructor argument is a plain config value, saved with ``save_hyperparameters``, so a checkpoint
-alone is enough to rebuild the model (``ReIDModule.load_from_checkpoint``) for evaluation or export.
+alone is enough to rebuild the model (``mdreid.export.load_module``: the saved hyper-parameters with the
+backbone's ``weights`` path dropped, since the checkpoint already holds every weight).
 """
 
 from __future__ import annotations
