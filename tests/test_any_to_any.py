@@ -41,6 +41,37 @@ def test_rows_equal_functional_pipeline():
         torch.testing.assert_close(result.cmc[f"{q}->{g}"], 100 * ref["cmc"].cpu())
 
 
+@pytest.mark.parametrize("similarity", ["code", "paper"])
+@pytest.mark.parametrize("missing", [False, True])
+def test_every_pair_equals_its_own_ranking_despite_shared_matrices(similarity, missing):
+    """Pairs with identical matrices are ranked once (``distinct_pairs``); with modalities missing, pairs
+    that differ only by which gallery items are absent must NOT be merged. Chunks of 5 rows reuse buffers."""
+    data = make_samples(seed=4, n=15)
+    if missing:
+        data["present"][[1, 6], 1] = False  # two samples without N, one without T
+        data["present"][9, 2] = False
+    result = feed(AnyToAnyReID(pairs="all", similarity=similarity, chunk_size=5), data, list(range(15)))
+    result = result.compute()
+    pd = PairDistances(data["sp"], data["sh"], data["present"], data["sp"], data["sh"], data["present"])
+    distinct, which = pd.distinct_pairs(all_pairs(), similarity)
+    assert len(which) == 49
+    expected_classes = {("code", False): 25, ("paper", False): 49}
+    if not missing:
+        assert len(distinct) == expected_classes[similarity, missing]
+    else:
+        assert len(distinct) > 25  # R->RN and R->RT mark different gallery items absent now
+        assert which[all_pairs().index(("R", "RN"))] != which[all_pairs().index(("R", "RT"))]
+    for q, g in all_pairs():
+        ref = rank_metrics(
+            pd.distance(q, g, similarity), data["pid"], data["pid"], data["camid"], data["camid"]
+        )
+        row = result.row(q, g)
+        assert row["num_valid"] == ref["num_valid"]
+        assert row["mAP"] == pytest.approx(100 * ref["mAP"], abs=1e-9)
+        assert row["mINP"] == pytest.approx(100 * ref["mINP"], abs=1e-9)
+        torch.testing.assert_close(result.cmc[f"{q}->{g}"], 100 * ref["cmc"].cpu())
+
+
 def test_duplicated_and_shuffled_updates_give_identical_results():
     data = make_samples(seed=1)
     plain = feed(AnyToAnyReID(), data, list(range(14))).compute()

@@ -144,3 +144,31 @@ def test_row_without_positive_does_not_disturb_its_neighbours():
     out = rank_metrics(dist, q_pids, g_pids, torch.tensor([0, 0]), torch.ones(3).long(), chunk_size=2)
     assert out["num_valid"] == 1
     assert out["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_cpu_sort_matches_reference_loop(threads):
+    """Enough rows for ``sort_rows`` to split the chunk over threads; a bad block boundary changes numbers."""
+    case = random_case(7, num_q=203, num_g=61, inf_fraction=0.05)
+    ref_map, ref_minp, ref_cmc, ref_valid, ref_ap = loop_reference(*case, 20)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = rank_metrics(*(torch.from_numpy(a) for a in case), max_rank=20, return_per_query=True)
+    finally:
+        torch.set_num_threads(previous)
+    assert out["num_valid"] == ref_valid
+    np.testing.assert_allclose(out["ap"].numpy(), ref_ap, atol=1e-6, rtol=0)
+    assert out["mINP"] == pytest.approx(ref_minp, abs=1e-6)
+    np.testing.assert_allclose(out["cmc"].numpy(), ref_cmc, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_any_float_dtype_gives_the_float32_numbers(dtype):
+    case = random_case(3, num_q=40, num_g=50)
+    dist = torch.from_numpy(case[0]).to(dtype)  # values already rounded to dtype: the two must agree
+    ids = [torch.from_numpy(a) for a in case[1:]]
+    expected = rank_metrics(dist.float(), *ids)
+    out = rank_metrics(dist, *ids)
+    assert out["mAP"] == pytest.approx(expected["mAP"], abs=1e-12)
+    assert out["cmc"].tolist() == expected["cmc"].tolist()

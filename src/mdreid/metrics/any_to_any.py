@@ -23,7 +23,13 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mdreid.errors import MDReIDError
-from mdreid.metrics.functional import QueryRankStats, query_rank_stats, rank_masks, summarize_rank_stats
+from mdreid.metrics.functional import (
+    QueryRankStats,
+    query_rank_stats,
+    rank_masks,
+    rank_workspace,
+    summarize_rank_stats,
+)
 from mdreid.metrics.groups import PAPER_PAIRS, named_groups, pair_name
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
 from mdreid.metrics.results import AnyToAnyResult
@@ -229,15 +235,23 @@ class AnyToAnyReID(Metric):
                     f"pair {pair_name(q_subset, g_subset)}: no query has all of modalities {q_subset}; "
                     "check the presence mask or drop this pair from eval.pairs"
                 )
-        stats: list[list[QueryRankStats]] = [[] for _ in self.pairs]
-        for rows, dists in distances.chunks(self.pairs, self.similarity):
+        distinct, which = distances.distinct_pairs(self.pairs, self.similarity)
+        stats: list[list[QueryRankStats]] = [[] for _ in distinct]
+        workspace = rank_workspace(
+            min(distances.chunk_size, distances.num_query), distances.num_gallery, torch.float32, q_pid.device
+        )
+        for rows, dists in distances.chunks(distinct, self.similarity):
             masks = rank_masks(q_pid[rows], g_pid, q_group[rows], g_group)  # shared by every pair
             for acc, dist in zip(stats, dists, strict=True):
-                acc.append(query_rank_stats(dist, q_pid[rows], g_pid, q_group[rows], g_group, masks))
+                acc.append(
+                    query_rank_stats(dist, q_pid[rows], g_pid, q_group[rows], g_group, masks, workspace)
+                )
         result_rows, cmc = [], {}
-        for (q_subset, g_subset), acc in zip(self.pairs, stats, strict=True):
+        for (q_subset, g_subset), position in zip(self.pairs, which, strict=True):
             name = pair_name(q_subset, g_subset)
-            summary = summarize_rank_stats(QueryRankStats.cat(acc), self.max_rank, what=f"the {name} gallery")
+            summary = summarize_rank_stats(
+                QueryRankStats.cat(stats[position]), self.max_rank, what=f"the {name} gallery"
+            )
             curve = summary["cmc"].cpu() * 100
             cmc[name] = curve
             result_rows.append(

@@ -126,17 +126,26 @@ class PairDistances:
         self.q_present, self.g_present = q_present, g_present
         self.has_sp, self.has_sh = q_sp is not None, q_sh is not None
         self.chunk_size = chunk_size or default_chunk_rows(num_g, DEFAULT_CHUNK_ELEMENTS)
-        self._q_sp = None if q_sp is None else q_sp.float()
-        self._q_sh = None if q_sh is None else q_sh.float()
-        g_sp, g_sh = (None if x is None else x.float() for x in (g_sp, g_sh))
-        # per-block squared norms [N, 3]
-        self._q_sq = {
-            k: x.square().sum(-1) for k, x in (("sp", self._q_sp), ("sh", self._q_sh)) if x is not None
-        }
-        self._g_sq = {k: x.square().sum(-1) for k, x in (("sp", g_sp), ("sh", g_sh)) if x is not None}
-        # gallery operands laid out once for the chunk GEMMs: sp as [3, D, G], sh as [D, G*3]
-        self._g_sp_t = None if g_sp is None else g_sp.permute(1, 2, 0).contiguous()
-        self._g_sh_t = None if g_sh is None else g_sh.permute(1, 2, 0).contiguous()  # [3, D, G]
+        self._features = {"q_sp": q_sp, "q_sh": q_sh, "g_sp": g_sp, "g_sh": g_sh}
+        # per-block squared norms [N, 3] (the code mode normalises each pair's concatenation with them)
+        self._q_sq = {k: _sq_norms(x) for k, x in (("sp", q_sp), ("sh", q_sh)) if x is not None}
+        self._g_sq = {k: _sq_norms(x) for k, x in (("sp", g_sp), ("sh", g_sh)) if x is not None}
+        self._operands: dict[bool, dict[str, Tensor | None]] = {}
+
+    def _gemm_operands(self, unit: bool) -> dict[str, Tensor | None]:
+        """fp32 query blocks ``[N, 3, D]`` and gallery blocks laid out once for the chunk GEMMs
+        (``[3, D, G]``); ``unit``: every block L2-normalised, so the products are the paper mode's cosines."""
+        if unit not in self._operands:
+            ops = {}
+            for name, x in self._features.items():
+                x = None if x is None else x.float()
+                if x is not None and unit:
+                    x = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+                if x is not None and name.startswith("g_"):
+                    x = x.permute(1, 2, 0).contiguous()
+                ops[name] = x
+            self._operands[unit] = ops
+        return self._operands[unit]
 
     def plan(self, q_subset: str, g_subset: str, mode: str) -> PairPlan:
         """The block plan of a pair for these features (sp / sh availability taken into account)."""
@@ -149,40 +158,85 @@ class PairDistances:
     def chunks(self, pairs: Sequence[tuple[str, str]], mode: str) -> Iterator[tuple[slice, Iterator[Tensor]]]:
         """Yield ``(query rows, distance chunks of the pairs, in order)`` chunk by chunk over the queries.
 
-        The inner iterator builds one pair's chunk at a time from the chunk's base products, so only one
-        distance chunk is alive at once when it is consumed before the next step of the outer one.
+        The inner iterator builds one pair's chunk at a time from the chunk's base products. Every chunk
+        is written into the same buffers (so the CPU does not page-fault fresh memory per pair): a
+        yielded distance chunk is valid until the next one is drawn; copy it to keep it.
         """
         plans = [self.plan(q, g, mode) for q, g in pairs]
         g_absent = [~self.g_present[:, list(p.g_mods)].all(dim=1) for p in plans]
+        rows_max = min(self.chunk_size, self.num_query)
+        ops = self._gemm_operands(unit=mode == "paper")
+        device = self.q_present.device
+        buffers = {
+            "dist": torch.empty((rows_max, self.num_gallery), dtype=torch.float32, device=device),
+            **{
+                kind: torch.empty((*lead, rows_max, self.num_gallery), dtype=torch.float32, device=device)
+                for kind, lead in (("sp", (NUM_MODALITIES,)), ("sh", (NUM_MODALITIES, NUM_MODALITIES)))
+                if ops[f"q_{kind}"] is not None
+            },
+        }
         for start in range(0, self.num_query, self.chunk_size):
             rows = slice(start, min(start + self.chunk_size, self.num_query))
-            yield rows, self._chunk_distances(plans, g_absent, rows, mode)
+            chunk = {k: b[..., : rows.stop - rows.start, :] for k, b in buffers.items()}
+            yield rows, self._chunk_distances(plans, g_absent, rows, mode, chunk)
+
+    def distinct_pairs(
+        self, pairs: Sequence[tuple[str, str]], mode: str
+    ) -> tuple[list[tuple[str, str]], list[int]]:
+        """Collapse the pairs whose distance matrices are identical, so each is built and ranked once.
+
+        Two pairs are identical when they compare the same blocks and mark the same entries absent. In
+        ``code`` mode many do: a gallery modality the query lacks is unused unless the query has an
+        unmatched modality too, so R->RN, R->RT and R->RNT all equal R->R (25 distinct matrices of 49).
+        Absence is the same when the modalities by which the two pairs differ are present everywhere.
+        Returns the first pair of each class, in order, and for every input pair its class's position.
+        """
+        q_gaps = {m for m in range(NUM_MODALITIES) if not bool(self.q_present[:, m].all())}
+        g_gaps = {m for m in range(NUM_MODALITIES) if not bool(self.g_present[:, m].all())}
+        classes: dict[tuple, int] = {}
+        distinct, which = [], []
+        for q_subset, g_subset in pairs:
+            plan = self.plan(q_subset, g_subset, mode)
+            key = (
+                frozenset(plan.sp),
+                frozenset(plan.sh),
+                frozenset(q_gaps.intersection(plan.q_mods)),
+                frozenset(g_gaps.intersection(plan.g_mods)),
+            )
+            if key not in classes:
+                classes[key] = len(distinct)
+                distinct.append((q_subset, g_subset))
+            which.append(classes[key])
+        return distinct, which
 
     def distance(self, q_subset: str, g_subset: str, mode: str = "code") -> Tensor:
         """The full Q x G distance matrix of one pair (smaller = more similar, +inf = not comparable)."""
-        return torch.cat([next(dists) for _, dists in self.chunks([(q_subset, g_subset)], mode)])
+        return torch.cat([next(dists).clone() for _, dists in self.chunks([(q_subset, g_subset)], mode)])
 
     def _chunk_distances(
-        self, plans: list[PairPlan], g_absent: list[Tensor], rows: slice, mode: str
+        self, plans: list[PairPlan], g_absent: list[Tensor], rows: slice, mode: str, out: dict[str, Tensor]
     ) -> Iterator[Tensor]:
-        dots = self._base_products(rows)
+        """Distances of every plan on these query rows; ``out`` holds the chunk's buffers (see ``chunks``)."""
+        dots = self._base_products(rows, mode == "paper", out)
         for plan, absent in zip(plans, g_absent, strict=True):
             q_absent = ~self.q_present[rows][:, list(plan.q_mods)].all(dim=1)
-            dist = self._compose(plan, mode, rows, dots)
+            dist = self._compose(plan, mode, rows, dots, out["dist"])
             if bool(q_absent.any()) or bool(absent.any()):  # all present is the common case: skip the pass
                 dist.masked_fill_(q_absent[:, None] | absent[None, :], torch.inf)
             yield dist
 
-    def _base_products(self, rows: slice) -> dict[str, Tensor]:
+    def _base_products(self, rows: slice, unit: bool, out: dict[str, Tensor]) -> dict[str, Tensor]:
         """The chunk's 12 dot products, each a contiguous [C, G] block (pairs are sums of blocks):
         ``sp`` [3, C, G] (same modality) and ``sh`` [3, 3, C, G] (query modality i x gallery modality j)."""
-        dots = {}
-        if self._q_sp is not None:
-            dots["sp"] = torch.bmm(self._q_sp[rows].transpose(0, 1), self._g_sp_t)
-        if self._q_sh is not None:
-            q = self._q_sh[rows].transpose(0, 1)  # [3, C, D]
-            dots["sh"] = torch.matmul(q[:, None], self._g_sh_t[None])
-        return dots
+        ops = self._gemm_operands(unit)
+        if ops["q_sp"] is not None:
+            torch.bmm(ops["q_sp"][rows].transpose(0, 1), ops["g_sp"], out=out["sp"])
+        if ops["q_sh"] is not None:
+            q, g = ops["q_sh"][rows].transpose(0, 1), ops["g_sh"]  # [3, C, D], [3, D, G]
+            # per query modality, so the gallery operand is never copied to broadcast it (matmul would)
+            for i, q_i in enumerate(q):
+                torch.bmm(q_i.expand(len(g), -1, -1), g, out=out["sh"][i])
+        return {k: v for k, v in out.items() if k != "dist"}
 
     def _blocks(
         self, plan: PairPlan, rows: slice, dots: dict[str, Tensor]
@@ -193,23 +247,27 @@ class PairDistances:
         for i, j in plan.sh:
             yield "sh", dots["sh"][i, j], self._q_sq["sh"][rows, i], self._g_sq["sh"][:, j]
 
-    def _compose(self, plan: PairPlan, mode: str, rows: slice, dots: dict[str, Tensor]) -> Tensor:
+    def _compose(
+        self, plan: PairPlan, mode: str, rows: slice, dots: dict[str, Tensor], out: Tensor
+    ) -> Tensor:
+        """The plan's distance chunk, written into ``out`` one pass per block."""
         blocks = list(self._blocks(plan, rows, dots))
-        if mode == "code":  # one cosine between the two concatenated vectors, built in place
-            dot = blocks[0][1].clone()
+        if mode == "code":  # one cosine between the two concatenated vectors
+            out.copy_(blocks[0][1])
             for block in blocks[1:]:
-                dot.add_(block[1])
+                out.add_(block[1])
             q_norm = sum(b[2] for b in blocks).sqrt().clamp_min(_EPS)
             g_norm = sum(b[3] for b in blocks).sqrt().clamp_min(_EPS)
-            return dot.mul_((-2.0 / q_norm)[:, None]).div_(g_norm[None, :]).add_(2.0)
-        # paper: mean block cosine per kind, then the mean of the kinds present
-        sims = []
-        for kind in ("sp", "sh"):
-            cos = [
-                dot / (q_sq.sqrt().clamp_min(_EPS)[:, None] * g_sq.sqrt().clamp_min(_EPS)[None, :])
-                for k, dot, q_sq, g_sq in blocks
-                if k == kind
-            ]
-            if cos:
-                sims.append(sum(cos) / len(cos))
-        return 1.0 - sum(sims) / len(sims)
+            return out.mul_((-2.0 / q_norm)[:, None]).div_(g_norm[None, :]).add_(2.0)
+        # paper: the products are cosines; 1 - (mean sp cosine + mean sh cosine) / 2
+        kinds = [[dot for k, dot, _, _ in blocks if k == kind] for kind in ("sp", "sh")]
+        kinds = [cosines for cosines in kinds if cosines]
+        out.fill_(1.0)
+        for cosines in kinds:
+            for cos in cosines:
+                out.add_(cos, alpha=-1.0 / (len(cosines) * len(kinds)))
+        return out
+
+
+def _sq_norms(x: Tensor) -> Tensor:
+    return x.float().square().sum(-1)
