@@ -236,3 +236,13 @@ def test_synth_generates_a_missing_benchmark_once(tmp_path: Path, caplog: pytest
     assert len([r for r in caplog.records if "synthetic" in r.getMessage()]) == 1
     batch = next(iter(dm.train_dataloader()))
     assert batch["RGB"].shape == (8, 3, *SIZE)
+
+
+def test_a_synthetic_copy_of_another_recipe_is_never_reused(tmp_path: Path) -> None:
+    """Asking for the bench preset where a tiny copy lives must fail loudly, not train on the tiny copy."""
+    tiny = {"like": "rgbnt201", "preset": "tiny", "ids": 6, "seed": 0}
+    datamodule("rgbnt201", tmp_path, synth=tiny).prepare_data()
+    datamodule("rgbnt201", tmp_path, synth={**tiny, "preset": None}).prepare_data()  # same recipe: reused
+    for other in ({**tiny, "ids": 9}, {**tiny, "seed": 1}, {**tiny, "ids": None, "preset": "bench"}):
+        with pytest.raises(MDReIDError, match="synthetic copy generated with .* point data.root"):
+            datamodule("rgbnt201", tmp_path, synth=other).prepare_data()

@@ -111,14 +111,22 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         """With ``synth`` set, write the synthetic copy when the benchmark folder is absent under ``root``.
 
         The generator renames a finished tree into place, so concurrent processes (ranks, nodes) never read a
-        half-written copy; one that loses the race finds the folder there and uses it.
+        half-written copy; one that loses the race finds the folder there and uses it. A copy generated
+        from another recipe (preset, ids, seed) is an error, never silently reused.
         """
         if self.synth is None:
             return
-        from mdreid.data.synth import generate  # only synthetic runs need the generator
+        from mdreid.data.synth import generate, read_recipe, recipe  # only synthetic runs need these
 
         target = Path(self.root) / benchmark_folder(self.dataset)
         if target.exists():
+            wanted = recipe(self.dataset, self.synth["ids"], self.synth["seed"], self.synth["preset"])
+            found = read_recipe(target)
+            if found is not None and found != wanted:
+                raise MDReIDError(
+                    f"{target} is a synthetic copy generated with {found}, but data.synth asks for {wanted}: "
+                    "point data.root at another folder or delete that one"
+                )
             return
         log.info("%s not found: generating a synthetic copy (preset %s) there", target, self.synth["preset"])
         try:

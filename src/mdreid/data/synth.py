@@ -34,12 +34,14 @@ place at the end, so an interrupted run never leaves a complete-looking half dat
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -68,6 +70,7 @@ RGBNT100_PREFIX = "rgbir"  # RGBNT100's splits live one level down, in RGBNT100/
 RGBNT100_GROUP = 5  # images per (pid, camera); the query keeps 1 of them
 PANEL = (256, 128)  # (W, H) of one RGBNT100 panel; three side by side make the 768x128 file
 JPEG_QUALITY = 90
+RECIPE_FILE = "SYNTHETIC.json"  # in the benchmark folder; the readers ignore stray files
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,17 @@ def _write(plan: Plan, like: str, seed: int, folder: Path) -> None:
         shutil.copyfile(folder / src, folder / dst)
 
 
+def recipe(like: str, ids: int | None, seed: int, preset: str) -> dict[str, Any]:
+    """What a synthetic copy was generated from; stored with it so a copy is never mistaken for another."""
+    return {"like": like, "preset": preset, "ids": PRESETS[preset].ids if ids is None else ids, "seed": seed}
+
+
+def read_recipe(benchmark_dir: str | Path) -> dict[str, Any] | None:
+    """The recipe stored in a generated benchmark folder; None for real data (or a copy that predates it)."""
+    path = Path(benchmark_dir) / RECIPE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def generate(like: str, out: str | Path, ids: int | None = None, seed: int = 0, preset: str = "tiny") -> Path:
     """Write a synthetic copy of benchmark ``like`` into ``out`` and return ``out`` (the data root).
 
@@ -244,6 +258,7 @@ def generate(like: str, out: str | Path, ids: int | None = None, seed: int = 0, 
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
     try:
         _write(plan, like, seed, scratch)
+        (scratch / RECIPE_FILE).write_text(json.dumps(recipe(like, ids, seed, preset)) + "\n")
         try:
             os.rename(scratch, target)
         except OSError as err:
