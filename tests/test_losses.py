@@ -136,6 +136,7 @@ def test_triplet_without_negatives_or_positives() -> None:
     alone = batch_hard_triplet(feats, torch.tensor([5, 5, 5]))
     assert float(alone.loss.detach()) == 0.0 and torch.isinf(alone.d_an).all()
     alone.loss.backward()
+    assert torch.isfinite(feats.grad).all()  # the masked mean must not turn inf into NaN gradients
     single = batch_hard_triplet(feats, torch.tensor([0, 1, 1]))
     assert single.d_ap[0] <= 1e-3  # no other positive: the anchor itself (official behaviour)
 
@@ -234,6 +235,14 @@ def test_kdl_with_missing_modalities_uses_complete_samples() -> None:
     empty = knowledge_discrepancy_loss(sp, sh, labels, present)
     assert float(empty.detach()) == 0.0
     empty.backward()
+
+
+def test_kdl_without_any_negative_pair_is_zero_with_finite_gradients() -> None:
+    sp, sh, _, _, _ = pk_batch(p=3, k=3, seed=6)
+    loss = knowledge_discrepancy_loss(sp, sh, torch.zeros(9, dtype=torch.long))  # one identity
+    assert float(loss.detach()) == 0.0
+    grads = torch.autograd.grad(loss, (sp, sh))
+    assert all(torch.isfinite(g).all() for g in grads)
 
 
 # ----------------------------------------------------------------------------------------- objective

@@ -71,10 +71,12 @@ def test_forward_shapes_and_only_present_images_encoded(present: list[list[int]]
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
-def test_gather_scatter_puts_each_feature_in_its_slot() -> None:
+@pytest.mark.parametrize("present", [[[1, 0, 1], [0, 1, 0], [1, 1, 1]], [[1, 1, 1]] * 3])
+def test_gather_scatter_puts_each_feature_in_its_slot(present: list[list[int]]) -> None:
+    """Both paths: boolean gather/scatter, and the all-present one that only reshapes (no host syncs)."""
     net = make_net(seed=1).eval()
     images, cams = batch(3, seed=1)
-    mask = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 1]], dtype=torch.bool)
+    mask = torch.tensor(present, dtype=torch.bool)
     with torch.no_grad():
         sp, sh = net.extract(images, mask, cams)
         for b in range(3):

@@ -40,8 +40,10 @@ def knowledge_discrepancy_loss(
     p_ss, n_ss = _extremes(f_ss, labels)
     p_sp, n_sp = _extremes(sp.detach().reshape(batch, -1), labels)
     p_sh, n_sh = _extremes(sh.detach().reshape(batch, -1), labels)
-    if not bool(torch.isfinite(n_ss)):
-        return zero
+    # no negative pair in the batch (n = inf): the loss is 0; decided on the device, without a host sync,
+    # and with finite stand-ins so the unused branch cannot put NaN into the gradient
+    has_negative = torch.isfinite(n_ss)
+    n_ss, n_sp, n_sh = (torch.where(has_negative, n, torch.ones_like(n)) for n in (n_ss, n_sp, n_sh))
     d_p = p_ss / (p_ss + p_sp + p_sh)
     d_n = n_ss / (n_ss + n_sp + n_sh)
-    return d_p.abs() + (d_n - 1.0).abs()
+    return torch.where(has_negative, d_p.abs() + (d_n - 1.0).abs(), zero)

@@ -70,13 +70,19 @@ class MDReIDObjective(nn.Module):
             return self._total(self.id_weight * ce, self.triplet_weight * tri, zero, zero)
 
         present, sp, sh = out["present"], out["sp"], out["sh"]
+        if bool(present.all()):  # the official batches: no boolean indexing, so no host syncs on a GPU
+            present = None
         ce_sh, tri_sh = self._branch(out["logits_sh"], out["sh_cat"], labels)
         ce, tri = self.shared_weight * ce_sh, self.shared_weight * tri_sh
         for m in range(sp.shape[1]):
-            rows = present[:, m]
-            if bool(rows.any()):
+            if present is None:
+                ce_m, tri_m = self._branch(out["logits_sp"][:, m], sp[:, m], labels)
+            elif bool(present[:, m].any()):
+                rows = present[:, m]
                 ce_m, tri_m = self._branch(out["logits_sp"][rows, m], sp[rows, m], labels[rows])
-                ce, tri = ce + ce_m, tri + tri_m
+            else:
+                continue
+            ce, tri = ce + ce_m, tri + tri_m
         zero = ce.new_zeros(())
         rol = (
             self.rol_weight * representation_orthogonality_loss(sp, sh, present, self.rol_order)

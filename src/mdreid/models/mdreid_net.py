@@ -73,9 +73,18 @@ class MDReIDNet(nn.Module):
         column is all False. Every sample needs at least one present modality.
         """
         present = present.bool()
+        batch = present.shape[0]
+        if bool(present.all()):  # the official batches: no boolean indexing, so no host syncs on a GPU
+            missing = [key for key in MODALITIES if key not in images]
+            if missing:
+                raise ValueError(f"modalities {missing} are marked present but missing from the images")
+            stacked = torch.cat([images[key] for key in MODALITIES])
+            tokens = self.mdl(stacked, camid.repeat(NUM_MODALITIES))  # modality-major, as below
+            out = tokens.unflatten(0, (NUM_MODALITIES, batch)).transpose(0, 1)  # [B, 3, num_tokens, D]
+            return out[:, :, 0], (out[:, :, 1] if self.decoupled else None)
         if not bool(present.any(1).all()):
             raise ValueError("every sample needs at least one present modality")
-        batch, chunks, cams = present.shape[0], [], []
+        chunks, cams = [], []
         for m, key in enumerate(MODALITIES):
             rows = present[:, m]
             if not bool(rows.any()):
@@ -105,7 +114,11 @@ class MDReIDNet(nn.Module):
             feat = fill_absent_with_mean(sp, present)
             return {"sp": sp, "sh": None, "present": present, "feat": feat, "logits": self.head(feat)}
         logits_sp = []
+        all_present = bool(present.all())
         for m, head in enumerate(self.heads_sp):
+            if all_present:
+                logits_sp.append(head(sp[:, m]))
+                continue
             rows = present[:, m]
             logits = sp.new_zeros(sp.shape[0], head.classifier.out_features)
             if bool(rows.any()):
