@@ -95,7 +95,9 @@ def test_script_runs_end_to_end_and_writes_json(tmp_path: Path) -> None:
     assert model["flops"]["counted_per_step"] > 0
     assert model["flops"]["counted_over_analytic"] == pytest.approx(1.0, abs=0.05)
     assert model["gemm"]["measured_tflops"] > 0 and model["mfu"] is None  # no peak given on CPU
-    assert (tmp_path / "profile" / "ops.txt").is_file() and model["profile"]["nonzero_per_step"] > 0
+    assert (tmp_path / "profile" / "ops.txt").is_file()
+    # all-present batches take the fast path: no boolean-mask indexing (each nonzero is a GPU sync)
+    assert model["profile"]["nonzero_per_step"] == 0 and model["profile"]["scalar_reads_per_step"] > 0
 
     pipeline = report["pipeline"]
     assert pipeline["in_process_one_thread"]["triplets_per_s"] > 0
