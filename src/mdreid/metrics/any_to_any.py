@@ -7,10 +7,13 @@ distances from those cached features (``pair_similarity``) and ranks them (``fun
 DDP: states are ``cat`` lists, so torchmetrics all-gathers them to every rank, which then computes the
 same result. ``compute`` de-duplicates samples by (index, role), dropping the repeats a padding
 ``DistributedSampler`` adds, and sorts them by (index, role), so the result never depends on the sharding
-or arrival order (ties in the ranking are broken by that gallery order). ``index`` must identify a
-sample within its role, e.g. its position in its split's sorted listing (``Record.index``). Each rank
-must see at least one sample: torchmetrics cannot gather a rank's empty state against others'
-multi-dimensional features.
+or arrival order (the ranking's tie rule depends on no order either; see ``functional``). ``index``
+must identify a sample within its role, e.g. its position in its split's sorted listing
+(``Record.index``). Each rank must see at least one sample: torchmetrics cannot gather a rank's empty
+state against others' multi-dimensional features.
+
+Speed: pairs whose distance matrices are identical are built and ranked once
+(``PairDistances.distinct_pairs``), and one ranking workspace serves every chunk and pair.
 """
 
 from __future__ import annotations
