@@ -36,6 +36,7 @@ fp16) on the same synthetic bench, or on the real RGBNT201 with its recorded exp
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -43,14 +44,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from mdreid.ablation_report import METRICS_FILE, WALL_TIME_FILE, load_variant, write_report
+from mdreid.ablation_report import GEOMETRY_FILE, METRICS_FILE, WALL_TIME_FILE, load_variant, write_report
 from mdreid.atomic_io import atomic_write_json
 from mdreid.errors import MDReIDError, cli_errors
 
@@ -185,27 +186,70 @@ def check_recorded(run: Run) -> None:
         )
 
 
-def compose_and_prepare(runs: Sequence[Run]) -> None:
-    """Compose every run's config (bad overrides fail here, in seconds) and index each dataset once, which
-    generates the synthetic copy before concurrent runs could each start generating it."""
+def composed(runs: Sequence[Run]) -> Iterator[tuple[Run, DictConfig]]:
+    """Each run's training config, composed as the train CLI composes it; bad overrides are one error."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     from mdreid.config import config_dir
-    from mdreid.train import build_datamodule
 
-    prepared: set[tuple[str, str]] = set()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for run in runs:
             try:
-                cfg = compose("train.yaml", overrides=list(run.overrides))
+                yield run, compose("train.yaml", overrides=list(run.overrides))
             except HydraException as err:
                 raise MDReIDError(f"{run.name}: {'; '.join(str(err).splitlines())}") from err
-            key = (str(cfg.data.dataset), str(cfg.data.root))
-            if key not in prepared:
-                num_ids = build_datamodule(cfg).num_classes  # generates a synthetic copy if absent, indexes
-                print(f"data: {key[0]} at {key[1]}, {num_ids} training identities", flush=True)
-                prepared.add(key)
+
+
+def compose_and_prepare(runs: Sequence[Run]) -> None:
+    """Compose every run's config (bad overrides fail here, in seconds) and index each dataset once, which
+    generates the synthetic copy before concurrent runs could each start generating it."""
+    from mdreid.train import build_datamodule
+
+    prepared: set[tuple[str, str]] = set()
+    for _, cfg in composed(runs):
+        key = (str(cfg.data.dataset), str(cfg.data.root))
+        if key not in prepared:
+            num_ids = build_datamodule(cfg).num_classes  # generates a synthetic copy if absent, indexes
+            print(f"data: {key[0]} at {key[1]}, {num_ids} training identities", flush=True)
+            prepared.add(key)
+
+
+def final_losses(run_dir: Path) -> dict[str, float]:
+    """The last epoch's mean training loss terms (weighted, as logged) from the run's CSV log."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        epochs = [row for row in csv.DictReader(f) if row.get("train/loss_epoch")]
+    if not epochs:
+        return {}
+    last = epochs[-1]
+    return {
+        key.removeprefix("train/").removesuffix("_epoch"): float(value)
+        for key, value in last.items()
+        if key.startswith("train/") and key.endswith("_epoch") and value
+    }
+
+
+def measure_geometry(runs: Sequence[Run]) -> None:
+    """Write each finished run's GEOMETRY_FILE once: the cosine geometry of its test features
+    (``mdreid.feature_geometry``) and its final training losses, the evidence of whether ROL/KDL could act."""
+    from mdreid.export import load_module
+    from mdreid.feature_geometry import feature_geometry
+    from mdreid.train import build_datamodule
+
+    todo = [r for r in runs if r.done and r.last_ckpt and not (r.run_dir / GEOMETRY_FILE).is_file()]
+    for run, cfg in composed(todo):
+        datamodule = build_datamodule(cfg)
+        datamodule.num_workers = 0
+        datamodule.setup("test")
+        module = load_module(run.last_ckpt)
+        features = feature_geometry(module.net, datamodule.test_dataloader())
+        atomic_write_json(
+            run.run_dir / GEOMETRY_FILE, {"features": features, "final_losses": final_losses(run.run_dir)}
+        )
+        print(f"{run.name}: feature geometry {features}", flush=True)
 
 
 def record_attempt(run: Run, wall_s: float, returncode: int, resumed_from: Path | None) -> None:
@@ -269,6 +313,7 @@ def run_study(runs: Sequence[Run], jobs: int) -> list[Run]:
 
 def report(runs: Sequence[Run], variants: Sequence[Variant], args: argparse.Namespace) -> None:
     """Read every planned run (relative paths keep a committed JSON free of this machine's folders)."""
+    measure_geometry(runs)
     results = [
         load_variant(v.name, v.label, [os.path.relpath(r.run_dir) for r in runs if r.variant == v])
         for v in variants

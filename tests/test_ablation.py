@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import TINY_OVERRIDES
 from mdreid.ablation_report import (
+    GEOMETRY_FILE,
     KEYS,
     SUMMARY,
     WALL_TIME_FILE,
@@ -239,3 +240,33 @@ def test_two_tiny_variants_end_to_end(tmp_path: Path, synthetic_data_dir: Path) 
     assert (
         "| mAP (%) | baseline (no MDL) | MDReID (MDL + ROL + KDL) |" in (tmp_path / "ablation.md").read_text()
     )
+
+
+def test_diagnostics_from_geometry_files(tmp_path: Path) -> None:
+    """geometry.json (features + final losses) becomes a mean ± std row per diagnostic; runs without it
+    (or a baseline without shared features) show a dash."""
+    runs = []
+    for seed, cosine in ((0, 0.99), (1, 0.97)):
+        run = write_run(tmp_path / "full" / f"seed{seed}", seed)
+        features = {"mean_cosine": cosine, "sp_sh_cosine": 0.5, "sh_cross_modal_cosine": 0.25}
+        losses = {"rol": 1.0, "kdl": 5.25 - seed, "loss": 9.0}
+        (run / GEOMETRY_FILE).write_text(json.dumps({"features": features, "final_losses": losses}))
+        runs.append(run)
+    full = load_variant("full", "F", runs)
+    bare = load_variant("bare", "B", [write_run(tmp_path / "bare" / "seed0", 0)])
+    assert full.diagnostic("mean_cosine") == pytest.approx((0.98, 0.0002**0.5))  # std of 0.99, 0.97
+    assert full.runs[0].diagnostics["loss/kdl"] == 5.25 and "loss/loss" not in full.runs[0].diagnostics
+    assert bare.diagnostic("mean_cosine") is None
+    text = to_markdown([full, bare])
+    assert "| mean cosine between any two test features | 0.9800 ± 0.0141 | – |" in text
+    assert "| final-epoch KDL (weighted) | 4.7500 ± 0.7071 | – |" in text
+
+
+def test_final_losses_read_the_last_logged_epoch(ablation: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text(
+        "epoch,step,train/loss_step,train/loss_epoch,train/rol_epoch\n"
+        "0,5,2.0,,\n0,9,,3.0,1.0\n1,19,,2.5,0.75\n1,19,,,\n"
+    )
+    assert ablation.final_losses(tmp_path) == {"loss": 2.5, "rol": 0.75}
+    assert ablation.final_losses(tmp_path / "missing") == {}

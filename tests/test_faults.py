@@ -1,5 +1,6 @@
 """Faults: a training run killed with SIGKILL resumes from last.ckpt to exactly the numbers of an uninterrupted
-run (real ``python -m mdreid.train`` subprocesses, CPU, fixed seed), and training does not depend on num_workers.
+run (real ``python -m mdreid.train`` subprocesses, CPU, fixed seed), one stopped by SIGTERM exits non-zero, and
+training does not depend on num_workers.
 
 The in-process resume of tests/test_train.py stops cleanly between epochs; here the process dies mid-run.
 DDP with 2 CPU processes vs 1: tests/test_sweeps.py::test_two_process_evaluation_equals_one_process.
@@ -114,6 +115,18 @@ def test_sigkill_then_resume_from_last_ckpt_equals_an_uninterrupted_run(
     )
     assert len(full_json["rows"]) == 49 and resumed_json["rows"] == full_json["rows"]
     assert resumed_json["groups"] == full_json["groups"]
+
+
+def test_sigterm_exits_non_zero_with_the_resume_hint(data_dir: Path, tmp_path: Path) -> None:
+    """Lightning ends a SIGTERM-stopped fit with exit code 0; a preempted run must not look finished."""
+    run = start(data_dir, tmp_path / "stopped")
+    last = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    wait_for(last, run)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert f"error: stopped by SIGTERM before the run finished; resume with ckpt_path={last}" in err
+    assert not (tmp_path / "stopped" / "metrics.json").exists()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from mdreid.plots import save_figure
 
 METRICS_FILE = "metrics.json"
 WALL_TIME_FILE = "wall_time.json"  # {"attempts": [{"wall_s", "returncode", "resumed_from"}], "total_s"}
+GEOMETRY_FILE = "geometry.json"  # {"features": feature_geometry(...), "final_losses": {"rol": ..., ...}}
 STD_NOTE = "sample standard deviation over seeds (ddof = 1)"
 
 
@@ -54,6 +55,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mismatched/avg42", "mismatched average, all 42", summary=True, tick="mismatched\navg (all 42)"),
 )
 SUMMARY: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.summary)
+# (key, label) of the per-run diagnostics: the cosine geometry of the test features (mdreid.feature_geometry)
+# and the last epoch's weighted training losses; ROL = 1.5 x 2/3 = 1.0 means collinear features
+DIAGNOSTICS: tuple[tuple[str, str], ...] = (
+    ("mean_cosine", "mean cosine between any two test features"),
+    ("sp_sh_cosine", "cos(sp^m, sh^m), same sample (ROL target 0)"),
+    ("sh_cross_modal_cosine", "cos(sh^i, sh^j), same sample (ROL target 1)"),
+    ("loss/id", "final-epoch ID loss (weighted)"),
+    ("loss/triplet", "final-epoch triplet loss (weighted)"),
+    ("loss/rol", "final-epoch ROL (weighted; 1.0 = collinear)"),
+    ("loss/kdl", "final-epoch KDL (weighted)"),
+)
 KEYS: tuple[str, ...] = tuple(f"{s.key}/{m}" for s in SETTINGS for m in GROUP_METRICS)
 
 
@@ -65,6 +77,7 @@ class RunResult:
     run_dir: str
     values: dict[str, float]
     wall_s: float | None  # training + evaluation, summed over resumed attempts; None if not recorded
+    diagnostics: dict[str, float]  # DIAGNOSTICS keys present for this run (GEOMETRY_FILE), else empty
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,13 @@ class VariantResult:
         values = self.values(key)
         return statistics.stdev(values) if len(values) > 1 else None
 
+    def diagnostic(self, key: str) -> tuple[float, float | None] | None:
+        """Mean and sample std of a diagnostic over the runs that have it; None if none has it."""
+        values = [run.diagnostics[key] for run in self.runs if key in run.diagnostics]
+        if not values:
+            return None
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
 
 def load_run(run_dir: str | Path) -> RunResult:
     """Read a finished run; one clear error if it has not finished or was evaluated on a pair subset."""
@@ -106,7 +126,15 @@ def load_run(run_dir: str | Path) -> RunResult:
         )
     timing = run_dir / WALL_TIME_FILE
     wall_s = json.loads(timing.read_text())["total_s"] if timing.is_file() else None
-    return RunResult(int(payload["seed"]), str(run_dir), {key: groups[key] for key in KEYS}, wall_s)
+    geometry = run_dir / GEOMETRY_FILE
+    diagnostics: dict[str, float] = {}
+    if geometry.is_file():
+        found = json.loads(geometry.read_text())
+        flat = {**found["features"], **{f"loss/{k}": v for k, v in found["final_losses"].items()}}
+        diagnostics = {key: float(flat[key]) for key, _ in DIAGNOSTICS if key in flat}
+    return RunResult(
+        int(payload["seed"]), str(run_dir), {key: groups[key] for key in KEYS}, wall_s, diagnostics
+    )
 
 
 def load_variant(name: str, label: str, run_dirs: Sequence[str | Path]) -> VariantResult:
@@ -116,6 +144,13 @@ def load_variant(name: str, label: str, run_dirs: Sequence[str | Path]) -> Varia
 def _cell(variant: VariantResult, key: str) -> str:
     std = variant.std(key)
     return f"{variant.mean(key):.1f}" if std is None else f"{variant.mean(key):.1f} ± {std:.1f}"
+
+
+def _diagnostic_cell(stat: tuple[float, float | None] | None) -> str:
+    if stat is None:
+        return "–"
+    mean, std = stat
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
 def _seeds(variants: Sequence[VariantResult]) -> list[int]:
@@ -136,6 +171,12 @@ def to_markdown(variants: Sequence[VariantResult]) -> str:
         for s in SETTINGS:
             label = f"**{s.label}**" if s.summary else s.label
             lines.append(f"| {label} | " + " | ".join(_cell(v, f"{s.key}/{metric}") for v in variants) + " |")
+    if any(v.diagnostic(key) for v in variants for key, _ in DIAGNOSTICS):
+        lines += ["", "| diagnostics | " + " | ".join(v.label for v in variants) + " |"]
+        lines.append("|---|" + "---:|" * len(variants))
+        for key, label in DIAGNOSTICS:
+            cells = [_diagnostic_cell(v.diagnostic(key)) for v in variants]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     timed = [(v, [r.wall_s for r in v.runs if r.wall_s is not None]) for v in variants]
     per_variant = [f"{v.label} {statistics.fmean(w):.0f} s" for v, w in timed if w]
     if per_variant:
@@ -161,7 +202,13 @@ def to_json(variants: Sequence[VariantResult]) -> dict:
                 "mean": {key: v.mean(key) for key in KEYS},
                 "std": {key: v.std(key) for key in KEYS},
                 "runs": [
-                    {"seed": r.seed, "run_dir": r.run_dir, "wall_s": r.wall_s, "values": r.values}
+                    {
+                        "seed": r.seed,
+                        "run_dir": r.run_dir,
+                        "wall_s": r.wall_s,
+                        "values": r.values,
+                        "diagnostics": r.diagnostics,
+                    }
                     for r in v.runs
                 ],
             }

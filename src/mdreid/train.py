@@ -7,11 +7,15 @@ wrapper that returns the optimised metric for sweepers.
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mdreid.config import config_dir
@@ -90,7 +94,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @cli_errors
 def run(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except SIGTERMException:
+        # Lightning stops at the next step boundary with SystemExit(None), i.e. exit code 0: a scheduler
+        # (SLURM preemption, a sweep) would take the unfinished run for a finished one
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        hint = f"resume with ckpt_path={last}" if last.is_file() else "no checkpoint yet; start it again"
+        print(f"error: stopped by SIGTERM before the run finished; {hint}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
         # a finished run is never turned into a failure; a sweeper that needs the value fails on None itself
