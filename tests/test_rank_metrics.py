@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import torch
 
 from mdreid.errors import MDReIDError
 from mdreid.metrics import rank_metrics
+from mdreid.metrics.functional import sort_rows_
 
 
 def loop_reference(dist, q_pids, g_pids, q_groups, g_groups, max_rank):
@@ -172,3 +176,27 @@ def test_any_float_dtype_gives_the_float32_numbers(dtype):
     out = rank_metrics(dist, *ids)
     assert out["mAP"] == pytest.approx(expected["mAP"], abs=1e-12)
     assert out["cmc"].tolist() == expected["cmc"].tolist()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threaded_sort_works_in_a_forked_child():
+    """The sort threads are per process: a child forked after the parent used them must not hang. (The
+    child runs only ``sort_rows_``: torch's own OpenMP pool is not fork-safe, which is torch's matter.)"""
+    rows = np.random.default_rng(0).random((256, 50)).astype(np.float32)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sort_rows_(torch.from_numpy(rows.copy()))  # the parent's pool now exists
+        pid = os.fork()
+        if pid == 0:  # child: exit 0 only if the rows come back sorted
+            got = sort_rows_(torch.from_numpy(rows.copy())).numpy()
+            os._exit(0 if np.array_equal(got, np.sort(rows, axis=1)) else 1)
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0, "the forked child hung or failed"
+    finally:
+        torch.set_num_threads(previous)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -94,12 +95,13 @@ def sort_rows_(x: Tensor) -> Tensor:
         return x
     bounds = np.linspace(0, x.shape[0], workers + 1).astype(int)
     blocks = [array[bounds[i] : bounds[i + 1]] for i in range(workers)]
-    list(_thread_pool(workers).map(lambda block: block.sort(axis=1), blocks))
+    list(_thread_pool(workers, os.getpid()).map(lambda block: block.sort(axis=1), blocks))
     return x
 
 
 @functools.cache
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
+def _thread_pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """One pool per size and process: a forked child inherits the pool object but not its threads."""
     return ThreadPoolExecutor(workers, thread_name_prefix="mdreid-sort")
 
 
