@@ -184,7 +184,7 @@ def to_markdown(variants: Sequence[VariantResult]) -> str:
         lines += [
             "",
             f"Wall time per run (mean over seeds): {'; '.join(per_variant)}. "
-            f"Sum over the timed runs: {total / 60:.1f} min.",
+            f"Sum over the timed runs: {total / 60:.1f} min (runs that ran concurrently overlap).",
         ]
     return "\n".join(lines) + "\n"
 
