@@ -13,7 +13,7 @@ import torch
 
 from mdreid.errors import MDReIDError
 from mdreid.metrics import rank_metrics
-from mdreid.metrics.functional import sort_rows_
+from mdreid.metrics.functional import query_rank_stats, rank_workspace, sort_rows_
 
 
 def loop_reference(dist, q_pids, g_pids, q_groups, g_groups, max_rank):
@@ -200,3 +200,15 @@ def test_threaded_sort_works_in_a_forked_child():
         assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0, "the forked child hung or failed"
     finally:
         torch.set_num_threads(previous)
+
+
+def test_a_workspace_that_does_not_fit_is_an_error():
+    dist = torch.rand(4, 6, dtype=torch.float64)
+    pids, g_pids = torch.zeros(4, dtype=torch.long), torch.zeros(6, dtype=torch.long)
+    args = (dist, pids, g_pids, pids, g_pids + 1)  # one identity, other cameras: every item a positive
+    with pytest.raises(MDReIDError, match="workspace"):
+        query_rank_stats(*args, workspace=rank_workspace(4, 6, torch.float32, dist.device))  # would round
+    with pytest.raises(MDReIDError, match="workspace"):
+        query_rank_stats(*args, workspace=rank_workspace(3, 6, torch.float64, dist.device))  # too few rows
+    bigger = rank_workspace(9, 6, torch.float64, dist.device)  # more rows than the chunk: fine
+    assert query_rank_stats(*args, workspace=bigger).valid.all()

@@ -108,8 +108,12 @@ def _thread_pool(workers: int, pid: int) -> ThreadPoolExecutor:
 def rank_workspace(rows: int, num_gallery: int, dist_dtype: torch.dtype, device: torch.device) -> Tensor:
     """Scratch for ``query_rank_stats`` on chunks of up to ``rows`` rows: reusing it across chunks and pairs
     avoids allocating (and page-faulting) two chunk-sized buffers per call, ~40% of the ranking time on a CPU."""
-    dtype = torch.float64 if dist_dtype == torch.float64 else torch.float32  # exact for every float dtype
-    return torch.empty((2, rows, num_gallery), dtype=dtype, device=device)
+    return torch.empty((2, rows, num_gallery), dtype=_sort_dtype(dist_dtype), device=device)
+
+
+def _sort_dtype(dist_dtype: torch.dtype) -> torch.dtype:
+    """float64 stays; every other float dtype widens exactly to float32 (numpy cannot sort bfloat16)."""
+    return torch.float64 if dist_dtype == torch.float64 else torch.float32
 
 
 def query_rank_stats(
@@ -140,13 +144,13 @@ def query_rank_stats(
     num_rows, num_gallery = dist.shape
     if workspace is None:
         workspace = rank_workspace(num_rows, num_gallery, dist.dtype, dist.device)
-    if workspace.shape[0] != 2 or workspace.shape[1] < num_rows or workspace.shape[2] != num_gallery:
+    shape, dtype = tuple(workspace.shape), _sort_dtype(dist.dtype)
+    if shape[0] != 2 or shape[1] < num_rows or shape[2] != num_gallery or workspace.dtype != dtype:
         raise MDReIDError(
-            f"query_rank_stats: workspace of shape {tuple(workspace.shape)} does not fit dist "
-            f"{tuple(dist.shape)}; build it with rank_workspace(rows, num_gallery, ...)"
+            f"query_rank_stats: workspace {workspace.dtype} {shape} does not fit dist {dist.dtype} "
+            f"{tuple(dist.shape)}; build it with rank_workspace(rows, num_gallery, dist.dtype, device)"
         )
-    if dist.dtype != workspace.dtype:
-        dist = dist.to(workspace.dtype)  # half precision: widened exactly (numpy cannot sort bfloat16)
+    dist = dist.to(dtype)  # a no-op for float32/float64
     same_pid, not_positive = masks or rank_masks(q_pids, g_pids, q_groups, g_groups)
     # +inf entries need no mask of their own: they sort last and precede no finite positive
     inf = dist.new_full((), math.inf)
