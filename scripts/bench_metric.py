@@ -4,7 +4,8 @@ Timings on random, identity-clustered features:
 
 1. ranking one distance matrix (RNT->RNT): ``rank_metrics`` vs the peer fast-reid Cython kernel
    (``fastreid==1.4.0``'s ``rank_cy.pyx``, downloaded with pip and compiled in a temporary folder at
-   benchmark time; nothing of it is kept), with the max abs difference of mAP, mINP and the CMC curve;
+   benchmark time; nothing of it is kept), with the largest differences: per-query AP and INP on the
+   queries without a positive tied with a negative, summary mAP and CMC over all queries;
 2. all 49 pairs from the per-modality features, distances included (``AnyToAnyReID.compute``), vs
    the peer's 49 calls on the same distance matrices, with the largest difference over the 49 pairs.
 

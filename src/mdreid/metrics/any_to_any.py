@@ -249,12 +249,11 @@ class AnyToAnyReID(Metric):
                 acc.append(
                     query_rank_stats(dist, q_pid[rows], g_pid, q_group[rows], g_group, masks, workspace)
                 )
+        merged = [QueryRankStats.cat(acc) for acc in stats]
         result_rows, cmc = [], {}
         for (q_subset, g_subset), position in zip(self.pairs, which, strict=True):
             name = pair_name(q_subset, g_subset)
-            summary = summarize_rank_stats(
-                QueryRankStats.cat(stats[position]), self.max_rank, what=f"the {name} gallery"
-            )
+            summary = summarize_rank_stats(merged[position], self.max_rank, what=f"the {name} gallery")
             curve = summary["cmc"].cpu() * 100
             cmc[name] = curve
             result_rows.append(

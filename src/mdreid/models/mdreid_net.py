@@ -65,23 +65,36 @@ class MDReIDNet(nn.Module):
         return self.mdl.out_dim
 
     def extract(
-        self, images: Mapping[str, torch.Tensor], present: torch.Tensor, camid: torch.Tensor
+        self,
+        images: Mapping[str, torch.Tensor],
+        present: torch.Tensor,
+        camid: torch.Tensor,
+        all_present: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pre-BN ``(sp [B,3,D], sh [B,3,D] or None)``, zeros where a modality is absent.
 
         ``images`` maps ``RGB``/``NI``/``TI`` to ``[B,3,H,W]``; a key may be left out when its ``present``
-        column is all False. Every sample needs at least one present modality.
+        column is all False. Every sample needs at least one present modality. ``all_present``:
+        ``present.all()`` when the caller already knows it (each check is a host sync on a GPU).
         """
         present = present.bool()
-        batch = present.shape[0]
-        if bool(present.all()):  # the official batches: no boolean indexing, so no host syncs on a GPU
-            missing = [key for key in MODALITIES if key not in images]
-            if missing:
-                raise ValueError(f"modalities {missing} are marked present but missing from the images")
-            stacked = torch.cat([images[key] for key in MODALITIES])
-            tokens = self.mdl(stacked, camid.repeat(NUM_MODALITIES))  # modality-major, as below
-            out = tokens.unflatten(0, (NUM_MODALITIES, batch)).transpose(0, 1)  # [B, 3, num_tokens, D]
-            return out[:, :, 0], (out[:, :, 1] if self.decoupled else None)
+        all_present = bool(present.all()) if all_present is None else all_present
+        out = self._encode_all(images, camid) if all_present else self._encode_present(images, present, camid)
+        return out[:, :, 0], (out[:, :, 1] if self.decoupled else None)
+
+    def _encode_all(self, images: Mapping[str, torch.Tensor], camid: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, num_tokens, D]`` of batches with every modality: one concatenation, no boolean indexing
+        (hence no host syncs on a GPU); the official batches take this path."""
+        missing = [key for key in MODALITIES if key not in images]
+        if missing:
+            raise ValueError(f"modalities {missing} are marked present but missing from the images")
+        tokens = self.mdl(torch.cat([images[key] for key in MODALITIES]), camid.repeat(NUM_MODALITIES))
+        return tokens.unflatten(0, (NUM_MODALITIES, camid.shape[0])).transpose(0, 1)  # modality-major
+
+    def _encode_present(
+        self, images: Mapping[str, torch.Tensor], present: torch.Tensor, camid: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, 3, num_tokens, D]`` with zeros where absent: the present images gathered, encoded, scattered."""
         if not bool(present.any(1).all()):
             raise ValueError("every sample needs at least one present modality")
         chunks, cams = [], []
@@ -94,10 +107,9 @@ class MDReIDNet(nn.Module):
             chunks.append(images[key][rows])
             cams.append(camid[rows])
         tokens = self.mdl(torch.cat(chunks), torch.cat(cams))  # [num_present, num_tokens, D]
-        out = tokens.new_zeros(NUM_MODALITIES, batch, *tokens.shape[1:])
+        out = tokens.new_zeros(NUM_MODALITIES, present.shape[0], *tokens.shape[1:])
         out[present.t()] = tokens  # modality-major boolean scatter matches the gather order above
-        out = out.transpose(0, 1)  # [B, 3, num_tokens, D]
-        return out[:, :, 0], (out[:, :, 1] if self.decoupled else None)
+        return out.transpose(0, 1)
 
     def forward(
         self, images: Mapping[str, torch.Tensor], present: torch.Tensor, camid: torch.Tensor
@@ -109,12 +121,12 @@ class MDReIDNet(nn.Module):
         Baseline: ``sp`` ``[B,3,D]``, ``sh`` None, ``feat`` ``[B,3D]`` (mean-filled), ``logits`` ``[B,C]``.
         """
         present = present.bool()
-        sp, sh = self.extract(images, present, camid)
+        all_present = bool(present.all())
+        sp, sh = self.extract(images, present, camid, all_present)
         if not self.decoupled:
             feat = fill_absent_with_mean(sp, present)
             return {"sp": sp, "sh": None, "present": present, "feat": feat, "logits": self.head(feat)}
         logits_sp = []
-        all_present = bool(present.all())
         for m, head in enumerate(self.heads_sp):
             if all_present:
                 logits_sp.append(head(sp[:, m]))
