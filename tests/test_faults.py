@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
-from mdreid.data.synth import generate
+from mdreid.data.synthetic.generate import generate
 from mdreid.train import train
 
 pytestmark = pytest.mark.slow

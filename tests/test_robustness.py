@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from conftest import TINY_OVERRIDES
-from mdreid.data.synth import generate
+from mdreid.data.synthetic.generate import generate
 from mdreid.errors import MDReIDError
 from mdreid.train import build_datamodule, build_module
 

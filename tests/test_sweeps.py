@@ -20,7 +20,7 @@ import yaml
 from hydra.utils import instantiate
 
 from conftest import TINY_OVERRIDES, compose_cfg
-from mdreid.data.synth import generate
+from mdreid.data.synthetic.generate import generate
 from mdreid.metrics.groups import PAPER_PAIRS
 from mdreid.spawn_strategy import FileMetricsLauncher, SpawnDDPStrategy
 

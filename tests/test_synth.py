@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdreid.data import synth
 from mdreid.data.readers import DATASETS, load_benchmark
 from mdreid.data.records import Record
-from mdreid.data.render import KINDS, make_identity, make_setting, render_triplet
-from mdreid.data.synth import PRESETS, generate
+from mdreid.data.synthetic import generate as generate_module
+from mdreid.data.synthetic.appearance import make_identity
+from mdreid.data.synthetic.cameras import make_setting
+from mdreid.data.synthetic.generate import PRESETS, generate
+from mdreid.data.synthetic.layouts import RGBNT100_GROUP
+from mdreid.data.synthetic.rendering import render_triplet
+from mdreid.data.synthetic.shapes import KINDS
 from mdreid.errors import MDReIDError
 
 TINY = PRESETS["tiny"]
@@ -95,7 +99,7 @@ def test_rgbnt100_layout(tiny: Path) -> None:
     group_sizes: dict[tuple[int, int], int] = defaultdict(int)
     for r in bench.train + bench.gallery:
         group_sizes[(r.pid, r.camid)] += 1
-    assert set(group_sizes.values()) == {synth.RGBNT100_GROUP}
+    assert set(group_sizes.values()) == {RGBNT100_GROUP}
     # query = the first image of every test (pid, camera) group, as byte-identical copies of the gallery file
     gallery = {r.name: r.paths[0] for r in bench.gallery}
     expected = sorted(n for n in gallery if n.endswith("_000.jpg"))
@@ -170,7 +174,7 @@ def test_interrupted_run_leaves_no_dataset(tmp_path: Path, monkeypatch: pytest.M
             raise KeyboardInterrupt
         return render_triplet(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "render_triplet", failing)
+    monkeypatch.setattr(generate_module, "render_triplet", failing)
     with pytest.raises(KeyboardInterrupt):
         generate("rgbnt201", tmp_path)
     assert os.listdir(tmp_path) == []  # neither RGBNT201/ nor a hidden partial folder

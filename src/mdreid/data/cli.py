@@ -18,7 +18,7 @@ from mdreid.data.readers import DATASETS, load_benchmark, split_folders
 from mdreid.data.readers.common import POLICIES
 from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
-from mdreid.data.synth import PRESETS, generate
+from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, generate
 from mdreid.errors import cli_errors
 
 ROLES = ("train", "query", "gallery")
@@ -123,7 +123,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
 
-    print(generate(args.like, args.out, ids=args.ids, seed=args.seed, preset=args.preset))
+    print(
+        generate(
+            args.like, args.out, ids=args.ids, seed=args.seed, preset=args.preset, coupling=args.coupling
+        )
+    )
     return 0
 
 
@@ -163,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--preset", choices=PRESETS, default="tiny")
+    synth.add_argument(
+        "--coupling",
+        type=float,
+        default=DEFAULT_COUPLING,
+        help="share of materials whose NIR/TIR look follows RGB: 0 = independent modalities",
+    )
     synth.set_defaults(run=cmd_synth)
     return parser
 

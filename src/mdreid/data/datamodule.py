@@ -29,7 +29,7 @@ from mdreid.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 
-SYNTH_KEYS = ("like", "preset", "ids", "seed")
+SYNTH_KEYS = ("like", "preset", "ids", "seed", "coupling")
 
 
 class MultiModalReIDDataModule(L.LightningDataModule):
@@ -97,7 +97,15 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         unknown = sorted(set(synth) - set(SYNTH_KEYS))
         if unknown:
             raise MDReIDError(f"data.synth has unknown key(s) {unknown}: use {', '.join(SYNTH_KEYS)}")
-        out: dict[str, Any] = {"like": self.dataset, "preset": "tiny", "ids": None, "seed": 0}
+        from mdreid.data.synthetic.generate import DEFAULT_COUPLING
+
+        out: dict[str, Any] = {
+            "like": self.dataset,
+            "preset": "tiny",
+            "ids": None,
+            "seed": 0,
+            "coupling": DEFAULT_COUPLING,
+        }
         out.update({key: value for key, value in synth.items() if value is not None})
         if str(out["like"]).lower() != self.dataset.lower():
             raise MDReIDError(
@@ -112,15 +120,25 @@ class MultiModalReIDDataModule(L.LightningDataModule):
 
         The generator renames a finished tree into place, so concurrent processes (ranks, nodes) never read a
         half-written copy; one that loses the race finds the folder there and uses it. A copy generated
-        from another recipe (preset, ids, seed) is an error, never silently reused.
+        from another recipe (preset, ids, seed, coupling) is an error, never silently reused.
         """
         if self.synth is None:
             return
-        from mdreid.data.synth import generate, read_recipe, recipe  # only synthetic runs need these
+        from mdreid.data.synthetic.generate import (
+            generate,
+            read_recipe,
+            recipe,
+        )  # only synthetic runs need these
 
         target = Path(self.root) / benchmark_folder(self.dataset)
         if target.exists():
-            wanted = recipe(self.dataset, self.synth["ids"], self.synth["seed"], self.synth["preset"])
+            wanted = recipe(
+                self.dataset,
+                self.synth["ids"],
+                self.synth["seed"],
+                self.synth["preset"],
+                self.synth["coupling"],
+            )
             found = read_recipe(target)
             if found is not None and found != wanted:
                 raise MDReIDError(
@@ -136,6 +154,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
                 ids=self.synth["ids"],
                 seed=self.synth["seed"],
                 preset=self.synth["preset"],
+                coupling=self.synth["coupling"],
             )
         except MDReIDError:
             if not target.exists():

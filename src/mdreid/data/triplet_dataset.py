@@ -17,18 +17,12 @@ from torch.utils.data import Dataset
 
 from mdreid.data.modality_dropout import ALL_PRESENT, ModalityDropout
 from mdreid.data.pk_sampler import Draw
+from mdreid.data.readers.rgbnt100 import PANEL_BOXES, PANEL_SIZE, STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.transforms import TripletTransform
 from mdreid.errors import MDReIDError
 from mdreid.modalities import MODALITIES
 
-# RGBNT100: one 768x128 strip holds the RGB | NIR | TIR panels, cut with PIL boxes (left, top, right, bottom)
-PANEL_BOXES: tuple[tuple[int, int, int, int], ...] = (
-    (0, 0, 256, 128),
-    (256, 0, 512, 128),
-    (512, 0, 768, 128),
-)
-STRIP_SIZE = (768, 128)
 _AUG_STREAM = 0x5EED_0003  # separates the augmentation seeds from the sampler's and the dropout's
 
 
@@ -52,10 +46,10 @@ def read_modalities(record: Record, present: Sequence[bool] = ALL_PRESENT) -> li
     """
     if record.stitched:
         strip = _open_rgb(record.paths[0])
-        if strip.size != STRIP_SIZE:
+        if strip.size != STITCHED_SIZE:
             raise MDReIDError(
                 f"{record.paths[0]}: stitched image is {strip.size[0]}x{strip.size[1]}, expected "
-                f"{STRIP_SIZE[0]}x{STRIP_SIZE[1]} (RGB | NIR | TIR panels of 256x128); replace the file"
+                f"{STITCHED_SIZE[0]}x{STITCHED_SIZE[1]} (RGB | NIR | TIR panels of {PANEL_SIZE[0]}x{PANEL_SIZE[1]}); replace the file"
             )
         return [strip.crop(box) for box, keep in zip(PANEL_BOXES, present, strict=True) if keep]
     return [_open_rgb(path) for path, keep in zip(record.paths, present, strict=True) if keep]

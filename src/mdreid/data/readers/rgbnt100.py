@@ -10,7 +10,13 @@ import re
 
 from mdreid.data.readers.common import Found, Grammar, Layout, Scan, one_based_camera
 
-STITCHED_SIZE = (768, 128)  # (width, height) of every file: three 256x128 panels
+PANEL_SIZE = (256, 128)  # (width, height) of one modality's panel
+STITCHED_SIZE = (3 * PANEL_SIZE[0], PANEL_SIZE[1])  # (width, height) of every file: RGB | NIR | TIR
+# PIL crop boxes (left, top, right, bottom) of the RGB, NIR and TIR panels
+PANEL_BOXES: tuple[tuple[int, int, int, int], ...] = tuple(
+    (m * PANEL_SIZE[0], 0, (m + 1) * PANEL_SIZE[0], PANEL_SIZE[1]) for m in range(3)
+)
+SPLIT_PARENT = "rgbir"  # the split folders live one level down, in RGBNT100/rgbir/
 
 GRAMMAR = Grammar(
     form="PPPP_cCCCC_III.jpg",
@@ -26,7 +32,7 @@ def read_split(scan: Scan, folder: str) -> list[Found]:
 
 LAYOUT = Layout(
     name="rgbnt100",
-    folders=("RGBNT100/rgbir",),
+    folders=(f"RGBNT100/{SPLIT_PARENT}",),
     splits={"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"},
     grammar=GRAMMAR,
     junk_rule="camera",
