@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from mdreid.atomic_io import atomic_write
 from mdreid.errors import MDReIDError
 
 log = logging.getLogger(__name__)
@@ -126,13 +127,19 @@ def load_clip_visual_weights(visual: VisionTransformer, path: str | Path) -> Non
     log.info("loaded CLIP visual weights from %s", path)
 
 
+def save_visual_weights(state: Mapping[str, torch.Tensor], dst: str | Path) -> Path:
+    """Write a visual-tower state dict as fp32 safetensors with open_clip's ``visual.`` key prefix, atomically.
+
+    This is the one file format every weight source ends in (OpenAI's archive after conversion, the proxy
+    foundation), so they all load through :func:`load_clip_visual_weights` alike.
+    """
+    tensors = {f"visual.{k}": v.detach().float().contiguous().clone() for k, v in state.items()}
+    return atomic_write(dst, lambda f: f.write(save(tensors)))
+
+
 def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
     """Write the visual tower of ``src`` (e.g. OpenAI's TorchScript ``ViT-B-16.pt``) as fp32 safetensors.
 
     The grid is kept as stored (14x14 for ViT-B-16); resizing happens at load time for the run's image size.
     """
-    state = read_visual_state_dict(src)
-    out = Path(dst)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"visual.{k}": v.float().contiguous().clone() for k, v in state.items()}, str(out))
-    return out
+    return save_visual_weights(read_visual_state_dict(src), dst)

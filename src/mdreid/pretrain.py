@@ -1,0 +1,106 @@
+"""Proxy-foundation pretraining: ``python -m mdreid.pretrain [overrides]``.
+
+Trains the tiny CLIP-layout ViT on the RGB-only pool of other identities (:mod:`mdreid.data.synthetic.pool`)
+and writes its visual tower as an open_clip ``.safetensors`` file, with a provenance JSON beside it (command,
+seed, wall time, machine, sha256). Fine-tuning loads it as ``model.backbone.weights=FILE``, exactly as it
+loads converted CLIP weights. Resumable with ``ckpt_path=<run dir>/checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mdreid.atomic_io import atomic_write_json
+from mdreid.config import config_dir
+from mdreid.errors import MDReIDError, cli_errors
+from mdreid.instantiate import instantiate_callbacks, instantiate_trainer
+from mdreid.models.clip_weights import save_visual_weights
+from mdreid.output_dir import check_writable
+from mdreid.pretraining.classifier import ProxyPretrainModule
+
+log = logging.getLogger(__name__)
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float]) -> dict[str, Any]:
+    """What a shipped weight file needs beside it to be trusted and regenerated."""
+    return {
+        "file": out.name,
+        "sha256": sha256(out),
+        "command": "python -m mdreid.pretrain " + " ".join(sys.argv[1:]),
+        "seed": cfg.seed,
+        "pool": OmegaConf.to_container(cfg.data.pool, resolve=True),
+        "epochs": cfg.trainer.max_epochs,
+        "wall_time_s": round(wall_s, 1),
+        "resumed_from": cfg.get("ckpt_path"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "date": time.strftime("%Y-%m-%d"),
+        "final": metrics,
+    }
+
+
+def pretrain(cfg: DictConfig) -> dict[str, float]:
+    """Render (or reuse) the pool, fit the classifier, write the tower and its provenance."""
+    start = time.time()
+    check_writable(cfg.paths.output_dir, "paths.output_dir")
+    if cfg.backbone.get("weights"):
+        raise MDReIDError(
+            "backbone.weights must be null: the proxy foundation is trained from a random tower"
+        )
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    model = ProxyPretrainModule(
+        backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
+        image_size=datamodule.spec.size,
+        num_classes=datamodule.num_classes,
+        **OmegaConf.to_container(cfg.optim, resolve=True),
+    )
+    datamodule.prepare_data()
+    trainer = instantiate_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")), [])
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch")}
+    out = save_visual_weights(model.visual_state_dict(), cfg.out)
+    record = provenance(cfg, out, time.time() - start, metrics)
+    atomic_write_json(out.with_suffix(".json"), record)
+    log.info("wrote %s (sha256 %s) and its provenance %s", out, record["sha256"], out.with_suffix(".json"))
+    return metrics
+
+
+@cli_errors
+def run(cfg: DictConfig) -> None:
+    pretrain(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="pretrain.yaml")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

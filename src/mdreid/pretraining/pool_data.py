@@ -1,0 +1,142 @@
+"""The pretraining pool as a LightningDataModule: RGB crops of many identities, generic photometric and
+geometric augmentation, every draw seeded by (seed, epoch, position) so batches do not depend on workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms import v2
+
+from mdreid.data.synthetic.pool import PoolSpec, load_or_render
+from mdreid.data.transforms import MEAN, STD, seeded_rngs
+from mdreid.errors import MDReIDError
+
+_AUG_STREAM = 0x5EED_0101  # separates the pool's augmentation seeds from every other stream
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Generic photo augmentation, as a CLIP-like pretraining sees: never a NIR or TIR rendering."""
+
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range
+    flip: float = 0.5
+    jitter: float = 0.4  # brightness / contrast / saturation strength; hue gets a quarter of it
+    grayscale: float = 0.2
+    blur: float = 0.3  # probability of a Gaussian blur
+
+    def pipeline(self, size: int) -> v2.Compose:
+        j = self.jitter
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                v2.RandomResizedCrop(size, scale=tuple(self.crop_scale), antialias=True),
+                v2.RandomHorizontalFlip(self.flip),
+                v2.ColorJitter(j, j, j, j / 4),
+                v2.RandomGrayscale(self.grayscale),
+                v2.RandomApply([v2.GaussianBlur(5, (0.1, 1.5))], p=self.blur),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(MEAN, STD),
+            ]
+        )
+
+
+class EpochOrder(Sampler):
+    """A seeded permutation per epoch, yielding (epoch, position, index); Lightning calls ``set_epoch``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        order = np.random.default_rng([self.seed, _AUG_STREAM, self.epoch]).permutation(self.n)
+        return iter((self.epoch, pos, int(i)) for pos, i in enumerate(order))
+
+
+class PoolDataset(Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: Augment, seed: int) -> None:
+        self.images, self.labels, self.seed = images, labels, seed
+        self.transform = augment.pipeline(images.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, draw: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, position, index = draw
+        seed = int(np.random.SeedSequence([self.seed, _AUG_STREAM, epoch, position]).generate_state(1)[0])
+        with seeded_rngs(seed):
+            image = self.transform(self.images[index])
+        return image, torch.tensor(self.labels[index])
+
+
+class PoolDataModule(L.LightningDataModule):
+    """Renders the pool once into ``cache_dir`` (atomically), then serves shuffled augmented batches."""
+
+    def __init__(
+        self,
+        pool: Mapping[str, Any],
+        cache_dir: str,
+        batch_size: int = 256,
+        num_workers: int = 1,
+        render_processes: int = 2,
+        augment: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        unknown = sorted(set(pool) - set(PoolSpec.__dataclass_fields__))
+        if unknown:
+            raise MDReIDError(
+                f"pool: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(PoolSpec.__dataclass_fields__)}"
+            )
+        self.spec = PoolSpec(**pool)
+        for key, value in (("data.batch_size", batch_size), ("data.num_workers", num_workers)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (1 if key == "data.batch_size" else 0)
+            ):
+                raise MDReIDError(
+                    f"{key}={value!r}: use a {'positive' if key == 'data.batch_size' else 'non-negative'} integer"
+                )
+        unknown = sorted(set(augment or {}) - set(Augment.__dataclass_fields__))
+        if unknown:
+            raise MDReIDError(
+                f"augment: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(Augment.__dataclass_fields__)}"
+            )
+        self.augment = Augment(**(augment or {}))
+        self.cache_dir, self.batch_size, self.num_workers = cache_dir, batch_size, num_workers
+        self.render_processes, self.seed = render_processes, seed
+        self.dataset: PoolDataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.ids
+
+    def prepare_data(self) -> None:
+        load_or_render(self.spec, self.cache_dir, self.render_processes)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            images, labels = load_or_render(self.spec, self.cache_dir, self.render_processes)
+            self.dataset = PoolDataset(images, labels, self.augment, self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.dataset is not None
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=EpochOrder(len(self.dataset), self.seed),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=True,
+        )
