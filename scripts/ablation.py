@@ -1,9 +1,14 @@
-"""The MDReID ablation study (method.md §8.5): six variants x seeds, same budget, then a mean ± std report.
+"""The MDReID ablation study (docs/method.md §9.4): seven variants x seeds, same budget, then mean ± std.
 
 Every run is the command a user would type, ``python -m mdreid.train experiment=synthetic
 data.synth.preset=bench <budget> <variant> seed=<k> hydra.run.dir=<out>/<variant>/seed<k>``, in a subprocess;
 its console output goes to ``console.log`` and its wall time to ``wall_time.json`` in its run folder. Runs go
 seed-major (every variant of seed 0 first), so a study cut short still has comparable runs.
+
+The synthetic experiment starts every variant from the shipped proxy foundation but the last, which is the
+baseline from a random tower. Other settings of the synthetic benchmark come through ``--extra``: the
+appearance coupling (``data.synth.coupling=0`` for independent modalities) or a vehicle layout
+(``data.dataset=rgbnt100 data.synth.like=rgbnt100 'data.image_size=[64,128]'``); give each its own --out.
 
 A killed study resumes where it stopped: a run with a metrics.json is skipped, a run with a
 checkpoints/last.ckpt continues from it (``ckpt_path=``), any other run starts again. A run folder whose
@@ -19,7 +24,7 @@ after hours) and the data is generated once.
 Budget on the 2-core CPU VM (bench preset: 838 training triplets, 23 steps of 32 per epoch; tiny ViT): a run
 costs ~16 s of start-up and test plus ~21 s per epoch alone (``--jobs 1``: one torch thread and one loader
 worker), or ~21 s plus ~31 s per epoch for each of two concurrent runs (``--jobs 2``, one thread each), i.e.
-about 9 x (21 + 31 x epochs) s for the 18 runs.
+about 10.5 x (21 + 31 x epochs) s for the 21 runs.
 
 Full size on a GPU (ViT-B/16 with CLIP weights at 256x128, the official recipe's batch, LRs, schedule and
 fp16) on the same synthetic bench, or on the real RGBNT201 with its recorded experiment:
@@ -75,6 +80,13 @@ VARIANTS: tuple[Variant, ...] = (
         "full_drop",
         f"MDReID + modality dropping (p={DROPOUT_P})",
         (f"data.modality_dropout={{p: {DROPOUT_P}, mode: sample}}",),
+    ),
+    # the baseline without the pretrained tower: what pretraining itself is worth (the tower then learns
+    # at the heads' rate, as a tower without a prior needs)
+    Variant(
+        "baseline_scratch",
+        "baseline from scratch (no pretrained tower)",
+        ("model=baseline", "model.backbone.weights=null", "model.optim.backbone_lr=${model.optim.base_lr}"),
     ),
 )
 # Keys that change how a run executes, not what it computes (losses do not depend on num_workers,

@@ -19,7 +19,7 @@ Data part: decode + augmentation of the real training ``Dataset`` (``TrainTriple
 code a DataLoader worker runs) on a synthetic copy (``data.synth.preset``), timed in this process with one
 torch thread, as one worker has; ``--workers 1,4`` also times real DataLoaders with that many workers. It then
 says whether ``--cores`` cores (the GPU machine's 16) keep up with the measured step rate, and for a peak
-given by ``--peak-tflops`` (800 on CUDA) with the step rate at the issue's 40% MFU target.
+given by ``--peak-tflops`` (800 on CUDA) with the step rate at the training-speed target of 40% MFU.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ PRESETS: dict[str, list[str]] = {
     ],
 }
 DEFAULT_STEPS = {"tiny-cpu": (3, 10), "vitb16-gpu": (10, 50)}  # (warmup, timed)
-GPU_PEAK_TFLOPS = 800.0  # dense bf16 of an H100-class GPU, as the issue states it
-TARGET_MFU = 0.40  # the issue's target
+GPU_PEAK_TFLOPS = 800.0  # dense bf16 TFLOP/s of an H100-class GPU: the peak the MFU target refers to
+TARGET_MFU = 0.40  # training-speed target: 40% of that peak
 # the heads are sized for RGBNT201 (171 training ids, 4 cameras); their FLOPs are negligible either way
 HEAD_DATA = SimpleNamespace(num_classes=171, num_cameras=4, junk_rule="camera")
 FLOPS_NOTE = (

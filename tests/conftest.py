@@ -28,6 +28,7 @@ TINY_OVERRIDES = [
     "trainer.check_val_every_n_epoch=1",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
+    "model.backbone.weights=null",  # a smaller tower than the shipped proxy foundation
     "model.backbone.vision.width=64",
     "model.backbone.vision.patch_size=16",
     "model.backbone.vision.layers=2",

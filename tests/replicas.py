@@ -2,7 +2,8 @@
 
 The names, ids, cameras and scenes are the real ones; every file is a hard link to ONE tiny valid JPEG, so
 the ~40k files of all three replicas take about a second. The folder layout is written out here on purpose
-(not taken from the readers) so that tests compare the readers with an independent statement of datasets.md.
+(not taken from the readers) so that tests compare the readers with an independent statement of
+docs/datasets.md.
 """
 
 from __future__ import annotations

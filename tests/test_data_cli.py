@@ -204,7 +204,7 @@ def test_verify_flags_rgbnt100_files_that_are_not_768x128(
 
 
 def test_synth_then_stats_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`synth --like msvr310 --out DIR && stats --dataset msvr310 --root DIR` (the issue's done-criterion)."""
+    """`synth --like msvr310 --out DIR && stats --dataset msvr310 --root DIR`: a copy reads back unchanged."""
     argv = ["synth", "--like", "msvr310", "--out", str(tmp_path), "--ids", "12", "--seed", "3"]
     code, out, _ = run_cli(argv, capsys)
     assert code == 0 and out.strip() == str(tmp_path)

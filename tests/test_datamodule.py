@@ -197,6 +197,8 @@ def test_missing_dataset_and_bad_synth_settings_are_user_errors(tmp_path: Path) 
         datamodule("rgbnt201", tmp_path, synth={"like": "msvr310"})
     with pytest.raises(MDReIDError, match="unknown key"):
         datamodule("rgbnt201", tmp_path, synth={"size": 3})
+    with pytest.raises(MDReIDError, match="data.synth.coupling"):
+        datamodule("rgbnt201", tmp_path, synth={"coupling": 1.5})
     with pytest.raises(MDReIDError, match="data.image_size"):
         datamodule("rgbnt201", tmp_path, image_size=[256, 128, 3])
 
@@ -243,6 +245,12 @@ def test_a_synthetic_copy_of_another_recipe_is_never_reused(tmp_path: Path) -> N
     tiny = {"like": "rgbnt201", "preset": "tiny", "ids": 6, "seed": 0}
     datamodule("rgbnt201", tmp_path, synth=tiny).prepare_data()
     datamodule("rgbnt201", tmp_path, synth={**tiny, "preset": None}).prepare_data()  # same recipe: reused
-    for other in ({**tiny, "ids": 9}, {**tiny, "seed": 1}, {**tiny, "ids": None, "preset": "bench"}):
+    others = (
+        {**tiny, "ids": 9},
+        {**tiny, "seed": 1},
+        {**tiny, "ids": None, "preset": "bench"},
+        {**tiny, "coupling": 0},
+    )
+    for other in others:
         with pytest.raises(MDReIDError, match="synthetic copy generated with .* point data.root"):
             datamodule("rgbnt201", tmp_path, synth=other).prepare_data()

@@ -18,8 +18,8 @@ from mdreid.losses import (
 )
 
 # ----------------------------------------------------------------------------- official-style references
-# Written after method.md §3 in the official code's shape (loops, PK reshape, explicit detach), sharing no
-# code with mdreid.losses.
+# Written after docs/method.md §3 in the official code's shape (loops, PK reshape, explicit detach),
+# sharing no code with mdreid.losses.
 
 
 def ref_ce_ls(logits: torch.Tensor, labels: torch.Tensor, eps: float = 0.1) -> torch.Tensor:

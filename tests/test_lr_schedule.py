@@ -1,4 +1,4 @@
-"""The epoch-level LR schedule equals the official formula (method.md §4.3), noise included."""
+"""The epoch-level LR schedule equals the official formula (docs/method.md §4.4), noise included."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ BASE, ENC = 3.5e-4, 5e-6
 
 
 def official_lr(base_g: float, epoch: int, noise: bool = True, base_lr: float = BASE) -> float:
-    """Independent re-statement of method.md §4.3 (1-based epochs, 50 epochs, 10 warmup)."""
+    """Independent re-statement of docs/method.md §4.4 (1-based epochs, 50 epochs, 10 warmup)."""
     init, lr_min = 0.1 * base_lr, 0.001 * base_lr
     if epoch >= 50:
         return lr_min  # cycle over: no noise at e50
@@ -49,7 +49,7 @@ def test_schedule_matches_official_formula(epoch: int, noise: bool) -> None:
 
 
 def test_published_head_lr_values() -> None:
-    """The RGBNT201 head LRs quoted in method.md §4.3."""
+    """The RGBNT201 head LRs quoted in docs/method.md §4.4."""
     quoted = {
         1: 2.3e-5,
         5: 3.0e-4,

@@ -44,14 +44,14 @@ def official_distance(q_blocks, g_blocks):
 
 def test_code_mode_equals_official_vectors_on_reported_settings(feats):
     qsp, qsh, gsp, gsh = feats["q_sp"], feats["q_sh"], feats["g_sp"], feats["g_sh"]
-    # method.md §5.4: the vectors the official select_feature builds (including its tail padding)
+    # docs/method.md §5.5: the vectors the official select_feature builds (including its tail padding)
     official = {
         ("RT", "NT"): ([qsp[:, T], qsh[:, R], qsh[:, T]], [gsp[:, T], gsh[:, N], gsh[:, T]]),
         ("RT", "N"): ([qsh[:, R], qsh[:, T]], [gsh[:, N], gsh[:, N]]),
         ("R", "N"): ([qsh[:, R]], [gsh[:, N]]),
         ("R", "NT"): ([qsh[:, R], qsh[:, R]], [gsh[:, N], gsh[:, T]]),
     }
-    for subset in SUBSETS:  # matched settings: [sp(Q), sh(Q)] on both sides (method.md §2.4)
+    for subset in SUBSETS:  # matched settings: [sp(Q), sh(Q)] on both sides (docs/method.md §2.6)
         idx = list(subset_indices(subset))
         official[(subset, subset)] = (
             [qsp[:, m] for m in idx] + [qsh[:, m] for m in idx],

@@ -1,4 +1,4 @@
-"""Per-parameter learning rates follow the official rules (method.md §4.2)."""
+"""Per-parameter learning rates follow the official rules (docs/method.md §4.3)."""
 
 from __future__ import annotations
 

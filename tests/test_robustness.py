@@ -1,6 +1,6 @@
 """Bad inputs through the real CLIs (``python -m mdreid.train|eval|data``), as a user meets them: each ends in
 exactly one ``error: ...`` line naming the file or config key and the fix, exit code 2 and no traceback (unless
-``HYDRA_FULL_ERROR=1`` / ``--verbose``). One test per item of the robustness issue, numbered as there.
+``HYDRA_FULL_ERROR=1`` / ``--verbose``). Tests are numbered 01 to 12, one number per kind of bad input.
 
 Reader-level details are in test_readers.py / test_data_cli.py, the metric's in test_rank_metrics.py, the CLIP
 loader's in test_backbone.py; here the point is what reaches the terminal. Every train/eval start costs ~10 s of

@@ -3,6 +3,7 @@ atomic, bad input fails in one line, and the renderer keeps the shape shared and
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import defaultdict
@@ -272,3 +273,63 @@ def test_shape_identifies_across_images(kind: str) -> None:
     sim = x @ x.T
     np.fill_diagonal(sim, -np.inf)
     assert (y[sim.argmax(1)] == y).mean() > 0.5  # chance is 1/12
+
+
+# ------------------------------------------------------------------------------- cross-modal coupling
+
+# sha256 of six triplets rendered by the generator before the coupling knob existed (coupling 0 keeps them)
+INDEPENDENT_BYTES = "7989a52d5eedb42e2182f19f094ea0913449bec67cc8d629d08e63f26ea08f1d"
+
+
+def test_coupling_zero_renders_the_independent_generator_byte_for_byte() -> None:
+    digest = hashlib.sha256()
+    for kind in KINDS:
+        for i in range(3):
+            identity = make_identity(kind, (5, 201, 0, i), coupling=0.0)
+            triplet = render_triplet(identity, make_setting(kind, (5, 201, 1, i)), (5, 201, 3, i))
+            for image in triplet.images:
+                digest.update(image.tobytes())
+    assert digest.hexdigest() == INDEPENDENT_BYTES
+
+
+GEOMETRY = ("texture", "freq", "angle", "phase")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_coupling_is_the_share_of_materials_that_follow_rgb(kind: str) -> None:
+    """A following material keeps RGB's texture geometry in NIR and TIR; the share of them is ``coupling``."""
+    for coupling, lo, hi in ((0.0, 0.0, 0.02), (0.5, 0.42, 0.58), (1.0, 1.0, 1.0)):
+        follows = []
+        for pid in range(120):
+            rgb, nir, tir = make_identity(kind, (41, pid), coupling).looks
+            same = np.all([getattr(rgb, f) == getattr(nir, f) for f in GEOMETRY], axis=0)
+            assert np.array_equal(
+                same, np.all([getattr(rgb, f) == getattr(tir, f) for f in GEOMETRY], axis=0)
+            )
+            follows.append(same)
+        assert lo <= np.mean(follows) <= hi, coupling
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_coupled_nir_levels_track_rgb_only_partly(kind: str) -> None:
+    """Across identities, a part's NIR level correlates with its RGB luminance when coupled, not when
+    independent; it never equals it (IR-transparent dyes are bright in NIR whatever their colour)."""
+
+    def corr(coupling: float) -> float:
+        rgb_l, nir_l = [], []
+        for pid in range(200):
+            rgb, nir, _ = make_identity(kind, (43, pid), coupling).looks
+            rgb_l.append(rgb.base @ np.array([0.299, 0.587, 0.114]))
+            nir_l.append(nir.base[:, 0])
+        a, b = np.array(rgb_l), np.array(nir_l)
+        a, b = a - a.mean(0), b - b.mean(0)  # centred per part: class priors (bright skin...) removed
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    independent, coupled = corr(0.0), corr(1.0)
+    assert abs(independent) < 0.15
+    assert 0.3 < coupled < 0.95
+
+
+def test_bad_coupling_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(MDReIDError, match="data.synth.coupling"):
+        generate("rgbnt201", tmp_path, coupling=1.5)

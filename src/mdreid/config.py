@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -13,3 +15,15 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"mdreid configs not found next to {_PACKAGE_DIR}; reinstall with `make install`")
+
+
+ASSETS_DIR = _PACKAGE_DIR / "assets"
+
+
+def asset_path(name: str) -> str:
+    """Absolute path of a file shipped in ``mdreid/assets`` (the proxy-foundation weights), from any cwd."""
+    return str(ASSETS_DIR / name)
+
+
+# configs say ${mdreid.asset:FILE}; the loaders then see a plain path, as for any user-supplied file
+OmegaConf.register_new_resolver("mdreid.asset", asset_path, replace=True)

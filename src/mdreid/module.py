@@ -119,7 +119,7 @@ class ReIDModule(L.LightningModule):
         return optimizer
 
     def on_train_epoch_start(self) -> None:
-        """Official timing: the LR of 1-based epoch e is set at its start (method.md §4.3, §7)."""
+        """Official timing: the LR of 1-based epoch e is set at its start (docs/method.md §4.4)."""
         if self._scheduler is None:
             return
         self._scheduler.step(self.current_epoch + 1)

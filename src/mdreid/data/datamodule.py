@@ -97,7 +97,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         unknown = sorted(set(synth) - set(SYNTH_KEYS))
         if unknown:
             raise MDReIDError(f"data.synth has unknown key(s) {unknown}: use {', '.join(SYNTH_KEYS)}")
-        from mdreid.data.synthetic.generate import DEFAULT_COUPLING
+        from mdreid.data.synthetic.generate import DEFAULT_COUPLING, check_coupling
 
         out: dict[str, Any] = {
             "like": self.dataset,
@@ -107,6 +107,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
             "coupling": DEFAULT_COUPLING,
         }
         out.update({key: value for key, value in synth.items() if value is not None})
+        out["coupling"] = check_coupling(out["coupling"])
         if str(out["like"]).lower() != self.dataset.lower():
             raise MDReIDError(
                 f"data.synth.like={out['like']} differs from data.dataset={self.dataset}: make them equal"

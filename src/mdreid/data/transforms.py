@@ -1,4 +1,4 @@
-"""Image transforms of one R/N/T triplet: the official train and test pipelines (method.md §4.1).
+"""Image transforms of one R/N/T triplet: the official train and test pipelines (docs/method.md §4.1).
 
 Train: Resize (bicubic) -> RandomHorizontalFlip(0.5) -> Pad(10) -> RandomCrop -> ToTensor ->
 Normalize(0.5, 0.5) -> timm RandomErasing(mode='pixel', one box). Test: Resize (bilinear) -> ToTensor ->

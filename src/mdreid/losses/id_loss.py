@@ -1,4 +1,4 @@
-"""Label-smoothed identity loss (method.md §3.1, the official ``CrossEntropyLabelSmooth``).
+"""Label-smoothed identity loss (docs/method.md §3.1, the official ``CrossEntropyLabelSmooth``).
 
 The official targets are ``(1-eps)*onehot + eps/C`` with ``mean_batch(sum_c -t_c log p_c)``; torch's
 ``cross_entropy(label_smoothing=eps)`` builds exactly that target, so it is used directly (in fp32).

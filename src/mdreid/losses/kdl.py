@@ -1,4 +1,4 @@
-"""Knowledge Discrepancy Loss, KDL (method.md §3.3), as the official ``EnhancedTripletLoss`` computes it.
+"""Knowledge Discrepancy Loss, KDL (docs/method.md §3.4), as the official ``EnhancedTripletLoss`` has it.
 
 Three feature sets per sample: ``f_ss = [sp_R, sh_R, sp_N, sh_N, sp_T, sh_T]`` (gradient flows),
 ``f_sp = [sp_R, sp_N, sp_T]`` and ``f_sh = [sh_R, sh_N, sh_T]`` (both **detached**, official scope). Each

@@ -1,4 +1,4 @@
-"""The MDReID training objective (method.md §3.4), with the official hidden weights as defaults.
+"""The MDReID training objective (docs/method.md §3.5), with the official hidden weights as defaults.
 
 ``L = sum_m [w_id*CE(logits_sp_m) + w_tri*Tri(sp_m)] + w_sh*[w_id*CE(logits_sh) + w_tri*Tri(sh_cat)]
       + w_rol*ROL + w_kdl*KDL``

@@ -1,4 +1,4 @@
-"""Representation Orthogonality Loss, ROL (method.md §3.2), vectorised over the batch with ``bmm``.
+"""Representation Orthogonality Loss, ROL (docs/method.md §3.3), vectorised over the batch with ``bmm``.
 
 Per sample, ``M = [sp_R; sp_N; sp_T; sh_R; sh_N; sh_T]`` (6 rows) and the cosine matrix ``S`` is pushed
 towards the block target ``A = [[I_3, 0], [0, 1_3x3]]``:

@@ -1,4 +1,4 @@
-"""Soft-margin batch-hard triplet loss (method.md §3.1, the official ``TripletLoss`` with ``NO_MARGIN``).
+"""Soft-margin batch-hard triplet loss (docs/method.md §3.2; the official ``TripletLoss``, ``NO_MARGIN``).
 
 Distances are Euclidean on un-normalised features, ``sqrt(clamp(|a|^2 + |b|^2 - 2ab, 1e-12))``. For each
 anchor the hardest positive (max distance, the anchor itself included, as officially) and the hardest

@@ -1,7 +1,7 @@
 """The paper's named groups of any-to-any scenarios, and their summary numbers.
 
 Pairs are written ``"Q->G"`` with canonical subset names (``modalities.SUBSETS``). The groups follow
-method.md §5.3: the matched full setting (Table 1), the six matched missing-modality settings
+docs/method.md §5.4: the matched full setting (Table 1), the six matched missing-modality settings
 (Table 2) and the four reported mismatched settings (Table 3), plus the mean over all 42 mismatched
 pairs that only this project evaluates.
 """

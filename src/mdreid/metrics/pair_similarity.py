@@ -1,14 +1,14 @@
 """Query x gallery distances for every (query modality subset, gallery subset) pair, from cached features.
 
 Each sample carries, per modality m in R, N, T, a specific feature ``sp^m`` and a shared feature ``sh^m``
-(``[N, 3, D]`` each, method.md §2.4). Every scenario compares some query blocks with some gallery blocks,
-so all 49 distance matrices derive from 12 base query x gallery dot products (3 same-modality ``sp``
+(``[N, 3, D]`` each, docs/method.md §2.6). Every scenario compares some query blocks with some gallery
+blocks, so all 49 distance matrices derive from 12 base query x gallery dot products (3 same-modality ``sp``
 products and 9 ``sh`` products, all modality pairs) and the per-block squared norms. ``PairDistances``
 computes the 12 products once per query chunk and composes every requested pair from them.
 
 **Block plan of a pair** Q -> G (modality sets), with C = Q ∩ G by modality identity:
 
-* ``"code"`` mode (the project's fix of the official ``select_feature``; method.md §5.4, Decision 2):
+* ``"code"`` mode (the project's fix of the official ``select_feature``; docs/method.md §5.5 and D2):
   specific pairs ``sp^m <-> sp^m`` for m in C; shared pairs ``sh^m <-> sh^m`` for m in C plus **all**
   pairs ``sh^i <-> sh^j`` of U_q x U_g, where U_q = Q \\ C and U_g = G \\ C. With three modalities at
   most one side has two unmatched modalities, so on the reported settings this is exactly what the

@@ -1,4 +1,4 @@
-"""BNNeck + identity classifier (method.md §2.3): the training-only head on top of a pre-BN feature."""
+"""BNNeck + identity classifier (docs/method.md §2.5): the training-only head on top of a pre-BN feature."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The modality-decoupled encoder (MDL, method.md §2.2): one CLIP ViT run on ``[specific, shared, patches]``.
+"""The modality-decoupled encoder (MDL, docs/method.md §2.2-2.4): one CLIP ViT run on
+``[specific, shared, patches]``.
 
 * Token 0 is CLIP's ``class_embedding`` (the modality-*specific* token) plus the camera embedding (SIE).
 * Token 1 is the modality-*shared* token. ``tie_tokens=True`` reproduces the official code, where it is the

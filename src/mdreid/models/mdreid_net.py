@@ -1,10 +1,10 @@
-"""The MDReID network (method.md §2): shared MDL encoder over R/N/T plus the BNNeck heads used in training.
+"""The MDReID network (docs/method.md §2): shared MDL encoder over R/N/T plus the BNNeck heads of training.
 
 Absent modalities are never encoded: the present images of all three modalities are gathered into one
 batch (modality-major, like the official ``3B`` batch), encoded once, and scattered back, leaving zeros in
 the absent rows. In the shared-branch concatenation a missing modality's feature is replaced by the mean
-of that sample's present shared features (project decision 4); with every modality present this is the
-official concatenation.
+of that sample's present shared features (docs/method.md, D4 "Random modality dropping is an option");
+with every modality present this is the official concatenation.
 """
 
 from __future__ import annotations

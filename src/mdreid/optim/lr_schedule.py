@@ -1,8 +1,8 @@
 """The official epoch-level schedule: timm's CosineLRScheduler, stepped at the START of each 1-based epoch.
 
-Official quirks kept on purpose (method.md §4.3, §9 items 5-6): one ``warmup_lr_init`` (0.1 x BASE_LR) shared
-by all groups, so the encoder LR warms *down*; multiplicative LR noise drawn per epoch from a generator
-seeded with ``noise_seed + epoch``. Either can be switched off in ``model.schedule``.
+Official quirks kept on purpose (docs/method.md §4.4, quirks Q5-Q6 in §7): one ``warmup_lr_init``
+(0.1 x BASE_LR) shared by all groups, so the encoder LR warms *down*; multiplicative LR noise drawn per epoch
+from a generator seeded with ``noise_seed + epoch``. Either can be switched off in ``model.schedule``.
 """
 
 from __future__ import annotations

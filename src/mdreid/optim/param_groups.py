@@ -1,4 +1,4 @@
-"""Per-parameter learning rates of the official recipe (method.md §4.2).
+"""Per-parameter learning rates of the official recipe (docs/method.md §4.3).
 
 The official code walks ``named_parameters()`` and applies these rules in order, each overriding the last:
 default BASE_LR; names containing ``bias`` get ``bias_lr_factor`` x BASE_LR; anything inside the CLIP encoder

@@ -32,7 +32,8 @@ class Grammar:
     """An anchored basename rule. ``fields`` maps a match to (raw pid, 0-based camid, sceneid or -1).
 
     Names are matched whole (``fullmatch``, ASCII digits only) on the basename, never the full path, so a
-    parent folder such as ``exp-3_c2`` cannot be parsed by mistake (datasets.md §7 items 5 and 10).
+    parent folder such as ``exp-3_c2`` cannot be parsed by mistake (docs/datasets.md, "Pitfalls" items 5
+    and 10).
     """
 
     form: str  # the rule as users read it, quoted in error messages

@@ -1,7 +1,8 @@
 """MSVR310 (vehicles): ``MSVR310/{bounding_box_train,query3,bounding_box_test}/VVVV/{vis,ni,th}/VVVV_sSSS_vC_III.jpg``.
 
 The scene id ``SSS`` is kept because evaluation removes same-vehicle, same-scene gallery entries whatever the
-view (datasets.md §4.5). Views are already 0-based in names. MambaPro's lowercase ``msvr310/`` is accepted.
+view (docs/datasets.md, "MSVR310"). Views are already 0-based in names. MambaPro's lowercase ``msvr310/`` is
+accepted.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """RGBNT100 (vehicles): ``RGBNT100/rgbir/{bounding_box_train,query,bounding_box_test}/PPPP_cCCCC_III.jpg``.
 
-Each file is one 768x128 JPEG holding the RGB | NIR | TIR panels side by side (datasets.md §3.1), so every
-record repeats the same path three times and is marked ``stitched``. Cameras are 1..8 in names, 0..7 here.
+Each file is one 768x128 JPEG holding the RGB | NIR | TIR panels side by side (docs/datasets.md, "RGBNT100"),
+so every record repeats the same path three times and is marked ``stitched``. Cameras are 1..8 in names, 0..7
+here.
 """
 
 from __future__ import annotations

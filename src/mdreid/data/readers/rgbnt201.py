@@ -1,7 +1,8 @@
 """RGBNT201 (persons): ``RGBNT201/{train_171,test}/{RGB,NI,TI}/PPPPPP_camC_S_FF.jpg``.
 
-``test`` is both query and gallery (every public code base does this; datasets.md §2.4), so the Benchmark
-holds one list for both. Cameras are 1..4 in names and 0..3 here; the ``S`` flag is ignored like upstream.
+``test`` is both query and gallery (every public code base does this; docs/datasets.md, "RGBNT201"), so the
+Benchmark holds one list for both. Cameras are 1..4 in names and 0..3 here; the ``S`` flag is ignored like
+upstream.
 """
 
 from __future__ import annotations

@@ -1,0 +1,154 @@
+"""The proxy foundation: a pool disjoint from every benchmark copy, RGB only, the pretraining entry point end
+to end (resume included), and the shipped weights (hash, provenance, loading through the CLIP path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import compose_cfg
+from mdreid.config import asset_path
+from mdreid.data.synthetic.appearance import make_identity
+from mdreid.data.synthetic.cameras import make_setting
+from mdreid.data.synthetic.generate import PRESETS
+from mdreid.data.synthetic.layouts import KINDS as BENCH_KINDS
+from mdreid.data.synthetic.layouts import PLANNERS
+from mdreid.data.synthetic.pool import POOL, PoolSpec, identity_key, kind_of, render_pool
+from mdreid.data.synthetic.rendering import render_triplet
+from mdreid.data.synthetic.shapes import SHAPES
+from mdreid.data.synthetic.streams import IDENTITY, SHAPE, SOURCES, keyed_rng
+from mdreid.errors import MDReIDError
+from mdreid.models.backbone import build_backbone
+from mdreid.pretrain import pretrain, sha256
+
+SHIPPED = Path(asset_path("proxy_foundation_tiny.safetensors"))
+
+
+def preset_identity_keys(seeds: range) -> set[tuple[int, ...]]:
+    """The identity keys of every benchmark copy a preset writes, for the given data seeds."""
+    keys = set()
+    for like, plan in PLANNERS.items():
+        for seed in seeds:
+            for preset in PRESETS.values():
+                n_test = max(2, round(preset.ids / 3))
+                for shot in plan(seed, preset.ids - n_test, n_test, preset.per_id).shots:
+                    keys.add((seed, SOURCES[like], IDENTITY, shot.pid))
+    return keys
+
+
+def test_pool_identities_are_disjoint_from_every_preset() -> None:
+    """No pool identity shares a random key, nor even a shape, with a train or test identity of a preset."""
+    spec = PoolSpec(ids=300, seed=0)
+    pool_keys = {identity_key(spec, pid) for pid in range(spec.ids)}
+    bench_keys = preset_identity_keys(range(3))
+    assert POOL not in {SOURCES[like] for like in PLANNERS}
+    assert not pool_keys & bench_keys
+    shapes = {
+        SHAPES[BENCH_KINDS[like]].sample(keyed_rng(*k, SHAPE))
+        for like in PLANNERS
+        for k in bench_keys
+        if k[1] == SOURCES[like]
+    }
+    pool_shapes = {
+        SHAPES[kind_of(pid)].sample(keyed_rng(*identity_key(spec, pid), SHAPE)) for pid in range(spec.ids)
+    }
+    assert not shapes & pool_shapes
+
+
+def test_pool_is_rgb_only_and_independent_of_processes() -> None:
+    spec = PoolSpec(ids=4, per_id=3, size=32, cameras=3, seed=5)
+    images, labels = render_pool(spec)
+    assert images.shape == (12, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    again, _ = render_pool(spec, processes=2)
+    assert np.array_equal(images, again)
+    # an RGB-only render is the RGB image of the full triplet: never a NIR or TIR rendering
+    identity, setting = make_identity("person", (1, POOL, 0, 0)), make_setting("person", (1, POOL, 1, 0))
+    full = render_triplet(identity, setting, (1, POOL, 3, 0), size=(32, 32))
+    alone = render_triplet(identity, setting, (1, POOL, 3, 0), size=(32, 32), rgb_only=True)
+    assert len(alone.images) == 1 and np.array_equal(alone.images[0], full.images[0])
+
+
+def test_pool_spec_rejects_bad_values() -> None:
+    with pytest.raises(MDReIDError, match="pool.ids"):
+        PoolSpec(ids=1)
+    with pytest.raises(MDReIDError, match="pool.seed"):
+        PoolSpec(seed=-1)
+
+
+PRETRAIN_TINY = [
+    "data.pool.ids=6",
+    "data.pool.per_id=4",
+    "data.pool.size=32",
+    "data.pool.cameras=2",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "data.render_processes=1",
+    "~callbacks.progress_bar",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+@pytest.mark.slow
+def test_pretrain_end_to_end_resumes_and_loads_like_clip(tmp_path: Path) -> None:
+    """A tiny pretraining writes an open_clip tower with provenance; a resumed run continues from last.ckpt;
+    the file loads through build_backbone(weights=...) at the fine-tuning grid, exactly as CLIP weights do."""
+    common = [*PRETRAIN_TINY, f"paths.data_dir={tmp_path / 'data'}"]
+    first = compose_cfg("pretrain.yaml", [*common, "trainer.max_epochs=1"], tmp_path / "first")
+    metrics = pretrain(first)
+    assert np.isfinite(metrics["pretrain/loss_epoch"])
+    out = Path(first.out)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["sha256"] == sha256(out) and record["seed"] == first.seed and record["epochs"] == 1
+    assert record["pool"]["ids"] == 6 and record["command"].startswith("python -m mdreid.pretrain")
+    assert all(k.startswith("visual.") for k in load_file(str(out)))
+
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = compose_cfg(
+        "pretrain.yaml", [*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "resumed"
+    )
+    pretrain(resumed)
+    steps = [
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+        for run in ("first", "resumed")
+    ]
+    assert steps[0] > 0 and steps[1] == 2 * steps[0]  # the resumed run added one epoch, not two
+    visual = build_backbone(
+        weights=str(tmp_path / "resumed" / "proxy_foundation.safetensors"),
+        image_size=(64, 32),
+        embed_dim=128,
+        vision={"width": 128, "layers": 4, "heads": 4, "patch_size": 8},
+    )
+    stored = load_file(str(tmp_path / "resumed" / "proxy_foundation.safetensors"))
+    assert torch.equal(visual.conv1.weight, stored["visual.conv1.weight"])
+    assert visual.positional_embedding.shape == (1 + 8 * 4, 128)  # 4x4 grid resized to the 8x4 grid
+
+
+def test_pretrain_refuses_a_starting_tower(tmp_path: Path) -> None:
+    cfg = compose_cfg("pretrain.yaml", [*PRETRAIN_TINY, f"backbone.weights={SHIPPED}"], tmp_path / "run")
+    with pytest.raises(MDReIDError, match="backbone.weights must be null"):
+        pretrain(cfg)
+
+
+def test_shipped_weights_match_their_provenance_and_load_through_the_clip_path(tmp_path: Path) -> None:
+    """The file the demo starts from is the one its provenance describes, and the synthetic experiment's
+    config loads it with the plain model.backbone.weights path."""
+    record = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert record["sha256"] == sha256(SHIPPED)
+    for key in ("command", "seed", "wall_time_s", "machine", "pool", "date"):
+        assert key in record
+    cfg = compose_cfg("train.yaml", ["experiment=synthetic"], tmp_path / "run")
+    assert Path(cfg.model.backbone.weights) == SHIPPED
+    kwargs = {k: v for k, v in cfg.model.backbone.items()}
+    visual = build_backbone(**kwargs, image_size=tuple(cfg.data.image_size))
+    stored = load_file(str(SHIPPED))
+    assert torch.equal(
+        visual.transformer.resblocks[0].attn.in_proj_weight,
+        stored["visual.transformer.resblocks.0.attn.in_proj_weight"],
+    )
