@@ -8,11 +8,13 @@ import os
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdreid.atomic_io import AtomicCheckpointIO
+from mdreid.logs import ParamSummary, quiet_known_noise
+from mdreid.plain_progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,33 @@ def configure_threads(cfg: DictConfig) -> None:
     torch.set_num_threads(int(threads))
 
 
+def with_display_callbacks(trainer_cfg: DictConfig, callbacks: list[Callback]) -> list[Callback]:
+    """``callbacks`` plus the progress bar and model summary the trainer flags ask for and the list lacks.
+
+    Lightning's own defaults would be the Rich bar even in a log file and a summary with an empty FLOPs
+    column; choosing them here also leaves Lightning no default summary to announce it skipped.
+    """
+    callbacks = list(callbacks)
+    if trainer_cfg.get("barebones"):
+        return callbacks
+    has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
+    has_summary = any(isinstance(c, ModelSummary) for c in callbacks)
+    if trainer_cfg.get("enable_progress_bar") is not False and not has_bar:
+        callbacks.append(progress_bar())
+    if trainer_cfg.get("enable_model_summary") is not False and not has_summary:
+        callbacks.append(ParamSummary(max_depth=1))
+    return callbacks
+
+
 def instantiate_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> L.Trainer:
+    quiet_known_noise()
     resolve_precision(cfg)
     configure_threads(cfg)
     return instantiate(
         cfg.trainer,
-        callbacks=callbacks,
+        callbacks=with_display_callbacks(cfg.trainer, callbacks),
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
+        # any summary is in the callbacks by now (with_display_callbacks)
+        enable_model_summary=False,
     )

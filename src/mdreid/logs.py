@@ -1,0 +1,96 @@
+"""What a run prints before its first useful line: the model summary, the W&B logger, third-party noise.
+
+Each noisy line is fixed where it is produced when a setting allows it (the W&B ``anonymous`` argument, the
+FLOPs column); the two that no setting turns off, Lightning's advert and its use of a deprecated torch class,
+are filtered here by their exact message, so every other warning still shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelSummary
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.utilities.model_summary import get_formatted_model_size, get_human_readable_count
+
+log = logging.getLogger(__name__)
+
+# Lightning 2.6 builds torch's deprecated ``LeafSpec`` for every DataLoader it wraps (CombinedLoader)
+PYTREE_DEPRECATION = "`isinstance(treespec, LeafSpec)` is deprecated"
+PYTREE_MODULE = r"lightning\.pytorch\.utilities\._pytree"
+# Lightning's adverts for its hosted services ("💡 Tip: ... litlogger / litmodels"), printed on every run
+ADVERT_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+ADVERT_PREFIX = "💡 Tip:"
+
+
+class _DropAdverts(logging.Filter):
+    """Drops Lightning's service adverts; any other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ADVERT_PREFIX)
+
+
+def quiet_known_noise() -> None:
+    """Silence the third-party lines no setting turns off, each matched by its own message (idempotent)."""
+    warnings.filterwarnings(
+        "ignore", message=re.escape(PYTREE_DEPRECATION), category=FutureWarning, module=PYTREE_MODULE
+    )
+    for name in ADVERT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdverts) for f in logger.filters):
+            logger.addFilter(_DropAdverts())
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's W&B logger without ``anonymous=None`` in ``wandb.init``: wandb no longer uses the setting
+    and warns whenever it is passed at all, even as None."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+
+def summary_table(columns: list[tuple[str, list[str]]]) -> list[str]:
+    """Left-aligned text table, one header line, a rule, one line per row."""
+    widths = [max([len(name), *(len(v) for v in values)]) for name, values in columns]
+    rows = zip(*(values for _, values in columns), strict=True)
+    lines = [" | ".join(name.ljust(w) for (name, _), w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("-" * len(lines[0]))
+    lines += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return lines
+
+
+class ParamSummary(ModelSummary):
+    """Lightning's model summary without its FLOPs column and total.
+
+    Lightning counts FLOPs only by running ``example_input_array``, which ReIDModule does not set, so the
+    column read 0 everywhere; ``scripts/bench_train.py`` measures the FLOPs of a training step. The table is
+    logged as plain text, so it reads the same in a terminal, a SLURM log and the run's ``<task>.log``.
+    """
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int = 0,
+        **summarize_kwargs: Any,
+    ) -> None:
+        columns = [(name, [str(v) for v in values]) for name, values in summary_data if name != "FLOPs"]
+        totals = [
+            (get_human_readable_count(trainable_parameters), "trainable params"),
+            (get_human_readable_count(total_parameters - trainable_parameters), "non-trainable params"),
+            (get_human_readable_count(total_parameters), "total params"),
+            (get_formatted_model_size(model_size), "estimated params size (MB)"),
+            (str(total_training_modes["train"]), "modules in train mode"),
+            (str(total_training_modes["eval"]), "modules in eval mode"),
+        ]
+        table = summary_table(columns)
+        lines = [*table, table[1], *(f"{value:<10}{label}" for value, label in totals)]
+        log.info("model summary\n%s", "\n".join(lines))
