@@ -56,9 +56,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.ablation_report import GEOMETRY_FILE, METRICS_FILE, WALL_TIME_FILE, load_variant, write_report
-from mdreid.atomic_io import atomic_write_json
-from mdreid.errors import MDReIDError, cli_errors
+from mdreid.analysis.ablation_report import (
+    GEOMETRY_FILE,
+    METRICS_FILE,
+    WALL_TIME_FILE,
+    load_variant,
+    write_report,
+)
+from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.runtime.errors import MDReIDError, cli_errors
 
 DROPOUT_P = 0.3  # per-modality drop probability of variant 6 (the README's example value)
 
@@ -203,7 +209,7 @@ def composed(runs: Sequence[Run]) -> Iterator[tuple[Run, DictConfig]]:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from mdreid.config import config_dir
+    from mdreid.runtime.config import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for run in runs:
@@ -216,7 +222,7 @@ def composed(runs: Sequence[Run]) -> Iterator[tuple[Run, DictConfig]]:
 def compose_and_prepare(runs: Sequence[Run]) -> None:
     """Compose every run's config (bad overrides fail here, in seconds) and index each dataset once, which
     generates the synthetic copy before concurrent runs could each start generating it."""
-    from mdreid.train import build_datamodule
+    from mdreid.runtime.builders import build_datamodule
 
     prepared: set[tuple[str, str]] = set()
     for _, cfg in composed(runs):
@@ -246,10 +252,10 @@ def final_losses(run_dir: Path) -> dict[str, float]:
 
 def measure_geometry(runs: Sequence[Run]) -> None:
     """Write each finished run's GEOMETRY_FILE once: the cosine geometry of its test features
-    (``mdreid.feature_geometry``) and its final training losses, the evidence of whether ROL/KDL could act."""
-    from mdreid.export import load_module
-    from mdreid.feature_geometry import feature_geometry
-    from mdreid.train import build_datamodule
+    (``mdreid.analysis.feature_geometry``) and its final training losses, the evidence of whether ROL/KDL
+    could act."""
+    from mdreid.analysis.feature_geometry import feature_geometry
+    from mdreid.runtime.builders import build_datamodule, load_module
 
     todo = [r for r in runs if r.done and r.last_ckpt and not (r.run_dir / GEOMETRY_FILE).is_file()]
     for run, cfg in composed(todo):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from mdreid.errors import cli_errors
 from mdreid.models.clip_weights import convert_to_safetensors
+from mdreid.runtime.errors import cli_errors
 
 
 @cli_errors

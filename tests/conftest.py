@@ -6,12 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from mdreid.config import config_dir
+from mdreid.runtime.hydra import compose_config
 
 # A few seconds per epoch on 2 cores: 8 identities, tiny ViT, 64x32 images (4x2 patch grid).
 TINY_OVERRIDES = [
@@ -38,11 +37,12 @@ TINY_OVERRIDES = [
 ]
 
 
-def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose like ``@hydra.main`` would, then point every path at ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+def compose_cfg(config_name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """Compose like ``@hydra.main`` would (the ``hydra`` node included); with ``output_dir``, point every path
+    at it and make it the current Hydra run, as code that reads ``HydraConfig`` expects."""
+    cfg = compose_config(config_name, overrides, return_hydra_config=True)
+    if output_dir is None:
+        return cfg
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.hydra.runtime.output_dir = str(output_dir)

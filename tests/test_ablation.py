@@ -1,4 +1,4 @@
-"""The ablation study (scripts/ablation.py, mdreid.ablation_report): the aggregated numbers, the resume plan,
+"""The ablation study (scripts/ablation.py, mdreid.analysis.ablation_report): the aggregated numbers, the resume plan,
 and one real end-to-end study of two tiny variants."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_OVERRIDES
-from mdreid.ablation_report import (
+from mdreid.analysis.ablation_report import (
     GEOMETRY_FILE,
     KEYS,
     SUMMARY,
@@ -27,9 +27,9 @@ from mdreid.ablation_report import (
     to_markdown,
     write_report,
 )
-from mdreid.errors import MDReIDError
 from mdreid.metrics.groups import PAPER_PAIRS
 from mdreid.modalities import all_pairs
+from mdreid.runtime.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ablation.py"
 

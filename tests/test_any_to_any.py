@@ -10,10 +10,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mdreid.errors import MDReIDError
 from mdreid.metrics import AnyToAnyReID, PairDistances, rank_metrics, resolve_pairs
 from mdreid.metrics.groups import MISMATCHED, PAPER_PAIRS
 from mdreid.modalities import SUBSETS, all_pairs
+from mdreid.runtime.errors import MDReIDError
 from samples import make_samples
 
 
@@ -78,6 +78,16 @@ def test_duplicated_and_shuffled_updates_give_identical_results():
     shuffled = torch.randperm(14, generator=torch.Generator().manual_seed(3)).tolist()
     messy = feed(AnyToAnyReID(), data, shuffled + [0, 5, 13], batch=3).compute()
     assert messy.to_dict() == plain.to_dict()
+
+
+def test_evaluate_returns_the_computed_result_with_the_samples_it_scored():
+    metric = feed(AnyToAnyReID(pairs="paper"), make_samples(seed=4), list(range(14)))
+    evaluation = metric.evaluate()
+    assert evaluation.result.to_dict() == metric.compute().to_dict()
+    expected = metric.samples()
+    assert set(evaluation.samples) == set(expected)
+    for name, value in expected.items():
+        assert torch.equal(evaluation.samples[name], value) and evaluation.samples[name].device.type == "cpu"
 
 
 def test_scene_rule_differs_from_camera_rule():
@@ -164,6 +174,9 @@ def _ddp_worker(rank: int, port: int, data: dict, shards: list[list[list[int]]],
         metric = AnyToAnyReID(pairs="all")
         for rows in shards[rank]:
             metric.update(**{k: v[torch.tensor(rows)] for k, v in data.items()})
+        evaluation = metric.evaluate()  # synchronised like compute: every rank scores and keeps all samples
+        assert len(evaluation.samples["pid"]) == 7
+        torch.save(evaluation.result.to_dict(), f"{out}/rank{rank}_evaluate.pt")
         torch.save(metric.compute().to_dict(), f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -181,3 +194,4 @@ def test_ddp_uneven_shards_equal_single_process(tmp_path):
     single = feed(AnyToAnyReID(pairs="all"), data, list(range(7))).compute().to_dict()
     for rank in (0, 1):
         assert torch.load(tmp_path / f"rank{rank}.pt") == single
+        assert torch.load(tmp_path / f"rank{rank}_evaluate.pt") == single

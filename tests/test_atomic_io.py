@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdreid.atomic_io import AtomicCheckpointIO, atomic_write, atomic_write_json
-from mdreid.errors import MDReIDError
+from mdreid.runtime.atomic_io import AtomicCheckpointIO, atomic_write, atomic_write_json
+from mdreid.runtime.errors import MDReIDError
 
 
 def test_json_roundtrip_and_no_temp_left(tmp_path: Path) -> None:

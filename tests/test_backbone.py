@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -13,9 +14,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mdreid.errors import MDReIDError
 from mdreid.models.backbone import build_backbone
 from mdreid.models.clip_weights import convert_to_safetensors, load_clip_visual_weights
+from mdreid.runtime.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "convert_clip_weights.py"
 
@@ -146,10 +147,9 @@ def test_torchscript_archive_loads_with_a_conversion_hint(tmp_path: Path, caplog
 def test_convert_script_writes_visual_safetensors(tmp_path: Path) -> None:
     source = tiny(image_size=(32, 32), seed=6)
     path = _torchscript(tmp_path, source)
-    spec = importlib.util.spec_from_file_location("convert_clip_weights", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main([str(path), str(tmp_path / "out" / "visual.safetensors")])
+    out = tmp_path / "out" / "visual.safetensors"
+    run = subprocess.run([sys.executable, str(SCRIPT), str(path), str(out)], capture_output=True, text=True)
+    assert run.returncode == 0 and f"wrote {out}" in run.stdout, run.stderr[-3000:]
     stored = load_file(str(tmp_path / "out" / "visual.safetensors"))
     assert set(stored) == {f"visual.{k}" for k in source.state_dict()}
     assert stored["visual.positional_embedding"].shape == (17, 32)  # grid kept as stored

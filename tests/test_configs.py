@@ -7,19 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from mdreid.config import config_dir
+from conftest import compose_cfg
+from mdreid.runtime.config import config_dir
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
-
-
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("train.yaml", overrides=overrides, return_hydra_config=True)
 
 
 def test_all_experiments_listed() -> None:
@@ -28,7 +21,7 @@ def test_all_experiments_listed() -> None:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_resolves(experiment: str) -> None:
-    cfg = _compose([f"experiment={experiment}", "trainer.devices=4"])
+    cfg = compose_cfg("train.yaml", [f"experiment={experiment}", "trainer.devices=4"])
     assert cfg.trainer.devices == 4
     assert cfg.data._target_.endswith("MultiModalReIDDataModule")
     assert cfg.model._target_.endswith("ReIDModule")
@@ -45,7 +38,7 @@ def test_experiment_composes_and_resolves(experiment: str) -> None:
     ],
 )
 def test_official_hyperparameters(experiment: str, size: list[int], k: int, lr: float, seed: int) -> None:
-    cfg = _compose([f"experiment={experiment}"])
+    cfg = compose_cfg("train.yaml", [f"experiment={experiment}"])
     assert list(cfg.data.image_size) == size
     assert cfg.data.num_instances == k and cfg.data.batch_size == 64
     assert cfg.model.optim.base_lr == lr and cfg.model.optim.backbone_lr == 5e-6

@@ -9,17 +9,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 
-from mdreid.config import config_dir
+from conftest import compose_cfg
 from mdreid.data.datamodule import MultiModalReIDDataModule
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.pk_sampler import Draw
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.transforms import TripletTransform
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
-from mdreid.errors import MDReIDError
+from mdreid.runtime.errors import MDReIDError
 from replicas import write_tree
 
 SIZE = [32, 16]
@@ -215,8 +214,7 @@ def test_missing_dataset_and_bad_synth_settings_are_user_errors(tmp_path: Path) 
 def test_data_configs_instantiate_with_the_official_values(
     tmp_path: Path, name: str, dataset: str, size, k
 ) -> None:
-    cfg = OmegaConf.create({"paths": {"data_dir": str(tmp_path)}, "seed": 7})
-    cfg.data = OmegaConf.load(Path(config_dir()) / "data" / f"{name}.yaml")
+    cfg = compose_cfg("train.yaml", [f"data={name}", f"paths.data_dir={tmp_path}", "seed=7"])
     dm = instantiate(cfg.data)
     assert isinstance(dm, MultiModalReIDDataModule)
     assert (dm.dataset, list(dm.image_size), dm.num_instances, dm.seed) == (dataset, size, k, 7)

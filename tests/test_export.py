@@ -16,12 +16,12 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.errors import MDReIDError
-from mdreid.export import example_inputs, export, export_extractor, load_module
+from mdreid.export import example_inputs, export, export_extractor
 from mdreid.modalities import MODALITIES
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
-from mdreid.train import build_module
+from mdreid.runtime.builders import build_module, load_module
+from mdreid.runtime.errors import MDReIDError
 
 NUM_CAMERAS = 3
 SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size

@@ -18,9 +18,9 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from conftest import TINY_OVERRIDES
-from mdreid.errors import MDReIDError
-from mdreid.logs import PYTREE_DEPRECATION, ParamSummary, WandbLogger, quiet_known_noise
-from mdreid.plain_progress import PlainProgress, batch_size, progress_bar, progress_line
+from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.logs import PYTREE_DEPRECATION, ParamSummary, WandbLogger, quiet_known_noise
+from mdreid.runtime.plain_progress import PlainProgress, batch_size, progress_bar, progress_line
 
 # what a plain `python -m mdreid.train` printed before: (what it was, a fragment of it), matched ignoring case
 NOISE = [
@@ -148,7 +148,7 @@ def test_plain_progress_prints_every_n_steps_and_each_epoch_end(
         default_root_dir=tmp_path,
         accelerator="cpu",
     )
-    with caplog.at_level(logging.INFO, logger="mdreid.logs"):
+    with caplog.at_level(logging.INFO, logger="mdreid.runtime.logs"):
         trainer.fit(LossModel())
     lines = capsys.readouterr().out.splitlines()
     steps = [re.search(r"\| step (\d+)/10 \|", line) for line in lines if " | step " in line]
@@ -156,7 +156,7 @@ def test_plain_progress_prints_every_n_steps_and_each_epoch_end(
     validation = [line for line in lines if " validation | " in line]
     expected = [rf"epoch {e} validation \| 2 batches in \d+:\d\d:\d\d" for e in (1, 2)]  # no sanity check
     assert len(validation) == 2 and all(map(re.fullmatch, expected, validation)), lines
-    summary = "\n".join(r.getMessage() for r in caplog.records if r.name == "mdreid.logs")
+    summary = "\n".join(r.getMessage() for r in caplog.records if r.name == "mdreid.runtime.logs")
     assert "total params" in summary and "FLOPs" not in summary
 
 

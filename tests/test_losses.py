@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mdreid.losses import (
+    LossConfig,
     MDReIDObjective,
     batch_hard_triplet,
     euclidean_dist,
@@ -16,6 +17,8 @@ from mdreid.losses import (
     representation_orthogonality_loss,
     rol_target,
 )
+from mdreid.models.net_output import NetOutput
+from mdreid.runtime.errors import MDReIDError
 
 # ----------------------------------------------------------------------------- official-style references
 # Written after docs/method.md §3 in the official code's shape (loops, PK reshape, explicit detach),
@@ -248,18 +251,23 @@ def test_kdl_without_any_negative_pair_is_zero_with_finite_gradients() -> None:
 # ----------------------------------------------------------------------------------------- objective
 
 
+def decoupled_output(sp, sh, logits_sp, logits_sh) -> NetOutput:
+    """The network output of a batch with every modality present."""
+    present = torch.ones(sp.shape[0], 3, dtype=torch.bool)
+    return NetOutput(
+        decoupled=True,
+        sp=sp,
+        sh=sh,
+        present=present,
+        sh_cat=sh.flatten(1),
+        logits_sp=logits_sp,
+        logits_sh=logits_sh,
+    )
+
+
 def test_objective_equals_official_total_with_all_modalities() -> None:
     sp, sh, logits_sp, logits_sh, labels = pk_batch(p=3, k=2, seed=6)
-    present = torch.ones(6, 3, dtype=torch.bool)
-    out = {
-        "sp": sp,
-        "sh": sh,
-        "present": present,
-        "sh_cat": sh.flatten(1),
-        "logits_sp": logits_sp,
-        "logits_sh": logits_sh,
-    }
-    terms = MDReIDObjective()(out, labels)
+    terms = MDReIDObjective()(decoupled_output(sp, sh, logits_sp, logits_sh), labels)
 
     base = 0.0
     for m in range(3):
@@ -285,15 +293,16 @@ def test_objective_ignores_absent_rows() -> None:
     sh_cat = sh.detach().flatten(1)
 
     def terms(sp_in: torch.Tensor, logits_in: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {
-            "sp": sp_in,
-            "sh": sh,
-            "present": present,
-            "sh_cat": sh_cat,
-            "logits_sp": logits_in,
-            "logits_sh": logits_sh,
-        }
-        return MDReIDObjective(rol_weight=0.0, kdl_weight=0.0)(out, labels)
+        out = NetOutput(
+            decoupled=True,
+            sp=sp_in,
+            sh=sh,
+            present=present,
+            sh_cat=sh_cat,
+            logits_sp=logits_in,
+            logits_sh=logits_sh,
+        )
+        return MDReIDObjective(LossConfig(rol_weight=0.0, kdl_weight=0.0))(out, labels)
 
     clean = terms(sp, logits_sp)
     sp_bad, logits_bad = sp.detach().clone(), logits_sp.detach().clone()
@@ -314,13 +323,9 @@ def test_objective_ignores_absent_rows() -> None:
 
 def test_baseline_objective_on_the_concatenation() -> None:
     sp, _, _, logits, labels = pk_batch(seed=8)
-    out = {
-        "sp": sp,
-        "sh": None,
-        "present": torch.ones(6, 3, dtype=torch.bool),
-        "feat": sp.flatten(1),
-        "logits": logits,
-    }
+    out = NetOutput(
+        decoupled=False, sp=sp, present=torch.ones(6, 3, dtype=torch.bool), feat=sp.flatten(1), logits=logits
+    )
     terms = MDReIDObjective()(out, labels)
     expected = 0.25 * ref_ce_ls(logits, labels) + ref_triplet(sp.flatten(1), labels)[0]
     assert torch.allclose(terms["loss"], expected, atol=1e-6)
@@ -329,18 +334,16 @@ def test_baseline_objective_on_the_concatenation() -> None:
 
 def test_first_order_rol_option_and_bad_order() -> None:
     sp, sh, logits_sp, logits_sh, labels = pk_batch(seed=9)
-    out = {"sp": sp, "sh": sh, "present": torch.ones(6, 3, dtype=torch.bool), "sh_cat": sh.flatten(1)}
-    out |= {"logits_sp": logits_sp, "logits_sh": logits_sh}
-    terms = MDReIDObjective(rol_order=1)(out, labels)
+    out = decoupled_output(sp, sh, logits_sp, logits_sh)
+    terms = MDReIDObjective(LossConfig(rol_order=1))(out, labels)
     assert torch.allclose(terms["rol"], 1.5 * ref_rol(sp, sh, order=1), atol=1e-6)
-    with pytest.raises(ValueError, match="rol_order"):
-        MDReIDObjective(rol_order=3)
+    with pytest.raises(MDReIDError, match=r"^model\.loss\.rol_order=3: use one of 1 \(.*\), 2 \("):
+        LossConfig(rol_order=3)
 
 
 def test_objective_runs_in_fp32_under_autocast() -> None:
     sp, sh, logits_sp, logits_sh, labels = pk_batch(seed=10)
-    out = {"sp": sp, "sh": sh, "present": torch.ones(6, 3, dtype=torch.bool), "sh_cat": sh.flatten(1)}
-    out |= {"logits_sp": logits_sp, "logits_sh": logits_sh}
+    out = decoupled_output(sp, sh, logits_sp, logits_sh)
     full = MDReIDObjective()(out, labels)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = MDReIDObjective()(out, labels)

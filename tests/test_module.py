@@ -65,3 +65,18 @@ def test_optimizer_groups_follow_official_rules() -> None:
     assert by_name["mdl.encoder.positional_embedding"] == "token_pos"
     assert by_name["mdl.cv_embed"] == "head"
     assert lrs["encoder"] == 5e-6 and lrs["head"] == 3.5e-4
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_test_epoch_leaves_one_evaluation_with_result_and_samples() -> None:
+    """What PublishResults and the notebook read after ``trainer.test``: scores and the samples for plots."""
+    module = make_module(True).eval()
+    assert module.test_evaluation is None
+    with torch.no_grad():
+        module.test_step(eval_batch(), 0)
+    module.on_test_epoch_end()  # logging needs a trainer; without one Lightning only warns
+    evaluation = module.test_evaluation
+    assert len(evaluation.result.rows) == 49 and evaluation.result.row("R", "N")["num_valid"] == 12
+    assert evaluation.samples["sp"].shape == evaluation.samples["sh"].shape == (12, 3, 16)
+    assert torch.equal(evaluation.samples["index"], torch.arange(12))
+    assert module.test_metric.update_count == 0  # reset for the next test

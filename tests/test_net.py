@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from mdreid.errors import MDReIDError
+from conftest import compose_cfg
+from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.modalities import MODALITIES
 from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdreid_net import MDReIDNet, fill_absent_with_mean
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.optim.param_groups import LrRules
+from mdreid.runtime.config_sections import typed_section
+from mdreid.runtime.errors import MDReIDError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = {
     "name": "ViT-B-16",
     "vision": {"width": 32, "layers": 1, "heads": 2, "patch_size": 8},
@@ -59,13 +57,13 @@ def test_forward_shapes_and_only_present_images_encoded(present: list[list[int]]
     images, cams = batch(4)
     out = net(images, mask, cams)
     assert rows == [int(mask.sum())]  # one encoder call on the present images only
-    assert out["sp"].shape == out["sh"].shape == (4, 3, 16)
-    assert out["sh_cat"].shape == (4, 48) and out["logits_sh"].shape == (4, 5)
-    assert out["logits_sp"].shape == (4, 3, 5)
+    assert out.sp.shape == out.sh.shape == (4, 3, 16)
+    assert out.sh_cat.shape == (4, 48) and out.logits_sh.shape == (4, 5)
+    assert out.logits_sp.shape == (4, 3, 5)
     absent = ~mask
-    assert out["sp"][absent].abs().sum() == 0 and out["sh"][absent].abs().sum() == 0
-    assert out["logits_sp"][absent].abs().sum() == 0
-    assert (out["sp"][mask].abs().sum(-1) > 0).all()
+    assert out.sp[absent].abs().sum() == 0 and out.sh[absent].abs().sum() == 0
+    assert out.logits_sp[absent].abs().sum() == 0
+    assert (out.sp[mask].abs().sum(-1) > 0).all()
     losses = MDReIDObjective()(out, torch.tensor([0, 0, 1, 1]))
     losses["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
@@ -117,7 +115,7 @@ def test_shared_concatenation_fills_absent_with_present_mean() -> None:
     images, cams = batch(2, seed=2)
     with torch.no_grad():
         out = net(images, present, cams)
-    assert torch.allclose(out["sh_cat"], fill_absent_with_mean(out["sh"], present))
+    assert torch.allclose(out.sh_cat, fill_absent_with_mean(out.sh, present))
 
 
 def test_baseline_network() -> None:
@@ -126,9 +124,9 @@ def test_baseline_network() -> None:
     images, cams = batch(4)
     mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0], [1, 1, 0]], dtype=torch.bool)
     out = net(images, mask, cams)
-    assert rows == [8] and out["sh"] is None
-    assert out["feat"].shape == (4, 48) and out["logits"].shape == (4, 5)
-    assert torch.allclose(out["feat"], fill_absent_with_mean(out["sp"], mask))
+    assert rows == [8] and out.sh is None
+    assert out.feat.shape == (4, 48) and out.logits.shape == (4, 5)
+    assert torch.allclose(out.feat, fill_absent_with_mean(out.sp, mask))
     assert not hasattr(net, "heads_sp") and not any("shared_token" in n for n, _ in net.named_parameters())
     MDReIDObjective()(out, torch.tensor([0, 0, 1, 1]))["loss"].backward()
     assert net.extract(images, mask, cams)[1] is None
@@ -168,9 +166,7 @@ def test_parameter_names_map_to_the_official_lr_groups() -> None:
 
 
 def _compose_model(name: str) -> OmegaConf:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        model = compose(f"model/{name}", overrides=["model/backbone=tiny"]).model
+    model = compose_cfg(f"model/{name}", ["model/backbone=tiny"]).model
     return OmegaConf.merge({"data": {"image_size": [32, 16]}, "model": model})
 
 
@@ -189,9 +185,9 @@ def test_model_configs_build_the_net_and_objective(name: str, decoupled: bool) -
         tie_tokens=cfg["mdl"]["tie_tokens"],
         decoupled=cfg["mdl"]["enabled"],
     )
-    objective = MDReIDObjective(**cfg["loss"])
-    LrRules(**cfg["optim"])
-    ScheduleConfig(**cfg["schedule"])
+    objective = MDReIDObjective(typed_section(LossConfig, cfg["loss"], "model.loss"))
+    typed_section(LrRules, cfg["optim"], "model.optim")
+    typed_section(ScheduleConfig, cfg["schedule"], "model.schedule")
     images, cams = batch(4)
     out = net(images, torch.ones(4, 3, dtype=torch.bool), cams % 2)
     terms = objective(out, torch.tensor([0, 0, 1, 1]))

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdreid.errors import MDReIDError
 from mdreid.metrics import PairDistances, plan_pair
 from mdreid.modalities import SUBSETS, all_pairs, subset_indices
+from mdreid.runtime.errors import MDReIDError
 
 R, N, T = 0, 1, 2
 NQ, NG, D = 5, 7, 8

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from mdreid.data.records import Record
-from mdreid.errors import MDReIDError
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, PairDistances, rank_metrics
+from mdreid.metrics.functional import query_rank_stats
 from mdreid.modalities import LETTERS, SUBSETS
-from mdreid.plots import (
+from mdreid.reporting.plots import (
     cmc_figure,
     pair_heatmap,
     pick_queries,
@@ -25,7 +25,8 @@ from mdreid.plots import (
     tsne_figure,
     write_plots,
 )
-from mdreid.plots.ranked_list import PERSON_TILE, VEHICLE_TILE, GridLayout
+from mdreid.reporting.plots.ranked_list import PERSON_TILE, VEHICLE_TILE, GridLayout
+from mdreid.runtime.errors import MDReIDError
 from samples import make_samples
 
 GREEN, RED, BLACK, WHITE = (0, 255, 0), (255, 0, 0), (0, 0, 0), (255, 255, 255)
@@ -150,6 +151,22 @@ def test_ranked_list_borders_and_junk(tmp_path):
 
     # the scene rule makes item 2 (same pid, same scene 0) junk instead of item 1
     assert rank_queries(samples, ("R", "R"), [0], junk="scene", topk=3)[0].gallery == (1, 3, 4)
+
+
+def test_ranked_list_breaks_ties_as_the_metric_scores_them(tmp_path):
+    """A match (2) and a non-match (3) at the same distance: the non-match is shown first, although it has the
+    higher gallery position, because that is the rank the metric gives the match (docs/method.md D7)."""
+    samples, _, _ = hand_made(tmp_path)
+    for name in ("sp", "sh"):
+        samples[name][3] = samples[name][2]
+    ranked = rank_queries(samples, ("RNT", "RNT"), [0], topk=3)[0]
+    assert ranked.gallery == (3, 2, 4) and ranked.matches == (False, True, True)
+    assert ranked.distances[0] == ranked.distances[1]
+    feats = [samples[k] for k in ("sp", "sh", "present")]
+    dist = PairDistances(*(f[:1] for f in feats), *feats).distance("RNT", "RNT", "code")
+    pid, camid = samples["pid"], samples["camid"]
+    stats = query_rank_stats(dist, pid[:1], pid, camid[:1], camid)
+    assert int(stats.first_hit[0]) == ranked.matches.index(True)  # the metric's rank of the first match
 
 
 def test_fewer_valid_items_than_topk_leaves_blank_columns(tmp_path):

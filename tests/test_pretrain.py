@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import compose_cfg
-from mdreid.config import asset_path
 from mdreid.data.synthetic.appearance import make_identity
 from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.generate import PRESETS
@@ -22,9 +21,12 @@ from mdreid.data.synthetic.pool import POOL, PoolSpec, identity_key, kind_of, re
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import SHAPES
 from mdreid.data.synthetic.streams import IDENTITY, SHAPE, SOURCES, keyed_rng
-from mdreid.errors import MDReIDError
 from mdreid.models.backbone import build_backbone
 from mdreid.pretrain import pretrain, sha256
+from mdreid.pretraining.contrastive import supervised_contrastive
+from mdreid.pretraining.pool_data import IdentityOrder
+from mdreid.runtime.config import asset_path
+from mdreid.runtime.errors import MDReIDError
 
 SHIPPED = Path(asset_path("proxy_foundation_tiny.safetensors"))
 
@@ -81,12 +83,44 @@ def test_pool_spec_rejects_bad_values() -> None:
         PoolSpec(seed=-1)
 
 
+def test_supervised_contrastive_matches_a_reference_loop() -> None:
+    torch.manual_seed(0)
+    z, labels = torch.randn(8, 5), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    loss, top1 = supervised_contrastive(z, labels, 0.1)
+    zn = torch.nn.functional.normalize(z, dim=1)
+    sim = zn @ zn.T / 0.1
+    total = 0.0
+    for i in range(8):
+        others = [j for j in range(8) if j != i]
+        lse = torch.logsumexp(sim[i, others], 0)
+        positives = [j for j in others if labels[j] == labels[i]]
+        total += float(-sum(sim[i, j] - lse for j in positives) / len(positives))
+    assert float(loss) == pytest.approx(total / 8, rel=1e-5)
+    nearest = [max((j for j in range(8) if j != i), key=lambda j: float(sim[i, j])) for i in range(8)]
+    assert float(top1) == pytest.approx(np.mean([labels[n] == labels[i] for i, n in enumerate(nearest)]))
+
+
+def test_identity_order_gives_whole_runs_of_k_views() -> None:
+    labels = np.repeat(np.arange(6), 5)  # 6 identities of 5 images: 4 of each per epoch with K=2
+    order = IdentityOrder(labels, k=2, seed=3)
+    draws = list(order)
+    assert len(draws) == len(order) == 6 * 4
+    indices = [d[2] for d in draws]
+    assert len(set(indices)) == len(indices)  # each image at most once per epoch
+    for start in range(0, len(indices), 4):  # batches of P=2 x K=2
+        counts = np.unique(labels[indices[start : start + 4]], return_counts=True)[1]
+        assert all(c % 2 == 0 for c in counts)  # whole runs of K views: every anchor has a positive
+    order.set_epoch(1)
+    assert [d[2] for d in order] != indices and list(IdentityOrder(labels, 2, 3)) == draws
+
+
 PRETRAIN_TINY = [
     "data.pool.ids=6",
     "data.pool.per_id=4",
     "data.pool.size=32",
     "data.pool.cameras=2",
     "data.batch_size=8",
+    "data.num_instances=2",
     "data.num_workers=0",
     "data.render_processes=1",
     "~callbacks.progress_bar",
@@ -152,3 +186,12 @@ def test_shipped_weights_match_their_provenance_and_load_through_the_clip_path(t
         visual.transformer.resblocks[0].attn.in_proj_weight,
         stored["visual.transformer.resblocks.0.attn.in_proj_weight"],
     )
+
+
+def test_synthetic_experiment_uses_the_pretrained_recipe_and_scratch_stays_available(tmp_path: Path) -> None:
+    pretrained = compose_cfg("train.yaml", ["experiment=synthetic"], tmp_path / "a").model
+    scratch = compose_cfg("train.yaml", ["experiment=synthetic_scratch"], tmp_path / "b").model
+    assert (
+        pretrained.optim.backbone_lr <= pretrained.optim.base_lr / 5
+    )  # the tower learns well below the heads
+    assert scratch.backbone.weights is None and scratch.optim.backbone_lr == scratch.optim.base_lr

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from mdreid.errors import MDReIDError
 from mdreid.metrics import rank_metrics
 from mdreid.metrics.functional import query_rank_stats, rank_workspace, sort_rows_
+from mdreid.runtime.errors import MDReIDError
 
 
 def loop_reference(dist, q_pids, g_pids, q_groups, g_groups, max_rank):

@@ -29,8 +29,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from conftest import TINY_OVERRIDES
 from mdreid.data.synthetic.generate import generate
-from mdreid.errors import MDReIDError
-from mdreid.train import build_datamodule, build_module
+from mdreid.runtime.builders import build_datamodule, build_module
+from mdreid.runtime.errors import MDReIDError
 
 pytestmark = pytest.mark.slow
 
@@ -197,6 +197,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cases]:
         "unknown_experiment": partial(train, "unknown_experiment", "experiment=market1501"),
         "unknown_dataset": partial(train, "unknown_dataset", "data.dataset=market1501"),
         "unknown_similarity": partial(train, "unknown_similarity", "eval.similarity=cosine"),
+        "misspelt_loss_key": partial(train, "misspelt_loss_key", "+model.loss.rol_wieght=1"),
         "weights_missing": partial(
             train, "weights_missing", f"model.backbone.weights={work / 'ViT-B-16.pt'}"
         ),
@@ -303,6 +304,9 @@ def test_08_unknown_names_list_the_valid_ones(cases: Cases) -> None:
     assert line == "error: invalid data.dataset='market1501': use one of rgbnt201, rgbnt100, msvr310"
     line = error_line(cases["unknown_similarity"])
     assert "similarity" in line and "'cosine'" in line and line.endswith("use one of code, paper")
+    line = error_line(cases["misspelt_loss_key"])  # a model section key: the typed config names it
+    assert line.startswith("error: model.loss: unknown key(s) rol_wieght; allowed: id_weight, ")
+    assert "rol_weight" in line
 
 
 def test_09_checkpoint_that_does_not_fit_lists_the_keys(cases: Cases) -> None:

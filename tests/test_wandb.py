@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mdreid.metrics.results import ROW_FIELDS
-from mdreid.train import build_datamodule, build_module, train
+from mdreid.runtime.builders import build_datamodule, build_module
+from mdreid.train import train
 
 LOG_BLOCK = 32768  # LevelDB log block size
 CHUNK_HEADER = 7  # crc32c (4) + length (2, little-endian) + chunk type (1)

@@ -6,55 +6,16 @@ not fit the configured model fails with the list of mismatched keys instead of s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig, open_dict
 
-from mdreid.config import config_dir
-from mdreid.errors import MDReIDError, cli_errors
-from mdreid.instantiate import instantiate_loggers, instantiate_trainer
-from mdreid.module import ReIDModule
-from mdreid.output_dir import check_writable
-from mdreid.results_callback import PublishResults
-from mdreid.train import build_datamodule, build_module, results_header
-
-
-def load_weights(model: ReIDModule, ckpt_path: str | Path) -> None:
-    """Load a Lightning checkpoint's ``state_dict`` strictly, with a readable key mismatch report."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train"
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})"
-        ) from err
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if state is None:
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} has no 'state_dict'; use a checkpoint written by mdreid.train"
-        )
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-            if keys:
-                more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
-                parts.append(f"{label}: {', '.join(keys[:5])}{more}")
-        raise MDReIDError(
-            f"checkpoint {path} does not fit the configured model ({'; '.join(parts)}); "
-            "use the experiment/model overrides the checkpoint was trained with"
-        )
-    model.load_state_dict(state, strict=True)
+from mdreid.reporting.results_callback import PublishResults
+from mdreid.runtime.builders import build_datamodule, build_module, load_module
+from mdreid.runtime.config import config_dir
+from mdreid.runtime.errors import cli_errors
+from mdreid.runtime.hydra import instantiate_loggers, instantiate_trainer
+from mdreid.runtime.output_dir import check_writable
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -64,10 +25,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with open_dict(cfg):
         cfg.model.backbone.weights = None  # every weight comes from the checkpoint
     datamodule = build_datamodule(cfg)
-    model = build_module(cfg, datamodule)
-    load_weights(model, cfg.ckpt_path)
-    header = results_header(cfg, ckpt_path=str(cfg.ckpt_path), selection="checkpoint")
-    publisher = PublishResults(cfg.paths.output_dir, header, plots=cfg.get("plots", True))
+    model = load_module(cfg.ckpt_path, build_module(cfg, datamodule))
+    publisher = PublishResults.from_config(cfg, ckpt_path=str(cfg.ckpt_path), selection="checkpoint")
     trainer = instantiate_trainer(cfg, [publisher], instantiate_loggers(cfg.get("logger")))
     trainer.test(model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -21,45 +21,15 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from mdreid.atomic_io import atomic_write
-from mdreid.config import config_dir
-from mdreid.errors import MDReIDError, cli_errors
-from mdreid.eval import load_weights
 from mdreid.models.feature_extractor import FeatureExtractor
-from mdreid.module import ReIDModule
+from mdreid.runtime.atomic_io import atomic_write
+from mdreid.runtime.builders import load_module
+from mdreid.runtime.config import config_dir
+from mdreid.runtime.errors import MDReIDError, cli_errors
 
 # format -> default file suffix
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_NAMES: tuple[str, str] = ("image", "camid")
-
-
-def load_module(ckpt_path: str | Path) -> ReIDModule:
-    """The checkpoint's model in eval mode: built from its saved hyper-parameters, weights loaded strictly.
-
-    The backbone's ``weights`` path is dropped: the checkpoint holds every weight, and the CLIP file it was
-    initialised from need not exist here. The hyper-parameters are read through a memory map, so only the
-    strict weight load reads the whole file.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train"
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})"
-        ) from err
-    hparams = ckpt.get(ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY) if isinstance(ckpt, dict) else None
-    if not isinstance(hparams, dict) or not isinstance(hparams.get("backbone"), dict):
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} has no model hyper-parameters; use a checkpoint written by mdreid.train"
-        )
-    del ckpt
-    module = ReIDModule(**{**hparams, "backbone": {**hparams["backbone"], "weights": None}})
-    load_weights(module, path)
-    return module.eval()
 
 
 def example_inputs(

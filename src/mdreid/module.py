@@ -1,8 +1,9 @@
 """The LightningModule: decoupled encoder + MML objective for training, any-to-any metric for evaluation.
 
 Every constructor argument is a plain config value, saved with ``save_hyperparameters``, so a checkpoint
-alone is enough to rebuild the model (``mdreid.export.load_module``: the saved hyper-parameters with the
-backbone's ``weights`` path dropped, since the checkpoint already holds every weight).
+alone is enough to rebuild the model (``mdreid.runtime.builders.load_module``: the saved hyper-parameters with
+the backbone's ``weights`` path dropped, since the checkpoint already holds every weight). The ``model.mdl``,
+``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here, once, as typed dataclasses.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.errors import MDReIDError
+from mdreid.data.batch import Batch
+from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.objective import MDReIDObjective
-from mdreid.metrics import AnyToAnyReID
-from mdreid.metrics.results import AnyToAnyResult
+from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
 from mdreid.modalities import MODALITIES
+from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.models.mdreid_net import MDReIDNet
+from mdreid.models.net_output import NetOutput
 from mdreid.optim.lr_schedule import ScheduleConfig, build_scheduler
 from mdreid.optim.param_groups import LrRules, build_param_groups
+from mdreid.runtime.config_sections import typed_section
+from mdreid.runtime.errors import MDReIDError
 
 
 def _plain(value: Any) -> Any:
@@ -50,35 +55,32 @@ class ReIDModule(L.LightningModule):
         super().__init__()
         args = {k: _plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
         self.save_hyperparameters(args)
-        mdl = dict(args["mdl"] or {})
+        mdl = typed_section(MDLConfig, args["mdl"], "model.mdl")
         self.net = MDReIDNet(
             backbone=args["backbone"],
             num_classes=num_classes,
             num_cameras=num_cameras,
             image_size=tuple(image_size),
             sie_coe=sie_coe,
-            tie_tokens=mdl.get("tie_tokens", True),
-            decoupled=mdl.get("enabled", True),
+            tie_tokens=mdl.tie_tokens,
+            decoupled=mdl.enabled,
         )
-        self.objective = MDReIDObjective(**(args["loss"] or {}))
-        self.lr_rules = LrRules(**(args["optim"] or {}))
-        self.schedule_cfg = ScheduleConfig(**(args["schedule"] or {}))
+        self.objective = MDReIDObjective(typed_section(LossConfig, args["loss"], "model.loss"))
+        self.lr_rules = typed_section(LrRules, args["optim"], "model.optim")
+        self.schedule_cfg = typed_section(ScheduleConfig, args["schedule"], "model.schedule")
         evaluation = dict(args["evaluation"] or {})
         metric_kwargs = {k: evaluation[k] for k in ("pairs", "similarity", "max_rank") if k in evaluation}
         self.val_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
         self.test_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
-        self.last_result: AnyToAnyResult | None = None
-        # evaluation CLI sets this to keep the de-duplicated features for plots (ranked lists, t-SNE)
-        self.keep_samples = False
-        self.last_samples: dict[str, torch.Tensor | None] | None = None
+        self._test_evaluation: Evaluation | None = None
         self._scheduler = None
 
     # ----------------------------------------------------------------------------------------- training
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch) -> NetOutput:
         images = {m: batch[m] for m in MODALITIES}
         return self.net(images, batch["present"], batch["camid"])
 
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.objective(self(batch), batch["label"])
         # every rank takes the same decision, so a DDP run stops instead of hanging in the next all-reduce
         if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(losses["loss"])), all=False):
@@ -127,7 +129,7 @@ class ReIDModule(L.LightningModule):
             self.log(f"lr/{group['name']}", group["lr"], on_step=False, on_epoch=True)
 
     # --------------------------------------------------------------------------------------- evaluation
-    def _update_metric(self, metric: AnyToAnyReID, batch: Mapping[str, torch.Tensor]) -> None:
+    def _update_metric(self, metric: AnyToAnyReID, batch: Batch) -> None:
         images = {m: batch[m] for m in MODALITIES}
         sp, sh = self.net.extract(images, batch["present"], batch["camid"])
         if sh is None:  # single-token baseline: its one feature is compared across modalities, like sh
@@ -144,23 +146,36 @@ class ReIDModule(L.LightningModule):
             is_gallery=batch["is_gallery"],
         )
 
-    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._update_metric(self.val_metric, batch)
 
-    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._update_metric(self.test_metric, batch)
 
-    def _finish(self, metric: AnyToAnyReID, prefix: str) -> None:
-        result = metric.compute()
-        if self.keep_samples:
-            self.last_samples = {k: None if v is None else v.cpu() for k, v in metric.samples().items()}
-        metric.reset()
-        self.last_result = result
+    def _log_scores(self, result: AnyToAnyResult, prefix: str) -> None:
         # The metric is already synchronised across ranks: every rank logs identical numbers.
         self.log_dict(result.scalars(prefix), sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
-        self._finish(self.val_metric, "val")
+        self._log_scores(self.val_metric.compute(), "val")
+        self.val_metric.reset()
 
     def on_test_epoch_end(self) -> None:
-        self._finish(self.test_metric, "test")
+        self._test_evaluation = self.test_metric.evaluate()
+        self.test_metric.reset()
+        self._log_scores(self._test_evaluation.result, "test")
+
+    @property
+    def test_evaluation(self) -> Evaluation | None:
+        """The last test epoch's scores and samples (every rank holds the same); None before any test."""
+        return self._test_evaluation
+
+    def evaluate(self, trainer: L.Trainer, datamodule: L.LightningDataModule) -> Evaluation:
+        """Test on ``datamodule`` and return the evaluation: scores of every pair and the samples for plots."""
+        trainer.test(self, datamodule=datamodule, verbose=False)
+        if self._test_evaluation is None:
+            raise MDReIDError(
+                "the test ran in other processes (strategy=ddp_spawn), so its evaluation is not here; use a "
+                "strategy that runs in this process, or read metrics.json written by PublishResults"
+            )
+        return self._test_evaluation

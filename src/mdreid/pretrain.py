@@ -23,13 +23,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.atomic_io import atomic_write_json
-from mdreid.config import config_dir
-from mdreid.errors import MDReIDError, cli_errors
-from mdreid.instantiate import instantiate_callbacks, instantiate_trainer
 from mdreid.models.clip_weights import save_visual_weights
-from mdreid.output_dir import check_writable
-from mdreid.pretraining.classifier import ProxyPretrainModule
+from mdreid.pretraining.contrastive import ProxyPretrainModule
+from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.runtime.config import config_dir
+from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.runtime.hydra import instantiate_callbacks, instantiate_trainer
+from mdreid.runtime.output_dir import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,6 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     model = ProxyPretrainModule(
         backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
         image_size=datamodule.spec.size,
-        num_classes=datamodule.num_classes,
         **OmegaConf.to_container(cfg.optim, resolve=True),
     )
     datamodule.prepare_data()

@@ -10,58 +10,20 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.config import config_dir
-from mdreid.errors import cli_errors
-from mdreid.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
-from mdreid.module import ReIDModule
-from mdreid.output_dir import check_writable
-from mdreid.results_callback import PublishResults
+from mdreid.reporting.results_callback import PublishResults
+from mdreid.runtime.builders import build_datamodule, build_module
+from mdreid.runtime.config import config_dir
+from mdreid.runtime.errors import cli_errors
+from mdreid.runtime.hydra import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+from mdreid.runtime.output_dir import check_writable
 
 log = logging.getLogger(__name__)
-
-
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The DataModule, with the dataset prepared (synthetic data generated if configured) and indexed."""
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    return datamodule
-
-
-def build_module(cfg: DictConfig, datamodule: Any) -> ReIDModule:
-    """The LightningModule sized from the data: identities, cameras, junk rule, image size."""
-    return instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        num_cameras=datamodule.num_cameras,
-        junk=datamodule.junk_rule,
-        evaluation=cfg.get("eval"),
-        _convert_="all",
-    )
-
-
-def selection_label(cfg: DictConfig) -> str:
-    """How the reported checkpoint was chosen; selecting on the evaluation split is selecting on test."""
-    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
-    return f"best-on-test ({monitor})" if monitor else "last-epoch"
-
-
-def results_header(cfg: DictConfig, **extra: Any) -> dict[str, Any]:
-    """What metrics.json says about how its numbers were produced."""
-    return {
-        "task_name": cfg.task_name,
-        "dataset": cfg.data.dataset,
-        "selection": selection_label(cfg),
-        "seed": cfg.seed,
-        **extra,
-    }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -71,7 +33,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    callbacks.append(PublishResults(cfg.paths.output_dir, results_header(cfg), plots=cfg.get("plots", True)))
+    callbacks.append(PublishResults.from_config(cfg))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = instantiate_trainer(cfg, callbacks, loggers)
     for lg in loggers:

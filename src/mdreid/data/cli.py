@@ -19,7 +19,7 @@ from mdreid.data.readers.common import POLICIES
 from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, generate
-from mdreid.errors import cli_errors
+from mdreid.runtime.errors import cli_errors
 
 ROLES = ("train", "query", "gallery")
 

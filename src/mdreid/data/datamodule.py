@@ -16,16 +16,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.pk_sampler import PKSampler
-from mdreid.data.ranks import rank_and_world
 from mdreid.data.readers import DATASETS, benchmark_folder, load_benchmark
 from mdreid.data.readers.common import check_choice
 from mdreid.data.records import Benchmark
 from mdreid.data.shard_sampler import ShardSampler
 from mdreid.data.transforms import TripletTransform, check_image_size
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
-from mdreid.errors import MDReIDError
+from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

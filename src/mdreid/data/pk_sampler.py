@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 from torch.utils.data import Sampler
 
-from mdreid.data.ranks import rank_and_world
-from mdreid.errors import MDReIDError
+from mdreid.data.dist_ranks import rank_and_world
+from mdreid.runtime.errors import MDReIDError
 
 _STREAM = 0x5EED_0001  # separates the sampler's random stream from the dataset's ones
 

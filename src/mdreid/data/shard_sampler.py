@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from torch.utils.data import Sampler
 
-from mdreid.data.ranks import rank_and_world
+from mdreid.data.dist_ranks import rank_and_world
 
 
 class ShardSampler(Sampler[int]):

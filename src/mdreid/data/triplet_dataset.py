@@ -1,9 +1,7 @@
 """Torch datasets over ``Record`` lists: training triplets (keyed by PK ``Draw``s) and the evaluation listing.
 
-Items are dicts: ``RGB``/``NI``/``TI`` float [3, H, W] (zeros when absent), ``present`` bool [3] (R, N, T),
-``pid`` (raw), ``label`` (train label; -1 in evaluation), ``camid``, ``sceneid`` and ``index`` (training:
-position in the train records; evaluation: position in the evaluation listing), plus ``is_query`` and
-``is_gallery`` in evaluation.
+Items are ``Batch`` dicts (``data.batch``): the R/N/T images (zeros when absent), the presence mask, the ids,
+``label`` (-1 in evaluation) and ``index``, plus ``is_query`` and ``is_gallery`` in evaluation.
 """
 
 from __future__ import annotations
@@ -15,13 +13,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from mdreid.data.batch import Batch
 from mdreid.data.modality_dropout import ALL_PRESENT, ModalityDropout
 from mdreid.data.pk_sampler import Draw
 from mdreid.data.readers.rgbnt100 import PANEL_BOXES, PANEL_SIZE, STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.transforms import TripletTransform
-from mdreid.errors import MDReIDError
-from mdreid.modalities import MODALITIES
+from mdreid.runtime.errors import MDReIDError
 
 _AUG_STREAM = 0x5EED_0003  # separates the augmentation seeds from the sampler's and the dropout's
 
@@ -56,19 +54,27 @@ def read_modalities(record: Record, present: Sequence[bool] = ALL_PRESENT) -> li
 
 
 def _item(
-    record: Record, tensors: list[torch.Tensor], present: Sequence[bool], size: tuple[int, int]
-) -> dict:
-    """Assemble one item; absent modalities become zero images."""
+    record: Record,
+    tensors: list[torch.Tensor],
+    present: Sequence[bool],
+    size: tuple[int, int],
+    label: int,
+    index: int,
+) -> Batch:
+    """Assemble one item; absent modalities become zero images (``present`` is in R, N, T order)."""
     images = iter(tensors)
-    item: dict[str, torch.Tensor] = {
-        name: next(images) if keep else torch.zeros(3, *size)
-        for name, keep in zip(MODALITIES, present, strict=True)
-    }
-    item["present"] = torch.tensor(present, dtype=torch.bool)
-    item["pid"] = torch.tensor(record.pid)
-    item["camid"] = torch.tensor(record.camid)
-    item["sceneid"] = torch.tensor(record.sceneid)
-    return item
+    rgb, ni, ti = (next(images) if keep else torch.zeros(3, *size) for keep in present)
+    return Batch(
+        RGB=rgb,
+        NI=ni,
+        TI=ti,
+        present=torch.tensor(present, dtype=torch.bool),
+        pid=torch.tensor(record.pid),
+        camid=torch.tensor(record.camid),
+        sceneid=torch.tensor(record.sceneid),
+        label=torch.tensor(label),
+        index=torch.tensor(index),
+    )
 
 
 class TrainTripletDataset(Dataset):
@@ -93,17 +99,14 @@ class TrainTripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, draw: Draw) -> dict:
+    def __getitem__(self, draw: Draw) -> Batch:
         record = self.records[draw.index]
         present = self.dropout.presence(draw.epoch, draw.position, draw.batch)
         seed = int(
             np.random.SeedSequence([self.seed, _AUG_STREAM, draw.epoch, draw.position]).generate_state(1)[0]
         )
         tensors = self.transform(read_modalities(record, present), seed=seed)
-        item = _item(record, tensors, present, self.transform.size)
-        item["label"] = torch.tensor(record.label)
-        item["index"] = torch.tensor(draw.index)
-        return item
+        return _item(record, tensors, present, self.transform.size, record.label, draw.index)
 
 
 class EvalTripletDataset(Dataset):
@@ -126,11 +129,10 @@ class EvalTripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> Batch:
         record = self.records[index]
-        item = _item(record, self.transform(read_modalities(record)), ALL_PRESENT, self.transform.size)
-        item["label"] = torch.tensor(-1)
-        item["index"] = torch.tensor(index)
+        images = self.transform(read_modalities(record))
+        item = _item(record, images, ALL_PRESENT, self.transform.size, label=-1, index=index)
         item["is_query"] = torch.tensor(self.roles[index][0])
         item["is_gallery"] = torch.tensor(self.roles[index][1])
         return item

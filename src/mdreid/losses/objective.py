@@ -5,94 +5,72 @@
 
 with ``w_id=0.25``, ``w_tri=1``, ``w_sh=3`` (the official ``s_loc=6`` factor), ``w_rol=1.5``,
 ``w_kdl=5.25``, all computed in fp32. Per-modality terms use only the samples where that modality is
-present. The same class serves the single-token baseline (network output with ``feat``/``logits``):
-``w_id*CE + w_tri*Tri`` on the concatenated feature, no MML terms. Every returned term is already
-weighted, so ``loss`` is their sum.
+present. The same class serves the single-token baseline (a ``NetOutput`` with ``decoupled=False``):
+``w_id*CE + w_tri*Tri`` on the concatenated feature, no MML terms. The weights come as a ``LossConfig``.
+Every returned term is already weighted, so ``loss`` is their sum.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from mdreid.losses.id_loss import id_loss
 from mdreid.losses.kdl import knowledge_discrepancy_loss
+from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.rol import representation_orthogonality_loss
 from mdreid.losses.triplet import batch_hard_triplet
+from mdreid.models.net_output import NetOutput
 
 
 class MDReIDObjective(nn.Module):
     """Returns ``{"loss", "id", "triplet", "rol", "kdl"}`` (weighted terms; ``loss`` is their sum)."""
 
-    def __init__(
-        self,
-        id_weight: float = 0.25,
-        label_smoothing: float = 0.1,
-        triplet_weight: float = 1.0,
-        shared_weight: float = 3.0,
-        rol_weight: float = 1.5,
-        rol_order: int = 2,
-        kdl_weight: float = 5.25,
-    ) -> None:
+    def __init__(self, config: LossConfig | None = None) -> None:
         super().__init__()
-        if rol_order not in (1, 2):
-            raise ValueError(f"model.loss.rol_order must be 1 (paper) or 2 (official), got {rol_order}")
-        self.id_weight = id_weight
-        self.label_smoothing = label_smoothing
-        self.triplet_weight = triplet_weight
-        self.shared_weight = shared_weight
-        self.rol_weight = rol_weight
-        self.rol_order = rol_order
-        self.kdl_weight = kdl_weight
+        self.config = config or LossConfig()
 
     def _branch(
         self, logits: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         """Unweighted (CE, triplet) of one head."""
-        return id_loss(logits, labels, self.label_smoothing), batch_hard_triplet(feats, labels).loss
+        return id_loss(logits, labels, self.config.label_smoothing), batch_hard_triplet(feats, labels).loss
 
-    def forward(
-        self, out: Mapping[str, torch.Tensor | None], labels: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, out: NetOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         # Losses run in fp32 even inside a mixed-precision step: autocast would otherwise recast the
         # distance matmuls to fp16, and KDL's ratios of batch extremes are sensitive to that.
         with torch.autocast(device_type=labels.device.type, enabled=False):
             return self._forward(out, labels)
 
-    def _forward(
-        self, out: Mapping[str, torch.Tensor | None], labels: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        if out.get("sh") is None:
-            ce, tri = self._branch(out["logits"], out["feat"], labels)
+    def _forward(self, out: NetOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        w = self.config
+        if not out.decoupled:
+            ce, tri = self._branch(out.logits, out.feat, labels)
             zero = ce.new_zeros(())
-            return self._total(self.id_weight * ce, self.triplet_weight * tri, zero, zero)
+            return self._total(w.id_weight * ce, w.triplet_weight * tri, zero, zero)
 
-        present, sp, sh = out["present"], out["sp"], out["sh"]
+        present, sp, sh = out.present, out.sp, out.sh
         if bool(present.all()):  # the official batches: no boolean indexing, so no host syncs on a GPU
             present = None
-        ce_sh, tri_sh = self._branch(out["logits_sh"], out["sh_cat"], labels)
-        ce, tri = self.shared_weight * ce_sh, self.shared_weight * tri_sh
+        ce_sh, tri_sh = self._branch(out.logits_sh, out.sh_cat, labels)
+        ce, tri = w.shared_weight * ce_sh, w.shared_weight * tri_sh
         for m in range(sp.shape[1]):
             if present is None:
-                ce_m, tri_m = self._branch(out["logits_sp"][:, m], sp[:, m], labels)
+                ce_m, tri_m = self._branch(out.logits_sp[:, m], sp[:, m], labels)
             elif bool(present[:, m].any()):
                 rows = present[:, m]
-                ce_m, tri_m = self._branch(out["logits_sp"][rows, m], sp[rows, m], labels[rows])
+                ce_m, tri_m = self._branch(out.logits_sp[rows, m], sp[rows, m], labels[rows])
             else:
                 continue
             ce, tri = ce + ce_m, tri + tri_m
         zero = ce.new_zeros(())
         rol = (
-            self.rol_weight * representation_orthogonality_loss(sp, sh, present, self.rol_order)
-            if self.rol_weight
+            w.rol_weight * representation_orthogonality_loss(sp, sh, present, w.rol_order)
+            if w.rol_weight
             else zero
         )
-        kdl = (
-            self.kdl_weight * knowledge_discrepancy_loss(sp, sh, labels, present) if self.kdl_weight else zero
-        )
-        return self._total(self.id_weight * ce, self.triplet_weight * tri, rol, kdl)
+        kdl = w.kdl_weight * knowledge_discrepancy_loss(sp, sh, labels, present) if w.kdl_weight else zero
+        return self._total(w.id_weight * ce, w.triplet_weight * tri, rol, kdl)
 
     @staticmethod
     def _total(

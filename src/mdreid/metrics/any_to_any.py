@@ -25,7 +25,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from mdreid.errors import MDReIDError
+from mdreid.metrics.evaluation import Evaluation
 from mdreid.metrics.functional import (
     QueryRankStats,
     query_rank_stats,
@@ -37,6 +37,7 @@ from mdreid.metrics.groups import PAPER_PAIRS, named_groups, pair_name
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
 from mdreid.metrics.results import AnyToAnyResult
 from mdreid.modalities import LETTERS, NUM_MODALITIES, SUBSETS, all_pairs
+from mdreid.runtime.errors import MDReIDError
 
 JUNK_RULES: tuple[str, ...] = ("camera", "scene")
 PAIR_PRESETS: tuple[str, ...] = ("all", "paper")
@@ -214,7 +215,19 @@ class AnyToAnyReID(Metric):
 
     def compute(self) -> AnyToAnyResult:
         """Score every configured pair; see the module docstring for de-duplication and order."""
-        data = self.samples()
+        return self._score(self.samples())
+
+    def evaluate(self) -> Evaluation:
+        """``compute()``'s result together with the samples it scored (moved to the CPU), both from the same
+        state: synchronised across ranks like ``compute``, so every rank sees every sample."""
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=self._should_unsync
+        ):
+            data = self.samples()
+            result = self._score(data)
+        return Evaluation(result, {k: None if v is None else v.cpu() for k, v in data.items()})
+
+    def _score(self, data: dict[str, Tensor | None]) -> AnyToAnyResult:
         q, g = data["is_query"], data["is_gallery"]
         if not bool(q.any()) or not bool(g.any()):
             raise MDReIDError(

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mdreid.errors import MDReIDError
+from mdreid.runtime.errors import MDReIDError
 
 # Elements of one query chunk (rows x gallery size). The any-to-any metric holds ~62 bytes per element
 # (12 base products, the distance, two sort buffers, two masks): ~260 MB per chunk.
@@ -76,6 +76,20 @@ class RankMasks(NamedTuple):
 def rank_masks(q_pids: Tensor, g_pids: Tensor, q_groups: Tensor, g_groups: Tensor) -> RankMasks:
     same_pid = q_pids[:, None] == g_pids[None, :]
     return RankMasks(same_pid, ~same_pid | (q_groups[:, None] == g_groups[None, :]))
+
+
+def ranking_order(dist: Tensor, masks: RankMasks) -> tuple[Tensor, Tensor]:
+    """The ranked lists behind the scores: each row's gallery columns ``[Q, G]`` in ranking order, and how many
+    of them ``[Q]`` are ranked (the rest, junk and +inf, come last).
+
+    Ranked by distance; at the same distance a negative comes before a positive (the tie rule above), so the
+    rank of each positive here is the rank ``query_rank_stats`` scores; otherwise the lower column first.
+    """
+    removed = (masks.same_pid & masks.not_positive) | torch.isinf(dist)
+    negatives_first = torch.sort((~masks.not_positive).to(torch.uint8), dim=1, stable=True).indices
+    key = dist.masked_fill(removed, math.inf).gather(1, negatives_first)
+    order = negatives_first.gather(1, torch.sort(key, dim=1, stable=True).indices)
+    return order, (~removed).sum(dim=1)
 
 
 def sort_rows_(x: Tensor) -> Tensor:

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mdreid.errors import MDReIDError
 from mdreid.metrics.functional import DEFAULT_CHUNK_ELEMENTS, default_chunk_rows
 from mdreid.modalities import NUM_MODALITIES, subset_indices
+from mdreid.runtime.errors import MDReIDError
 
 SIMILARITY_MODES: tuple[str, ...] = ("code", "paper")
 _EPS = 1e-12  # as F.normalize: a zero block is divided by eps instead of 0

@@ -15,8 +15,9 @@ import open_clip
 from open_clip.model import _build_vision_tower
 from open_clip.transformer import VisionTransformer
 
-from mdreid.errors import MDReIDError
 from mdreid.models.clip_weights import load_clip_visual_weights
+from mdreid.runtime.config_sections import reject_unknown_keys
+from mdreid.runtime.errors import MDReIDError
 
 # Tower fields a config may override; ``heads`` is translated to open_clip's ``head_width``.
 VISION_KEYS = ("width", "layers", "heads", "head_width", "patch_size", "mlp_ratio")
@@ -35,11 +36,7 @@ def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any
     if cfg.get("timm_model_name") or not isinstance(cfg.get("layers"), int):
         raise MDReIDError(f"model.backbone.name: {name!r} is not a plain CLIP ViT; use e.g. ViT-B-16")
     overrides = dict(vision or {})
-    unknown = sorted(set(overrides) - set(VISION_KEYS))
-    if unknown:
-        raise MDReIDError(
-            f"model.backbone.vision: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(VISION_KEYS)}"
-        )
+    reject_unknown_keys(overrides, VISION_KEYS, "model.backbone.vision")
     heads = overrides.pop("heads", None)
     cfg.update(overrides)
     if heads is not None:
@@ -57,11 +54,7 @@ def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any
 
 def backbone_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The ``model.backbone`` config as ``build_backbone`` keyword arguments; unknown keys are a config error."""
-    unknown = sorted(set(cfg) - set(BACKBONE_KEYS))
-    if unknown:
-        raise MDReIDError(
-            f"model.backbone: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(BACKBONE_KEYS)}"
-        )
+    reject_unknown_keys(cfg, BACKBONE_KEYS, "model.backbone")
     return dict(cfg)
 
 

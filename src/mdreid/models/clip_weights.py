@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 from safetensors.torch import load_file, save
 
-from mdreid.atomic_io import atomic_write
-from mdreid.errors import MDReIDError
+from mdreid.runtime.atomic_io import atomic_write
+from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,5 @@ class FeatureExtractor(nn.Module):
         """``sp`` (token 0, specific; the baseline's only feature) and, when decoupled, ``sh`` (token 1)."""
         return ("sp", "sh")[: self.mdl.num_tokens]
 
-    @property
-    def feat_dim(self) -> int:
-        return self.mdl.out_dim
-
     def forward(self, image: torch.Tensor, camid: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.mdl(image, camid).unbind(1)

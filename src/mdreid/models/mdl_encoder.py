@@ -18,9 +18,19 @@ Parameter names: the CLIP tower lives under ``encoder.`` (official backbone LR),
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from open_clip.transformer import VisionTransformer
 from torch import nn
+
+
+@dataclass(frozen=True)
+class MDLConfig:
+    """The ``model.mdl`` section."""
+
+    enabled: bool = True  # false = the single-token baseline (``decoupled=False``)
+    tie_tokens: bool = True
 
 
 class MDLEncoder(nn.Module):

@@ -19,6 +19,7 @@ from mdreid.modalities import MODALITIES, NUM_MODALITIES
 from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdl_encoder import MDLEncoder
+from mdreid.models.net_output import NetOutput
 
 
 def fill_absent_with_mean(feats: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -58,11 +59,6 @@ class MDReIDNet(nn.Module):
             self.head_sh = BNNeckClassifier(NUM_MODALITIES * dim, num_classes)
         else:
             self.head = BNNeckClassifier(NUM_MODALITIES * dim, num_classes)
-
-    @property
-    def feat_dim(self) -> int:
-        """Width of one per-modality feature (512 for ViT-B-16)."""
-        return self.mdl.out_dim
 
     def extract(
         self,
@@ -113,19 +109,14 @@ class MDReIDNet(nn.Module):
 
     def forward(
         self, images: Mapping[str, torch.Tensor], present: torch.Tensor, camid: torch.Tensor
-    ) -> dict[str, torch.Tensor | None]:
-        """Features and logits for the objective.
-
-        Decoupled: ``sp``, ``sh`` ``[B,3,D]``; ``sh_cat`` ``[B,3D]`` (mean-filled); ``logits_sp`` ``[B,3,C]``
-        (per-modality heads, zero rows where absent); ``logits_sh`` ``[B,C]``; ``present``.
-        Baseline: ``sp`` ``[B,3,D]``, ``sh`` None, ``feat`` ``[B,3D]`` (mean-filled), ``logits`` ``[B,C]``.
-        """
+    ) -> NetOutput:
+        """Features and logits for the objective (``NetOutput`` lists them per model)."""
         present = present.bool()
         all_present = bool(present.all())
         sp, sh = self.extract(images, present, camid, all_present)
         if not self.decoupled:
             feat = fill_absent_with_mean(sp, present)
-            return {"sp": sp, "sh": None, "present": present, "feat": feat, "logits": self.head(feat)}
+            return NetOutput(decoupled=False, sp=sp, present=present, feat=feat, logits=self.head(feat))
         logits_sp = []
         for m, head in enumerate(self.heads_sp):
             if all_present:
@@ -137,11 +128,12 @@ class MDReIDNet(nn.Module):
                 logits = logits.index_put((rows,), head(sp[rows, m]).to(logits.dtype))
             logits_sp.append(logits)
         sh_cat = fill_absent_with_mean(sh, present)
-        return {
-            "sp": sp,
-            "sh": sh,
-            "present": present,
-            "sh_cat": sh_cat,
-            "logits_sp": torch.stack(logits_sp, dim=1),
-            "logits_sh": self.head_sh(sh_cat),
-        }
+        return NetOutput(
+            decoupled=True,
+            sp=sp,
+            present=present,
+            sh=sh,
+            sh_cat=sh_cat,
+            logits_sp=torch.stack(logits_sp, dim=1),
+            logits_sh=self.head_sh(sh_cat),
+        )

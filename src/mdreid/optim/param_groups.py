@@ -2,7 +2,7 @@
 
 The official code walks ``named_parameters()`` and applies these rules in order, each overriding the last:
 default BASE_LR; names containing ``bias`` get ``bias_lr_factor`` x BASE_LR; anything inside the CLIP encoder
-gets ``backbone_lr`` (its biases too); the positional embedding and an untied shared token go back to
+(``MDReIDNet.ENCODER_PREFIX``) gets ``backbone_lr`` (its biases too); the positional embedding and an untied shared token go back to
 BASE_LR. Weight decay is coupled L2 (Adam, not AdamW) on every parameter. Parameters with
 ``requires_grad=False`` (the frozen BNNeck biases) are left out.
 """
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from mdreid.models.mdreid_net import MDReIDNet
+
 
 @dataclass(frozen=True)
 class LrRules:
@@ -22,14 +24,13 @@ class LrRules:
     bias_lr_factor: float = 2.0
     weight_decay: float = 1.0e-4
     weight_decay_bias: float = 1.0e-4
-    encoder_prefixes: Sequence[str] = ("encoder.",)
     base_lr_keys: Sequence[str] = ("positional_embedding", "shared_token")
 
     def lr_and_decay(self, name: str) -> tuple[str, float, float]:
         """(group name, lr, weight decay) of one parameter, by its name."""
         is_bias = "bias" in name
         group, lr = ("head_bias", self.base_lr * self.bias_lr_factor) if is_bias else ("head", self.base_lr)
-        if any(p in name for p in self.encoder_prefixes):
+        if name.startswith(MDReIDNet.ENCODER_PREFIX):
             group, lr = "encoder", self.backbone_lr
         if any(k in name for k in self.base_lr_keys):
             group, lr = "token_pos", self.base_lr

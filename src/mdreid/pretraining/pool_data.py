@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 
 from mdreid.data.synthetic.pool import PoolSpec, load_or_render
 from mdreid.data.transforms import MEAN, STD, seeded_rngs
-from mdreid.errors import MDReIDError
+from mdreid.runtime.errors import MDReIDError
 
 _AUG_STREAM = 0x5EED_0101  # separates the pool's augmentation seeds from every other stream
 
@@ -24,11 +24,12 @@ _AUG_STREAM = 0x5EED_0101  # separates the pool's augmentation seeds from every 
 class Augment:
     """Generic photo augmentation, as a CLIP-like pretraining sees: never a NIR or TIR rendering."""
 
-    crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # RandomResizedCrop area range
     flip: float = 0.5
-    jitter: float = 0.4  # brightness / contrast / saturation strength; hue gets a quarter of it
-    grayscale: float = 0.2
-    blur: float = 0.3  # probability of a Gaussian blur
+    # brightness / contrast / saturation strength; no hue shift: colours are what tells identities apart
+    jitter: float = 0.2
+    grayscale: float = 0.1
+    blur: float = 0.2  # probability of a Gaussian blur
 
     def pipeline(self, size: int) -> v2.Compose:
         j = self.jitter
@@ -37,7 +38,7 @@ class Augment:
                 v2.ToImage(),
                 v2.RandomResizedCrop(size, scale=tuple(self.crop_scale), antialias=True),
                 v2.RandomHorizontalFlip(self.flip),
-                v2.ColorJitter(j, j, j, j / 4),
+                v2.ColorJitter(j, j, j),
                 v2.RandomGrayscale(self.grayscale),
                 v2.RandomApply([v2.GaussianBlur(5, (0.1, 1.5))], p=self.blur),
                 v2.ToDtype(torch.float32, scale=True),
@@ -46,11 +47,17 @@ class Augment:
         )
 
 
-class EpochOrder(Sampler):
-    """A seeded permutation per epoch, yielding (epoch, position, index); Lightning calls ``set_epoch``."""
+class IdentityOrder(Sampler):
+    """P x K order: each epoch splits every identity's images into shuffled runs of K and shuffles the runs,
+    so a batch of P*K items holds P runs of K views (the positives a contrastive loss needs; two runs of
+    one identity may meet in a batch). Yields (epoch, position, index); Lightning calls ``set_epoch``."""
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
+    def __init__(self, labels: np.ndarray, k: int, seed: int) -> None:
+        self.by_id = [np.flatnonzero(labels == i) for i in np.unique(labels)]
+        if min(len(v) for v in self.by_id) < k:
+            raise MDReIDError(f"data.num_instances={k} exceeds the images of an identity (data.pool.per_id)")
+        self.k, self.seed, self.epoch = k, seed, 0
+        self.n = sum(len(v) // k * k for v in self.by_id)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -59,7 +66,13 @@ class EpochOrder(Sampler):
         return self.n
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        order = np.random.default_rng([self.seed, _AUG_STREAM, self.epoch]).permutation(self.n)
+        rng = np.random.default_rng([self.seed, _AUG_STREAM, self.epoch])
+        runs = [
+            chunk
+            for v in self.by_id
+            for chunk in rng.permutation(v)[: len(v) // self.k * self.k].reshape(-1, self.k)
+        ]
+        order = np.concatenate([runs[i] for i in rng.permutation(len(runs))])
         return iter((self.epoch, pos, int(i)) for pos, i in enumerate(order))
 
 
@@ -86,7 +99,8 @@ class PoolDataModule(L.LightningDataModule):
         self,
         pool: Mapping[str, Any],
         cache_dir: str,
-        batch_size: int = 256,
+        batch_size: int = 64,
+        num_instances: int = 4,
         num_workers: int = 1,
         render_processes: int = 2,
         augment: Mapping[str, Any] | None = None,
@@ -114,7 +128,12 @@ class PoolDataModule(L.LightningDataModule):
                 f"augment: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(Augment.__dataclass_fields__)}"
             )
         self.augment = Augment(**(augment or {}))
+        if num_instances < 2 or batch_size % num_instances:
+            raise MDReIDError(
+                f"data.num_instances={num_instances} must be >= 2 and divide data.batch_size={batch_size}"
+            )
         self.cache_dir, self.batch_size, self.num_workers = cache_dir, batch_size, num_workers
+        self.num_instances = num_instances
         self.render_processes, self.seed = render_processes, seed
         self.dataset: PoolDataset | None = None
 
@@ -135,7 +154,7 @@ class PoolDataModule(L.LightningDataModule):
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
-            sampler=EpochOrder(len(self.dataset), self.seed),
+            sampler=IdentityOrder(self.dataset.labels, self.num_instances, self.seed),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=True,

@@ -39,7 +39,7 @@ from mdreid.data.synthetic.cameras import Setting, make_setting
 from mdreid.data.synthetic.layouts import KINDS, MAX_IDS, PLANNERS, Plan
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.streams import IDENTITY, IMAGE, SETTING, SOURCES
-from mdreid.errors import MDReIDError
+from mdreid.runtime.errors import MDReIDError
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mdreid.atomic_io import atomic_write
 from mdreid.data.synthetic.appearance import make_identity
 from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import KINDS
 from mdreid.data.synthetic.streams import IDENTITY, IMAGE, SETTING, SOURCES
-from mdreid.errors import MDReIDError
+from mdreid.runtime.atomic_io import atomic_write
+from mdreid.runtime.errors import MDReIDError
 
 POOL = SOURCES["pool"]
 

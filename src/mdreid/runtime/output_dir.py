@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mdreid.errors import MDReIDError, cli_errors
+from mdreid.runtime.errors import MDReIDError, cli_errors
 
 
 def check_writable(folder: str | Path, key: str) -> Path:

@@ -6,9 +6,10 @@ three-row RGB/NIR/TIR grids of the multi-modal ReID papers. For an any-to-any pa
 modalities the pair uses get a row (Q ∪ G, canonical order); the query tile shows the Q modalities and a
 gallery tile the G ones, the other cells stay blank.
 
-Ranking uses exactly the metric's rules (``metrics.functional``): the pair's distance from
-``PairDistances``, junk (same pid and same camera, or scene) and not-comparable (+inf) items removed,
-stable sort so ties go to the lower gallery position. The query's own copy (same ``index``) is removed too.
+Ranking is the metric's own (``metrics.functional``): the pair's distance from ``PairDistances``, the masks of
+``rank_masks`` and the order of ``ranking_order``, so junk (same pid and same camera, or scene; the query's own
+copy is junk under either rule) and not-comparable (+inf) items are removed and, at the same distance, a
+non-match is shown before a match, exactly as the scores count it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from torch import Tensor
 
 from mdreid.data.records import Record
 from mdreid.data.triplet_dataset import read_modalities
-from mdreid.errors import MDReIDError
 from mdreid.metrics.any_to_any import JUNK_RULES
-from mdreid.metrics.functional import query_rank_stats
+from mdreid.metrics.functional import query_rank_stats, rank_masks, ranking_order
 from mdreid.metrics.groups import pair_name
 from mdreid.metrics.pair_similarity import PairDistances
 from mdreid.modalities import MODALITIES, NUM_MODALITIES, subset_indices
+from mdreid.runtime.errors import MDReIDError
 
 BORDER = 4
 GAP = 8  # between gallery columns
@@ -182,21 +183,17 @@ def rank_queries(
         )
     dist = distances.distance(q_subset, g_subset, similarity)
     s, gallery = split.samples, split.gallery
-    same_pid = s["pid"][positions][:, None] == s["pid"][gallery][None, :]
-    junk_mask = same_pid & (split.group[positions][:, None] == split.group[gallery][None, :])
-    own = s["index"][positions][:, None] == s["index"][gallery][None, :]
-    excluded = junk_mask | own | torch.isinf(dist)
-    ordered = torch.sort(dist.masked_fill(excluded, torch.inf), dim=1, stable=True)
+    masks = rank_masks(s["pid"][positions], s["pid"][gallery], split.group[positions], split.group[gallery])
+    order, ranked = ranking_order(dist, masks)
     out = []
     for i, position in enumerate(positions.tolist()):
-        k = min(topk, int((~excluded[i]).sum()))
-        top = ordered.indices[i, :k]
+        top = order[i, : min(topk, int(ranked[i]))]
         out.append(
             RankedQuery(
                 query=position,
                 gallery=tuple(gallery[top].tolist()),
-                matches=tuple(same_pid[i, top].tolist()),
-                distances=tuple(ordered.values[i, :k].tolist()),
+                matches=tuple(masks.same_pid[i, top].tolist()),
+                distances=tuple(dist[i, top].tolist()),
             )
         )
     return out

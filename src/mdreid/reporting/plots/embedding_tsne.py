@@ -21,8 +21,8 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from mdreid.errors import MDReIDError
 from mdreid.modalities import MODALITIES, NUM_MODALITIES
+from mdreid.runtime.errors import MDReIDError
 
 MARKERS: tuple[str, ...] = ("o", "s", "^")  # R, N, T
 PANELS: tuple[tuple[str, str], ...] = (("sp", "specific (sp)"), ("sh", "shared (sh)"))

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-from mdreid.errors import MDReIDError
 from mdreid.metrics.any_to_any import resolve_pairs
 from mdreid.metrics.groups import pair_name
 from mdreid.metrics.results import AnyToAnyResult
+from mdreid.runtime.errors import MDReIDError
 
 # The full setting, one missing setting and the four reported mismatched ones: few enough lines to read.
 DEFAULT_CMC_PAIRS: tuple[str, ...] = ("RNT->RNT", "RT->NT", "RT->N", "R->N", "R->NT", "R->R")

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
-from mdreid.errors import MDReIDError
+from mdreid.runtime.errors import MDReIDError
 
 STYLES = ("auto", "rich", "plain")
 

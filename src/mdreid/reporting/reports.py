@@ -15,11 +15,11 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from rich.console import Console
 from rich.table import Table
 
-from mdreid.atomic_io import atomic_write_json, atomic_write_text
 from mdreid.data.records import Record
 from mdreid.metrics.results import ROW_FIELDS, AnyToAnyResult
 from mdreid.modalities import SUBSETS
-from mdreid.plots.report import write_plots
+from mdreid.reporting.plots.report import write_plots
+from mdreid.runtime.atomic_io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so nothing leak
 backend is needed: saving to PNG goes through Agg. Image grids are plain PIL.
 """
 
-from mdreid.plots.cmc_curve import cmc_figure
-from mdreid.plots.embedding_tsne import tsne_figure
-from mdreid.plots.heatmap import pair_heatmap
-from mdreid.plots.ranked_list import pick_queries, rank_queries, ranked_list_grid
-from mdreid.plots.report import save_figure, save_image, write_plots
+from mdreid.reporting.plots.cmc_curve import cmc_figure
+from mdreid.reporting.plots.embedding_tsne import tsne_figure
+from mdreid.reporting.plots.heatmap import pair_heatmap
+from mdreid.reporting.plots.ranked_list import pick_queries, rank_queries, ranked_list_grid
+from mdreid.reporting.plots.report import save_figure, save_image, write_plots
 
 __all__ = [
     "cmc_figure",

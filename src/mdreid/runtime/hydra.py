@@ -1,22 +1,39 @@
-"""Building Lightning objects from the Hydra config (callbacks, loggers, trainer), as lightning-hydra-template."""
+"""Hydra helpers: composing a config outside ``@hydra.main`` and building the Lightning objects it names
+(callbacks, loggers, trainer), as lightning-hydra-template."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 import lightning as L
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mdreid.atomic_io import AtomicCheckpointIO
-from mdreid.logs import ParamSummary, quiet_known_noise
-from mdreid.plain_progress import progress_bar
+from mdreid.runtime.atomic_io import AtomicCheckpointIO
+from mdreid.runtime.config import config_dir
+from mdreid.runtime.logs import ParamSummary, quiet_known_noise
+from mdreid.runtime.plain_progress import progress_bar
 
 log = logging.getLogger(__name__)
+
+
+def compose_config(
+    config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False
+) -> DictConfig:
+    """The config ``python -m mdreid.<entry> OVERRIDES`` runs with, for tests, scripts and notebooks.
+
+    Any Hydra instance left by an earlier compose is cleared first, so calls do not depend on each other.
+    """
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def _targets(group: DictConfig | None) -> list:

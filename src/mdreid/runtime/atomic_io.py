@@ -16,7 +16,7 @@ from typing import IO, Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mdreid.errors import MDReIDError
+from mdreid.runtime.errors import MDReIDError
 
 
 def _umask() -> int:

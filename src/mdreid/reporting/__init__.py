@@ -1,0 +1,1 @@
+"""Where an evaluation result goes: console tables, metrics files, plots and logger media."""

@@ -1,0 +1,63 @@
+"""Publishing the test result from inside the Trainer, so it works for every strategy (``ddp_spawn`` included,
+where the objects of the launching process never see the result)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from mdreid.module import ReIDModule
+from mdreid.reporting.reports import publish
+
+
+def selection_label(cfg: DictConfig) -> str:
+    """How the reported checkpoint was chosen; selecting on the evaluation split is selecting on test."""
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
+    return f"best-on-test ({monitor})" if monitor else "last-epoch"
+
+
+def results_header(cfg: DictConfig, **extra: Any) -> dict[str, Any]:
+    """What metrics.json says about how its numbers were produced."""
+    return {
+        "task_name": cfg.task_name,
+        "dataset": cfg.data.dataset,
+        "selection": selection_label(cfg),
+        "seed": cfg.seed,
+        **extra,
+    }
+
+
+class PublishResults(Callback):
+    """On global rank 0 after testing: tables, metrics.json / metrics.csv, plots and W&B media."""
+
+    def __init__(self, out_dir: str | Path, header: Mapping[str, Any], plots: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.header = dict(header)
+        self.plots = plots
+        self.files: dict[str, Path] = {}
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, **header: Any) -> PublishResults:
+        """Into the run directory, with ``results_header(cfg, **header)``, plots as ``cfg.plots`` says."""
+        return cls(cfg.paths.output_dir, results_header(cfg, **header), plots=cfg.get("plots", True))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:
+        evaluation = pl_module.test_evaluation
+        if not trainer.is_global_zero or evaluation is None:
+            return
+        datamodule = trainer.datamodule
+        records = datamodule.eval_set.records if self.plots and datamodule is not None else None
+        header = {**self.header, "epoch": trainer.current_epoch}
+        self.files = publish(
+            evaluation.result,
+            self.out_dir,
+            header,
+            loggers=trainer.loggers,
+            samples=evaluation.samples if self.plots else None,
+            records=records,
+        )
