@@ -137,10 +137,6 @@ class PoolDataModule(L.LightningDataModule):
         self.render_processes, self.seed = render_processes, seed
         self.dataset: PoolDataset | None = None
 
-    @property
-    def num_classes(self) -> int:
-        return self.spec.ids
-
     def prepare_data(self) -> None:
         load_or_render(self.spec, self.cache_dir, self.render_processes)
 
