@@ -1,20 +1,20 @@
-"""The ablation study (scripts/ablation.py, mdreid.analysis.ablation_report): the aggregated numbers, the resume plan,
+"""The ablation study (scripts/ablation.py over mdreid.analysis.ablation_plan, ablation_study and
+ablation_report): the aggregated numbers, the resume plan,
 and one real end-to-end study of two tiny variants."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from PIL import Image
 
 from conftest import TINY_OVERRIDES
+from mdreid.analysis import ablation_plan as plan
+from mdreid.analysis import ablation_study as study
 from mdreid.analysis.ablation_report import (
     GEOMETRY_FILE,
     KEYS,
@@ -39,16 +39,6 @@ MATCHED_MAP = 60.0
 MISSING_MAP = {"NT": 40.0, "RT": 50.0, "RN": 45.0, "T": 30.0, "N": 20.0, "R": 35.0}  # average 220 / 6
 PAPER4_MAP = {("RT", "NT"): 30.0, ("RT", "N"): 20.0, ("R", "N"): 14.0, ("R", "NT"): 16.0}  # average 20
 OTHER_MAP = 10.0  # the other 38 mismatched pairs: all 42 average (80 + 38 * 10) / 42 = 460 / 42
-
-
-@pytest.fixture(scope="module")
-def ablation() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ablation"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["ablation"]
 
 
 def fabricated_rows(offset: float, pairs=None) -> list[dict]:
@@ -141,11 +131,11 @@ def test_unfinished_or_partial_runs_are_refused(tmp_path: Path) -> None:
         load_run(partial)
 
 
-def test_plan_skips_finished_runs_and_resumes_killed_ones(ablation, tmp_path: Path, monkeypatch) -> None:
-    variants = ablation.select_variants(["full", "baseline"])  # table order, whatever the CLI order
+def test_plan_skips_finished_runs_and_resumes_killed_ones(tmp_path: Path, monkeypatch) -> None:
+    variants = plan.select_variants(["full", "baseline"])  # table order, whatever the CLI order
     assert [v.name for v in variants] == ["baseline", "full"]
-    common = ablation.common_overrides("synthetic", 5, tmp_path / "data")
-    runs = ablation.plan_runs(variants, [0, 1], tmp_path, common, ["torch_threads=1"])
+    common = plan.common_overrides("synthetic", 5, tmp_path / "data")
+    runs = plan.plan_runs(variants, [0, 1], tmp_path, common, ["torch_threads=1"])
     assert [r.name for r in runs] == ["baseline/seed0", "full/seed0", "baseline/seed1", "full/seed1"]
     write_run(runs[0].run_dir, 0)  # finished
     last = runs[1].run_dir / "checkpoints" / "last.ckpt"  # killed after an epoch
@@ -166,8 +156,8 @@ def test_plan_skips_finished_runs_and_resumes_killed_ones(ablation, tmp_path: Pa
         def wait(self) -> int:
             return 0
 
-    monkeypatch.setattr(ablation.subprocess, "Popen", FakePopen)
-    assert ablation.run_study(runs, jobs=1) == [runs[3]]
+    monkeypatch.setattr(study.subprocess, "Popen", FakePopen)
+    assert study.run_study(runs, jobs=1) == [runs[3]]
     assert [c[-1] for c in calls] == [f"hydra.run.dir={r.run_dir}" for r in runs[1:]]
     assert calls[0][:3] == [sys.executable, "-m", "mdreid.train"]
     assert f"ckpt_path={last}" in calls[0] and not any("ckpt_path" in a for c in calls[1:] for a in c)
@@ -178,22 +168,20 @@ def test_plan_skips_finished_runs_and_resumes_killed_ones(ablation, tmp_path: Pa
     assert not (runs[0].run_dir / WALL_TIME_FILE).exists()
 
 
-def test_run_folders_of_another_budget_are_refused(ablation, tmp_path: Path) -> None:
-    variant = ablation.select_variants(["mdl"])
-    run = ablation.plan_runs(variant, [0], tmp_path, ablation.common_overrides("synthetic", 5, tmp_path), [])[
-        0
-    ]
+def test_run_folders_of_another_budget_are_refused(tmp_path: Path) -> None:
+    variant = plan.select_variants(["mdl"])
+    run = plan.plan_runs(variant, [0], tmp_path, plan.common_overrides("synthetic", 5, tmp_path), [])[0]
     recorded = run.run_dir / ".hydra" / "overrides.yaml"
     recorded.parent.mkdir(parents=True)
     # what Hydra recorded for an earlier attempt: same overrides, plus keys that do not change the numbers
     recorded.write_text("".join(f"- '{o}'\n" for o in (*run.overrides, "ckpt_path=x", "torch_threads=2")))
-    ablation.check_recorded(run)
+    plan.check_recorded(run)
     recorded.write_text(recorded.read_text().replace("max_epochs=5", "max_epochs=7"))
     with pytest.raises(MDReIDError, match="recorded: trainer.max_epochs=7; planned: trainer.max_epochs=5"):
-        ablation.check_recorded(run)
+        plan.check_recorded(run)
 
 
-def test_bad_input_is_one_error_line(ablation, tmp_path: Path, capsys) -> None:
+def test_bad_input_is_one_error_line(tmp_path: Path, capsys) -> None:
     for argv, message in [
         (["--variants", "full", "nope"], "unknown variant 'nope': choose from baseline, mdl,"),
         (["--jobs", "0"], "--epochs and --jobs must be >= 1"),
@@ -203,7 +191,7 @@ def test_bad_input_is_one_error_line(ablation, tmp_path: Path, capsys) -> None:
         ),
     ]:
         with pytest.raises(SystemExit) as exit_info:
-            ablation.main(["--out", str(tmp_path), *argv])
+            study.main(["--out", str(tmp_path), *argv])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
@@ -262,11 +250,11 @@ def test_diagnostics_from_geometry_files(tmp_path: Path) -> None:
     assert "| final-epoch KDL (weighted) | 4.7500 ± 0.7071 | – |" in text
 
 
-def test_final_losses_read_the_last_logged_epoch(ablation: ModuleType, tmp_path: Path) -> None:
+def test_final_losses_read_the_last_logged_epoch(tmp_path: Path) -> None:
     (tmp_path / "csv").mkdir()
     (tmp_path / "csv" / "metrics.csv").write_text(
         "epoch,step,train/loss_step,train/loss_epoch,train/rol_epoch\n"
         "0,5,2.0,,\n0,9,,3.0,1.0\n1,19,,2.5,0.75\n1,19,,,\n"
     )
-    assert ablation.final_losses(tmp_path) == {"loss": 2.5, "rol": 0.75}
-    assert ablation.final_losses(tmp_path / "missing") == {}
+    assert study.final_losses(tmp_path) == {"loss": 2.5, "rol": 0.75}
+    assert study.final_losses(tmp_path / "missing") == {}

@@ -6,7 +6,8 @@ inputs ``image [batch,3,H,W]`` float32 (one modality's images, normalised as in 
 (the single-token baseline has ``sp`` only). R, N and T go through the same shared encoder, so ONE exported
 graph serves every modality: run it once per modality and score the features as ``AnyToAnyReID`` does.
 
-The model is rebuilt from the checkpoint alone (its saved hyper-parameters), so no experiment is needed.
+The model is rebuilt from the checkpoint alone (its saved hyper-parameters, or an official MDReID ``.pth``'s
+tensor shapes), so no experiment is needed.
 ``out`` defaults to the checkpoint's path with ``.onnx`` / ``.pt``. ONNX uses the ``torch.export``-based
 exporter with a dynamic batch axis; TorchScript is a trace (torch marks TorchScript deprecated, ONNX is the
 format to prefer). Files are written atomically.
@@ -115,7 +116,7 @@ def export(cfg: DictConfig) -> Path:
     """Rebuild the model from ``cfg.ckpt_path``, write its feature extractor, print the file and its I/O."""
     fmt = str(cfg.format)
     suffix = check_format(fmt)
-    module = load_module(cfg.ckpt_path)
+    module = load_module(cfg.ckpt_path, image_size=cfg.get("image_size"))
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.ckpt_path).with_suffix(suffix)
     hp = module.hparams
     example = example_inputs(

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mdreid.reporting.results_callback import PublishResults
-from mdreid.runtime.builders import build_datamodule, build_module
+from mdreid.runtime.builders import build_datamodule, build_module, check_resumable, load_module
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import cli_errors
 from mdreid.runtime.hydra import instantiate_callbacks, instantiate_loggers, instantiate_trainer
@@ -32,6 +32,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule)
+    if cfg.get("init_from"):
+        load_module(cfg.init_from, model).train()  # a resume (ckpt_path) restores its own weights over these
+    if cfg.get("ckpt_path"):
+        check_resumable(cfg.ckpt_path, model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(PublishResults.from_config(cfg))
     loggers = instantiate_loggers(cfg.get("logger"))

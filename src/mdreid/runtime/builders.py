@@ -1,11 +1,15 @@
 """The objects every entry point, script and the notebook build the same way: the DataModule and the
 LightningModule from a composed config, and a model from a checkpoint.
 
+A checkpoint is either an mdreid Lightning checkpoint or a state dict of the official MDReID code (the
+released ``.pth`` files, see docs/official_checkpoints.md); ``load_module`` tells them apart by their keys.
 Entry points share these instead of importing each other, so ``train``, ``eval`` and ``export`` stay leaves.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mdreid.models.official_layout import (
+    Converted,
+    convert_official,
+    describe_mismatch,
+    find_state_dict,
+    official_name,
+    resolve_image_size,
+)
 from mdreid.module import ReIDModule
 from mdreid.runtime.errors import MDReIDError
+
+log = logging.getLogger(__name__)
 
 # keys named per kind of mismatch in the error of a checkpoint that does not fit
 _LISTED_KEYS = 5
@@ -40,19 +54,30 @@ def build_module(cfg: DictConfig, datamodule: Any) -> ReIDModule:
     )
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint as a dict, memory-mapped so that only the weights actually copied are read."""
+def read_checkpoint(path: Path) -> object:
+    """The file's object, memory-mapped where the format allows, so only the weights actually copied are read."""
     if not path.is_file():
         raise MDReIDError(
-            f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train"
+            f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train "
+            "or an official MDReID .pth"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=False)  # legacy (pre-zip) .pth
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
         raise MDReIDError(
             f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})"
         ) from err
-    return ckpt if isinstance(ckpt, dict) else {}
+
+
+def is_mdreid_checkpoint(ckpt: object) -> bool:
+    """An mdreid Lightning checkpoint: a ``state_dict`` whose keys are the module's (``net.``...)."""
+    state = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
+    return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
 
 
 def _rebuilt(ckpt: dict[str, Any], path: Path) -> ReIDModule:
@@ -66,8 +91,11 @@ def _rebuilt(ckpt: dict[str, Any], path: Path) -> ReIDModule:
     return ReIDModule(**{**hparams, "backbone": {**hparams["backbone"], "weights": None}})
 
 
-def _mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
-    """``missing: ...; unexpected: ...; shape mismatch: ...`` (the kinds that occur), or empty when they fit."""
+def _mismatch(
+    own: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor], name: Callable[[str], str] = str
+) -> str:
+    """``missing: ...; unexpected: ...; shape mismatch: ...`` (the kinds that occur), or empty when they fit.
+    ``name`` turns a key into the name the user's file gives it."""
     kinds = (
         ("missing", sorted(set(own) - set(state))),
         ("unexpected", sorted(set(state) - set(own))),
@@ -77,24 +105,83 @@ def _mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> s
     for label, keys in kinds:
         if keys:
             more = f" (+{len(keys) - _LISTED_KEYS} more)" if len(keys) > _LISTED_KEYS else ""
-            parts.append(f"{label}: {', '.join(keys[:_LISTED_KEYS])}{more}")
+            parts.append(f"{label}: {', '.join(name(k) for k in keys[:_LISTED_KEYS])}{more}")
     return "; ".join(parts)
 
 
-def load_module(ckpt_path: str | Path, model: ReIDModule | None = None) -> ReIDModule:
+def read_official(ckpt: object, path: Path) -> Converted:
+    """An official MDReID state dict (plain, or under ``model`` / ``state_dict``) renamed to mdreid keys."""
+    state = find_state_dict(ckpt)
+    if state is None:
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} holds no state dict; use a .ckpt written by mdreid.train "
+            "or an official MDReID .pth"
+        )
+    return convert_official(state, str(path))
+
+
+def official_module(converted: Converted, image_size: Sequence[int] | None, source: str) -> ReIDModule:
+    """The ``ReIDModule`` an official checkpoint describes (sizes from its tensors), weights not yet loaded."""
+    layout = converted.layout
+    return ReIDModule(
+        backbone=layout.backbone(),
+        num_classes=layout.num_classes,
+        num_cameras=layout.num_cameras,
+        image_size=resolve_image_size(layout, image_size, source),
+        mdl={"enabled": True, "tie_tokens": layout.tie_tokens},
+    )
+
+
+def load_official(model: ReIDModule, converted: Converted, source: str) -> None:
+    """Fill ``model`` from an official checkpoint; sizes that contradict it are named before any key list."""
+    net, layout = model.net, converted.layout
+    if not net.decoupled:
+        raise MDReIDError(f"{source} holds the decoupled MDReID model; evaluate it with model=mdreid")
+    if (net.mdl.shared_token is None) != layout.tie_tokens:
+        raise MDReIDError(
+            f"{source}: its shared token is {'' if layout.tie_tokens else 'not '}tied to the class token; "
+            f"set model.mdl.tie_tokens={str(layout.tie_tokens).lower()}"
+        )
+    grid = net.mdl.encoder.positional_embedding.shape[0] - net.mdl.num_tokens
+    contradiction = describe_mismatch(
+        layout, model.hparams["num_classes"], model.hparams["num_cameras"], grid
+    )
+    if contradiction:
+        raise MDReIDError(f"checkpoint {source} does not fit the configured model: {contradiction}")
+    mismatch = _mismatch(model.state_dict(), converted.state, official_name)
+    if mismatch:
+        raise MDReIDError(
+            f"checkpoint {source} does not fit the configured model ({mismatch}); "
+            "use the experiment/model overrides of the benchmark it was trained on"
+        )
+    model.load_state_dict(converted.state, strict=True)
+    log.info(
+        "official checkpoint %s: %d tensors loaded; dropped %d that never enter the loss or repeat another: %s",
+        source,
+        len(converted.state),
+        len(converted.unused),
+        ", ".join(converted.unused) or "none",
+    )
+
+
+def load_module(
+    ckpt_path: str | Path, model: ReIDModule | None = None, image_size: Sequence[int] | None = None
+) -> ReIDModule:
     """A checkpoint's weights, loaded strictly, in eval mode: into ``model`` (built from the run's config)
-    or, without one, into the model its saved hyper-parameters describe.
+    or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for an official
+    ``.pth`` its tensors' shapes; ``image_size`` then settles a grid the benchmark does not identify).
 
     A checkpoint that does not fit fails with the list of mismatched keys instead of evaluating noise.
     """
     path = Path(ckpt_path)
-    ckpt = _read_checkpoint(path)
+    ckpt = read_checkpoint(path)
+    if not is_mdreid_checkpoint(ckpt):
+        converted = read_official(ckpt, path)
+        model = official_module(converted, image_size, str(path)) if model is None else model
+        load_official(model, converted, str(path))
+        return model.eval()
     model = _rebuilt(ckpt, path) if model is None else model
-    state = ckpt.get("state_dict")
-    if state is None:
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} has no 'state_dict'; use a checkpoint written by mdreid.train"
-        )
+    state = ckpt["state_dict"]
     mismatch = _mismatch(model.state_dict(), state)
     if mismatch:
         raise MDReIDError(
@@ -103,3 +190,21 @@ def load_module(ckpt_path: str | Path, model: ReIDModule | None = None) -> ReIDM
         )
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def check_resumable(ckpt_path: str | Path, model: ReIDModule) -> None:
+    """Refuse, in one line, a ``ckpt_path`` that Lightning could not resume training from: not a file, not a
+    checkpoint, weights only (converted or official), or weights of another model or dataset."""
+    path = Path(ckpt_path)
+    ckpt = read_checkpoint(path)
+    if not is_mdreid_checkpoint(ckpt) or "optimizer_states" not in ckpt:
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} holds weights only, not a training state to resume; "
+            f"start a new run from its weights with init_from={path}"
+        )
+    mismatch = _mismatch(model.state_dict(), ckpt["state_dict"])
+    if mismatch:
+        raise MDReIDError(
+            f"ckpt_path={str(path)!r} does not fit the configured model ({mismatch}); "
+            "resume with the experiment/model overrides the run was started with"
+        )

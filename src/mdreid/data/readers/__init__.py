@@ -23,6 +23,11 @@ def benchmark_folder(name: str) -> str:
     return _layout(name).display
 
 
+def junk_rule(name: str) -> str:
+    """The evaluation's junk rule of a benchmark: ``camera`` or ``scene``."""
+    return _layout(name).junk_rule
+
+
 def split_folders(name: str) -> dict[str, str]:
     """Role (train, query, gallery) -> split folder name, e.g. RGBNT201's query and gallery are both ``test``."""
     return dict(_layout(name).splits)
