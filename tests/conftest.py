@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,3 +70,29 @@ def tiny_cfg(tmp_path: Path, synthetic_data_dir: Path) -> Callable[..., DictConf
 
     yield make
     GlobalHydra.instance().clear()
+
+
+def run_in_fresh_home(
+    entry: str, args: list[str], tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], list[Path]]:
+    """``python -m mdreid.<entry> ARGS`` from ``tmp_path/work`` with an empty HOME, offline W&B and none of the
+    user's W&B, XDG, mdreid or Hydra variables. Returns the process and what it wrote outside
+    ``tmp_path/work/run`` (point ``hydra.run.dir`` there). matplotlib's per-machine font cache, which
+    torchmetrics' import creates, is the one file allowed elsewhere."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    drop = ("WANDB_", "XDG_", "MDREID_", "HYDRA_", "MPLCONFIGDIR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(HOME=str(home), WANDB_MODE="offline", WANDB_SILENT="true")
+    proc = subprocess.run(
+        [sys.executable, "-m", f"mdreid.{entry}", *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    outside = [p for p in home.rglob("*") if p.is_file() and "matplotlib" not in p.parts]
+    outside += [p for p in work.iterdir() if p.name != "run"]
+    return proc, outside

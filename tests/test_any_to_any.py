@@ -126,9 +126,14 @@ def test_separate_query_and_gallery_splits_with_overlapping_indices():
 def test_missing_modality_query_is_dropped_and_sp_none_works():
     data = make_samples(seed=4)
     data["present"][2, 0] = False  # sample 2 lacks RGB
-    result = feed(AnyToAnyReID(pairs=["R->N", "N->N"]), data | {"sp": None}, list(range(14))).compute()
+    result = feed(
+        AnyToAnyReID(pairs=["R->N", "N->N", "N->R"]), data | {"sp": None}, list(range(14))
+    ).compute()
     assert result.row("R", "N")["num_valid"] == 13
     assert result.row("N", "N")["num_valid"] == 14
+    # the counts behind each pair: queries with Q's modalities, gallery items with G's
+    assert [result.row("R", "N")[k] for k in ("num_query", "num_gallery")] == [13, 14]
+    assert [result.row("N", "R")[k] for k in ("num_query", "num_gallery")] == [14, 13]
 
 
 def test_groups_scalars_and_serialisation():
@@ -145,7 +150,8 @@ def test_groups_scalars_and_serialisation():
     assert "missing/avg/mAP" in result.groups
     assert json.loads(result.to_json())["rows"][0]["query"] == "R"
     csv_lines = result.to_csv().splitlines()
-    assert csv_lines[0] == "query,gallery,mAP,R1,R5,R10,mINP,num_valid" and len(csv_lines) == 50
+    assert csv_lines[0] == "query,gallery,mAP,R1,R5,R10,mINP,num_valid,num_query,num_gallery"
+    assert len(csv_lines) == 50
     paper = feed(AnyToAnyReID(pairs="paper"), make_samples(seed=5), list(range(14))).compute()
     assert "mismatched/avg42/mAP" not in paper.groups and "mismatched/avg4/mAP" in paper.groups
 
@@ -195,3 +201,23 @@ def test_ddp_uneven_shards_equal_single_process(tmp_path):
     for rank in (0, 1):
         assert torch.load(tmp_path / f"rank{rank}.pt") == single
         assert torch.load(tmp_path / f"rank{rank}_evaluate.pt") == single
+
+
+def test_queries_without_a_valid_match_are_counted_and_reported(caplog: pytest.LogCaptureFixture) -> None:
+    """The official protocol drops a query whose identity has no gallery item outside the junk; the report
+    says so, with the count, instead of dropping it silently."""
+    from mdreid.reporting.reports import warn_unscored
+
+    data = make_samples(seed=6)
+    data["pid"] = data["pid"].clone()
+    data["pid"][0] = 7  # an identity no other sample has: only the query's own copy, which is junk
+    result = feed(AnyToAnyReID(pairs="paper"), data, list(range(14))).compute()
+    row = result.row("RNT", "RNT")
+    assert (row["num_valid"], row["num_query"], row["num_gallery"]) == (13, 14, 14)
+    with caplog.at_level("WARNING", logger="mdreid.reporting.reports"):
+        warn_unscored(result)
+    assert "11 of 11 pairs have queries without a valid gallery match" in caplog.text
+    assert ": 1 of 14 queries" in caplog.text
+    caplog.clear()
+    warn_unscored(feed(AnyToAnyReID(pairs="paper"), make_samples(seed=6), list(range(14))).compute())
+    assert caplog.text == ""

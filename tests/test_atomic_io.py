@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdreid.runtime.atomic_io import AtomicCheckpointIO, atomic_write, atomic_write_json
+from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
+from mdreid.runtime.atomic_io import atomic_write, atomic_write_json
 from mdreid.runtime.errors import MDReIDError
 
 

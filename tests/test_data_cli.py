@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from mdreid.data import cli
+from mdreid.data.image_check import ImageInfo, bit_depth, image_flags
 from replicas import benchmark_dir, build_replica, build_tiny, manifests_or_skip
 
 
@@ -165,11 +166,80 @@ def _noisy_jpeg(size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
-def test_verify_all_good(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = build_tiny("rgbnt201", tmp_path)
-    code, out, _ = run_cli(["verify", "--dataset", "rgbnt201", "--root", str(root)], capsys)
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _replace(path: Path, data: bytes) -> None:
+    path.unlink()  # a hard link to the shared placeholder: replace it, do not write through it
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "files", "kind", "sizes"),
+    [
+        # (4 train + 4 test) x 3 modalities; query = gallery
+        ("rgbnt201", 24, "JPEG RGB 8-bit: 24", "width 32..32, height 64..64"),
+        # the stitched 768x128 strips (aspect ratio 6:1) are not flagged
+        ("rgbnt100", 10, "JPEG RGB 8-bit: 10", "width 768..768, height 128..128"),
+        ("msvr310", 30, "JPEG RGB 8-bit: 30", "width 64..64, height 32..32"),
+    ],
+)
+def test_verify_all_good_reports_the_real_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dataset: str, files: int, kind: str, sizes: str
+) -> None:
+    root = build_tiny(dataset, tmp_path)
+    code, out, _ = run_cli(["verify", "--dataset", dataset, "--root", str(root)], capsys)
     assert code == 0
-    assert out.strip() == "all 24 files decode"  # (4 train + 4 test) x 3 modalities; query = gallery
+    assert out.splitlines() == [
+        f"{files} files read:",
+        f"  {kind}",
+        f"  {sizes}",
+        f"all {files} files decode and look like benchmark images",
+    ]
+
+
+def test_verify_flags_files_a_benchmark_cannot_contain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Five files that decode fine but are not 8-bit RGB JPEG crops: each flagged with its reason, exit 1."""
+    root = build_tiny("rgbnt201", tmp_path)
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 32, 3), dtype=np.uint8))
+    grey16 = Image.fromarray(np.arange(64 * 32, dtype=np.uint16).reshape(64, 32) * 30)
+    replaced = {
+        "RGBNT201/train_171/RGB/000009_cam3_1_00.jpg": (_encoded(rgb, "PNG"), "PNG file named .jpg"),
+        "RGBNT201/train_171/NI/000009_cam3_1_01.jpg": (
+            _encoded(rgb.convert("P"), "GIF"),
+            "GIF file named .jpg; palette colours (mode P)",
+        ),
+        "RGBNT201/train_171/TI/000028_cam1_0_02.jpg": (
+            _encoded(grey16, "PNG"),
+            "PNG file named .jpg; 16-bit samples (mode I;16)",
+        ),
+        "RGBNT201/test/RGB/000258_cam1_0_00.jpg": (_noisy_jpeg((1, 1)), "1x1 has a side under 8 pixels"),
+        "RGBNT201/test/TI/000299_cam2_0_12.jpg": (
+            _noisy_jpeg((4000, 20)),
+            "4000x20 has aspect ratio 200:1 (over 12:1)",
+        ),
+    }
+    for rel, (data, _) in replaced.items():
+        _replace(root / rel, data)
+    code, out, _ = run_cli(["verify", "--dataset", "rgbnt201", "--root", str(root)], capsys)
+    assert code == 1
+    lines = out.splitlines()
+    assert "files are bad" not in out  # all of them decode
+    assert lines[:6] == [
+        "24 files read:",
+        "  GIF P 8-bit: 1",
+        "  JPEG RGB 8-bit: 21",
+        "  PNG I;16 16-bit: 1",
+        "  PNG RGB 8-bit: 1",
+        "  width 1..4000, height 1..64",
+    ]
+    assert lines[6] == "5 of 24 files are flagged:"
+    assert sorted(lines[7:]) == sorted(f"  {rel}: {reason}" for rel, (_, reason) in replaced.items())
 
 
 def test_verify_finds_a_truncated_jpeg(
@@ -185,6 +255,7 @@ def test_verify_finds_a_truncated_jpeg(
     lines = out.strip().splitlines()
     assert lines[0] == "1 of 30 files are bad:"  # query3 files are distinct copies: (4 + 4 + 2) x 3
     assert lines[1].startswith(f"  {broken}: OSError") and "truncated" in lines[1]
+    assert lines[2] == "29 files read:"  # the summary covers the files that decode
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored afterwards
 
 
@@ -197,7 +268,30 @@ def test_verify_flags_rgbnt100_files_that_are_not_768x128(
     small.write_bytes(_noisy_jpeg((256, 128)))
     code, out, _ = run_cli(["verify", "--dataset", "rgbnt100", "--root", str(root)], capsys)
     assert code == 1
-    assert out.splitlines() == ["1 of 10 files are bad:", f"  {small}: size 256x128, expected 768x128"]
+    lines = out.splitlines()
+    assert lines[:2] == ["1 of 10 files are bad:", f"  {small}: size 256x128, expected 768x128"]
+    assert lines[-1] == "  width 256..768, height 128..128"  # it decodes: counted, and nothing is flagged
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "size", "flags"),
+    [
+        ("JPEG", "RGB", (768, 128), []),  # an RGBNT100 strip, 6:1
+        ("JPEG", "L", (40, 160), []),  # 8-bit grey (an NIR camera) converts to RGB losslessly
+        ("MPO", "RGB", (96, 8), []),  # a JPEG with a Multi-Picture segment; exactly MIN_SIDE and MAX_ASPECT
+        ("JPEG", "RGB", (97, 8), ["97x8 has aspect ratio 12.1:1 (over 12:1)"]),
+        ("JPEG", "RGB", (7, 30), ["7x30 has a side under 8 pixels"]),
+        ("JPEG", "CMYK", (64, 32), ["CMYK colour (mode CMYK)"]),
+        ("PNG", "RGBA", (64, 32), ["PNG file named .jpg", "an alpha channel (mode RGBA)"]),
+        ("TIFF", "F", (64, 32), ["TIFF file named .jpg", "32-bit float samples (mode F)"]),
+        ("PNG", "1", (64, 32), ["PNG file named .jpg", "1-bit samples (mode 1)"]),
+    ],
+)
+def test_image_flags_thresholds_and_modes(
+    fmt: str, mode: str, size: tuple[int, int], flags: list[str]
+) -> None:
+    info = ImageInfo(fmt, mode, bit_depth(mode), *size)
+    assert image_flags("RGB/0001.jpg", info) == flags
 
 
 # ------------------------------------------------------------------------------------------- synth

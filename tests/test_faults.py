@@ -1,5 +1,5 @@
-"""Faults: a training run killed with SIGKILL resumes from last.ckpt to exactly the numbers of an uninterrupted
-run (real ``python -m mdreid.train`` subprocesses, CPU, fixed seed), one stopped by SIGTERM exits non-zero, and
+"""Faults: a training run killed with SIGKILL between validations resumes from last.ckpt (written every epoch)
+to exactly the numbers of an uninterrupted run (real ``python -m mdreid.train`` subprocesses, CPU, fixed seed), one stopped by SIGTERM exits non-zero, and
 training does not depend on num_workers.
 
 The in-process resume of tests/test_train.py stops cleanly between epochs; here the process dies mid-run.
@@ -28,6 +28,7 @@ from mdreid.train import train
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
+VAL_EVERY = 2  # validation after epoch index 1 only: the kill after epoch 0 falls between validations
 # one torch thread each: the uninterrupted and the killed run share 2 cores, and equal thread counts keep
 # the float reductions (hence the numbers) identical between runs
 RUN = [
@@ -37,6 +38,7 @@ RUN = [
     "~callbacks.model_summary",
     f"trainer.max_epochs={EPOCHS}",
     f"model.schedule.epochs={EPOCHS}",  # the LR schedule must not depend on where a run stopped
+    f"trainer.check_val_every_n_epoch={VAL_EVERY}",
     "plots=false",
     "torch_threads=1",
 ]
@@ -100,6 +102,7 @@ def test_sigkill_then_resume_from_last_ckpt_equals_an_uninterrupted_run(
         torch.load(ckpt, map_location="cpu", weights_only=False)
     killed_at = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
     assert killed_at < EPOCHS - 1, "the run finished before it was killed"
+    assert (killed_at + 1) % VAL_EVERY, "last.ckpt must not wait for a validation epoch"
 
     resumed = start(data_dir, tmp_path / "resumed", f"ckpt_path={last}")
     finish(resumed)
@@ -108,7 +111,8 @@ def test_sigkill_then_resume_from_last_ckpt_equals_an_uninterrupted_run(
     expected = {e: v for e, v in per_epoch(tmp_path / "full").items() if e > killed_at}
     got = per_epoch(tmp_path / "resumed")
     assert sorted(got) == sorted(expected) == list(range(killed_at + 1, EPOCHS))
-    assert all("train/loss_epoch" in v and "val/score" in v for v in got.values())
+    assert all("train/loss_epoch" in v for v in got.values())  # at most one epoch (the killed one) redone
+    assert [e for e, v in got.items() if "val/score" in v] == [VAL_EVERY - 1]
     assert got == expected  # exact: same seed, same data order, same threads
     full_json, resumed_json = (
         json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("full", "resumed")

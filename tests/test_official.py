@@ -222,7 +222,7 @@ def test_bad_files_are_named_errors(tmp_path: Path) -> None:
     (tmp_path / "cut.pth").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(MDReIDError, match=r"cut\.pth' is not a readable checkpoint"):
         load_official_checkpoint(tmp_path / "cut.pth")
-    with pytest.raises(MDReIDError, match="holds no state dict"):
+    with pytest.raises(MDReIDError, match="holds no model weights"):
         load_module(_saved(tmp_path / "list.pth", [1, 2, 3]))
 
 

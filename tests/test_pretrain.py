@@ -21,7 +21,7 @@ from mdreid.data.synthetic.pool import POOL, PoolSpec, identity_key, kind_of, re
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import SHAPES
 from mdreid.data.synthetic.streams import IDENTITY, SHAPE, SOURCES, keyed_rng
-from mdreid.models.backbone import build_backbone
+from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.pretrain import pretrain, sha256
 from mdreid.pretraining.contrastive import supervised_contrastive
 from mdreid.pretraining.pool_data import IdentityOrder
@@ -179,8 +179,7 @@ def test_shipped_weights_match_their_provenance_and_load_through_the_clip_path(t
         assert key in record
     cfg = compose_cfg("train.yaml", ["experiment=synthetic"], tmp_path / "run")
     assert Path(cfg.model.backbone.weights) == SHIPPED
-    kwargs = {k: v for k, v in cfg.model.backbone.items()}
-    visual = build_backbone(**kwargs, image_size=tuple(cfg.data.image_size))
+    visual = build_backbone(**backbone_kwargs(cfg.model.backbone), image_size=tuple(cfg.data.image_size))
     stored = load_file(str(SHIPPED))
     assert torch.equal(
         visual.transformer.resblocks[0].attn.in_proj_weight,

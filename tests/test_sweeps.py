@@ -143,6 +143,7 @@ def test_optuna_search_optimises_the_returned_val_score(data_dir: Path, tmp_path
             "hparams_search=mml_optuna",
             "hydra.sweeper.n_trials=2",
             "hydra.sweeper.sampler.n_startup_trials=2",
+            "trainer.check_val_every_n_epoch=10",  # no validation epoch in the 1-epoch trials: scored at the end
             "test=false",
             "logger=csv",
             f"hydra.sweep.dir={sweep}",

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_OVERRIDES, compose_cfg
+from mdreid.eval import evaluate
 from mdreid.train import train
 
 
@@ -18,13 +20,14 @@ def epoch_losses(run_dir: Path) -> list[float]:
 
 
 @pytest.mark.slow
-def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, tmp_path: Path) -> None:
+def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: Path, tmp_path: Path) -> None:
     cfg = tiny_cfg(
         "train.yaml",
         "trainer.max_epochs=3",
         "callbacks=default",
         "~callbacks.progress_bar",
         "~callbacks.model_summary",
+        "trainer.check_val_every_n_epoch=10",  # no validation epoch: last.ckpt must not wait for one
     )
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
@@ -36,7 +39,20 @@ def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, tmp_path: Path) -> No
     assert metrics["test/score"] == pytest.approx(
         (payload["groups"]["matched/RNT->RNT/mAP"] + payload["groups"]["matched/RNT->RNT/R1"]) / 2
     )
-    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not list(run.glob("checkpoints/epoch_*"))
+    assert payload["epoch"] == 3 and payload["global_step"] > 0 and payload["global_step"] % 3 == 0
+
+    # the evaluation of that checkpoint says which epoch and step it holds, and gives the same table
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]
+    eval_cfg = compose_cfg(
+        "eval.yaml",
+        [*tiny, f"paths.data_dir={synthetic_data_dir}", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"],
+        tmp_path / "eval",
+    )
+    evaluate(eval_cfg)
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (evaluated["epoch"], evaluated["global_step"]) == (3, payload["global_step"])
+    assert evaluated["rows"] == payload["rows"]
 
 
 @pytest.mark.slow

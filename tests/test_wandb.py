@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_OVERRIDES, run_in_fresh_home
 from mdreid.metrics.results import ROW_FIELDS
 from mdreid.runtime.builders import build_datamodule, build_module
 from mdreid.train import train
@@ -111,3 +112,17 @@ def test_offline_run_holds_config_scalars_table_and_plots(tiny_cfg, wandb_offlin
     assert list((media / "table" / "test").glob("cmc_table_*.table.json")), "CMC line series not logged"
     images = {p.name.rsplit("_", 2)[0] for p in (media / "images" / "test").glob("*.png")}
     assert {"heatmap_mAP", "heatmap_R1", "cmc", "tsne", "ranked_R-N"} <= images
+
+
+@pytest.mark.slow
+def test_an_offline_run_writes_nothing_outside_its_run_folder(
+    synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    """wandb's cache, staging and settings folders (~/.cache/wandb, ~/.local/share/wandb, ~/.config/wandb)
+    go to <run dir>/wandb/ instead; only matplotlib's per-machine font cache may appear in the home folder."""
+    args = [*TINY_OVERRIDES, "logger=wandb", "trainer.max_epochs=1", "plots=false", "eval.pairs=paper"]
+    args += [f"paths.data_dir={synthetic_data_dir}", f"hydra.run.dir={tmp_path / 'work' / 'run'}"]
+    proc, outside = run_in_fresh_home("train", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((tmp_path / "work" / "run" / "wandb").glob("offline-run-*"))
+    assert not outside, outside

@@ -30,13 +30,8 @@ from mdreid.data.readers import junk_rule
 from mdreid.models.official_layout import RELEASES, Converted, describe_mismatch, resolve_image_size
 from mdreid.module import ReIDModule
 from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.builders import (
-    is_mdreid_checkpoint,
-    load_official,
-    official_module,
-    read_checkpoint,
-    read_official,
-)
+from mdreid.runtime.builders import load_official, official_module, read_official
+from mdreid.runtime.checkpoints import resolve_checkpoint
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.hydra import compose_config
 
@@ -46,11 +41,10 @@ __all__ = ["convert", "load_official_checkpoint"]
 
 
 def _read(path: str | Path) -> Converted:
-    path = Path(path)
-    ckpt = read_checkpoint(path)
-    if is_mdreid_checkpoint(ckpt):
+    ckpt = resolve_checkpoint(path)
+    if not ckpt.official:
         raise MDReIDError(f"{path} is already an mdreid checkpoint; use it as is (ckpt_path= or init_from=)")
-    return read_official(ckpt, path)
+    return read_official(ckpt)
 
 
 def load_official_checkpoint(path: str | Path, image_size: Sequence[int] | None = None) -> ReIDModule:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdreid.models.clip_weights import save_visual_weights
 from mdreid.pretraining.contrastive import ProxyPretrainModule
 from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.runtime.checkpoints import resolve_checkpoint
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.hydra import instantiate_callbacks, instantiate_trainer
@@ -73,6 +74,8 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         raise MDReIDError(
             "backbone.weights must be null: the proxy foundation is trained from a random tower"
         )
+    if cfg.get("ckpt_path"):
+        resolve_checkpoint(cfg.ckpt_path)  # a missing, folder or truncated path is one line, not a traceback
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = ProxyPretrainModule(

@@ -1,5 +1,5 @@
-"""``python -m mdreid.data``: inspect a benchmark copy (stats), check that every image decodes (verify), and
-write a synthetic copy with the real layout (synth)."""
+"""``python -m mdreid.data``: inspect a benchmark copy (stats), check that every image decodes and is what a
+benchmark holds (verify), and write a synthetic copy with the real layout (synth)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 
-from PIL import Image, ImageFile
+from PIL import ImageFile
 
+from mdreid.data.image_check import ImageInfo, image_flags, read_info, summary_lines
 from mdreid.data.readers import DATASETS, load_benchmark, split_folders
 from mdreid.data.readers.common import POLICIES
 from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
@@ -84,17 +85,15 @@ def _strict_decoding() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def image_problem(path: str, expected_size: tuple[int, int] | None) -> str | None:
-    """Why ``path`` is unusable (decode error or wrong size), or None if it decodes fine."""
+def check_image(path: str, expected_size: tuple[int, int] | None) -> tuple[ImageInfo | None, str | None]:
+    """What ``path`` really is (None if undecodable) and why it is unusable (decode error or wrong size)."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            size = img.size
+        info = read_info(path)
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-        return f"{type(err).__name__}: {err}"
-    if expected_size is not None and size != expected_size:
-        return f"size {size[0]}x{size[1]}, expected {expected_size[0]}x{expected_size[1]}"
-    return None
+        return None, f"{type(err).__name__}: {err}"
+    if expected_size is not None and (info.width, info.height) != expected_size:
+        return info, f"size {info.width}x{info.height}, expected {expected_size[0]}x{expected_size[1]}"
+    return info, None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -105,19 +104,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     records = chain(bench.train, bench.query, bench.gallery)
     files = {p: (STITCHED_SIZE if r.stitched else None) for r in records for p in r.paths}
     bad: list[tuple[str, str]] = []
+    infos: list[ImageInfo] = []
+    flagged: list[tuple[str, list[str]]] = []
     with _strict_decoding():
         for path in track(
             sorted(files), description="decoding", console=Console(stderr=True), transient=True
         ):
-            problem = image_problem(path, files[path])
+            info, problem = check_image(path, files[path])
             if problem is not None:
                 bad.append((path, problem))
+            if info is not None:
+                infos.append(info)
+                if flags := image_flags(path, info):
+                    flagged.append((os.path.relpath(path, args.root), flags))
     if bad:
         print(f"{len(bad)} of {len(files)} files are bad:")
         for path, problem in bad:
             print(f"  {path}: {problem}")
+    for line in summary_lines(infos):
+        print(line)
+    if flagged:
+        print(f"{len(flagged)} of {len(files)} files are flagged:")
+        for path, flags in flagged:
+            print(f"  {path}: {'; '.join(flags)}")
+    if bad or flagged:
         return 1
-    print(f"all {len(files)} files decode")
+    print(f"all {len(files)} files decode and look like benchmark images")
     return 0
 
 
@@ -154,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     stats.set_defaults(run=cmd_stats)
 
-    verify = commands.add_parser("verify", parents=[reading], help="decode every image; exit 1 if any is bad")
+    verify = commands.add_parser(
+        "verify",
+        parents=[reading],
+        help="decode every image, report its real format; exit 1 if any is bad or flagged",
+    )
     verify.set_defaults(run=cmd_verify)
 
     synth = commands.add_parser(

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ModalityDropout
-from mdreid.data.pk_sampler import PKSampler
+from mdreid.data.pk_sampler import PKSampler, check_pk_batch
 from mdreid.data.readers import DATASETS, benchmark_folder, load_benchmark
 from mdreid.data.readers.common import check_choice
 from mdreid.data.records import Benchmark
@@ -30,6 +30,13 @@ from mdreid.runtime.errors import MDReIDError
 log = logging.getLogger(__name__)
 
 SYNTH_KEYS = ("like", "preset", "ids", "seed", "coupling")
+
+
+def _count(key: str, value: Any, minimum: int) -> int:
+    """An integer config value of at least ``minimum``, or one error line naming ``key``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise MDReIDError(f"{key}={value!r}: use an integer >= {minimum}")
+    return value
 
 
 class MultiModalReIDDataModule(L.LightningDataModule):
@@ -76,10 +83,10 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         self.dataset = check_choice("data.dataset", dataset.lower(), DATASETS)
         self.root = str(root)
         self.image_size = check_image_size(image_size)
-        self.batch_size = batch_size
+        self.batch_size = check_pk_batch(batch_size, num_instances)
         self.num_instances = num_instances
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
+        self.eval_batch_size = _count("data.eval_batch_size", eval_batch_size, 1)
+        self.num_workers = _count("data.num_workers", num_workers, 0)
         self.on_missing = on_missing
         self.on_bad_name = on_bad_name
         self.dropout = ModalityDropout.from_config(modality_dropout, seed)
@@ -131,7 +138,12 @@ class MultiModalReIDDataModule(L.LightningDataModule):
             recipe,
         )  # only synthetic runs need these
 
-        target = Path(self.root) / benchmark_folder(self.dataset)
+        root = Path(self.root)
+        if root.exists() and not root.is_dir():
+            raise MDReIDError(
+                f"data.root={self.root} is a file; point it at a folder to hold (or holding) the synthetic copy"
+            )
+        target = root / benchmark_folder(self.dataset)
         if target.exists():
             wanted = recipe(
                 self.dataset,
@@ -160,6 +172,11 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         except MDReIDError:
             if not target.exists():
                 raise
+        except OSError as err:  # read-only mount, no permission, disk full
+            raise MDReIDError(
+                f"data.root={self.root}: cannot write the synthetic copy there ({type(err).__name__}: "
+                f"{err.strerror or err}); point data.root at a writable folder"
+            ) from err
 
     def prepare_data(self) -> None:
         """Generate the synthetic copy if configured and absent (Lightning runs this on one process per node)."""

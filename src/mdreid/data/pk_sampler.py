@@ -70,6 +70,16 @@ def pk_round(pids: Sequence[int], num_instances: int, num_pids: int, rng: np.ran
     return stream
 
 
+def check_pk_batch(batch_size: int, num_instances: int) -> int:
+    """``batch_size``, if it is P x K identities x instances (``data.batch_size``, ``data.num_instances``)."""
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (batch_size, num_instances))
+    if not ok or num_instances < 1 or batch_size < num_instances or batch_size % num_instances:
+        raise MDReIDError(
+            f"data.batch_size={batch_size} must be a positive multiple of data.num_instances={num_instances}"
+        )
+    return batch_size
+
+
 class PKSampler(Sampler[Draw]):
     """P identities x K instances per global batch; this rank's whole-identity share of each batch.
 
@@ -87,11 +97,7 @@ class PKSampler(Sampler[Draw]):
         world_size: int | None = None,
     ) -> None:
         self.rank, self.world_size = rank_and_world(rank, world_size)
-        if num_instances < 1 or batch_size < num_instances or batch_size % num_instances:
-            raise MDReIDError(
-                f"data.batch_size={batch_size} must be a positive multiple of data.num_instances={num_instances}"
-            )
-        self.num_pids = batch_size // num_instances
+        self.num_pids = check_pk_batch(batch_size, num_instances) // num_instances
         if self.num_pids % self.world_size:
             raise MDReIDError(
                 f"data.batch_size={batch_size} gives P={self.num_pids} identities per step, which cannot be split "

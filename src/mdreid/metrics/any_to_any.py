@@ -279,6 +279,8 @@ class AnyToAnyReID(Metric):
                     "R10": float(curve[9]),
                     "mINP": summary["mINP"] * 100,
                     "num_valid": summary["num_valid"],
+                    "num_query": int(distances.query_mask(q_subset).sum()),
+                    "num_gallery": int(distances.gallery_mask(g_subset).sum()),
                 }
             )
         return AnyToAnyResult(result_rows, cmc, named_groups(result_rows), self.similarity, self.junk)

@@ -155,6 +155,10 @@ class PairDistances:
         """[Q] bool: queries that have every modality of ``q_subset`` (the others are dropped)."""
         return self.q_present[:, list(subset_indices(q_subset))].all(dim=1)
 
+    def gallery_mask(self, g_subset: str) -> Tensor:
+        """[G] bool: gallery items that have every modality of ``g_subset`` (the others are never ranked)."""
+        return self.g_present[:, list(subset_indices(g_subset))].all(dim=1)
+
     def chunks(self, pairs: Sequence[tuple[str, str]], mode: str) -> Iterator[tuple[slice, Iterator[Tensor]]]:
         """Yield ``(query rows, distance chunks of the pairs, in order)`` chunk by chunk over the queries.
 

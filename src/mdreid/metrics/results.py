@@ -15,7 +15,20 @@ from torch import Tensor
 
 from mdreid.metrics.groups import pair_name
 
-ROW_FIELDS: tuple[str, ...] = ("query", "gallery", "mAP", "R1", "R5", "R10", "mINP", "num_valid")
+# num_query / num_gallery: the items with every modality of the pair's side; num_valid: the queries scored
+# (those with a same-identity gallery item outside the junk; the official protocol drops the others)
+ROW_FIELDS: tuple[str, ...] = (
+    "query",
+    "gallery",
+    "mAP",
+    "R1",
+    "R5",
+    "R10",
+    "mINP",
+    "num_valid",
+    "num_query",
+    "num_gallery",
+)
 ROW_METRICS: tuple[str, ...] = ("mAP", "R1", "R5", "R10", "mINP")
 SCORE_PAIR: tuple[str, str] = ("RNT", "RNT")
 
@@ -24,7 +37,7 @@ SCORE_PAIR: tuple[str, str] = ("RNT", "RNT")
 class AnyToAnyResult:
     """Per-pair numbers (percent) of one evaluation and the settings that produced them."""
 
-    rows: list[dict]  # {query, gallery, mAP, R1, R5, R10, mINP, num_valid}, in the configured pair order
+    rows: list[dict]  # ROW_FIELDS, in the configured pair order
     cmc: dict[str, Tensor]  # "Q->G" -> [max_rank] CMC curve in percent (CPU, float64)
     groups: dict[str, float]  # groups.named_groups(rows)
     similarity: str  # "code" or "paper"

@@ -21,8 +21,9 @@ from mdreid.runtime.errors import MDReIDError
 
 # Tower fields a config may override; ``heads`` is translated to open_clip's ``head_width``.
 VISION_KEYS = ("width", "layers", "heads", "head_width", "patch_size", "mlp_ratio")
-# Keys of the ``model.backbone`` config group (the image size comes from ``data.image_size``).
-BACKBONE_KEYS = ("name", "weights", "quick_gelu", "vision", "embed_dim")
+# Keys of the ``model.backbone`` config group (the image size comes from ``data.image_size``);
+# ``allow_random_init`` is read by the train CLI's start-up check, not by the tower.
+BACKBONE_KEYS = ("name", "weights", "quick_gelu", "vision", "embed_dim", "allow_random_init")
 
 
 def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any
 def backbone_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The ``model.backbone`` config as ``build_backbone`` keyword arguments; unknown keys are a config error."""
     reject_unknown_keys(cfg, BACKBONE_KEYS, "model.backbone")
-    return dict(cfg)
+    return {k: v for k, v in cfg.items() if k != "allow_random_init"}
 
 
 def build_backbone(

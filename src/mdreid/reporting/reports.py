@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mdreid.data.records import Record
+from mdreid.metrics.groups import pair_name
 from mdreid.metrics.results import ROW_FIELDS, AnyToAnyResult
 from mdreid.modalities import SUBSETS
 from mdreid.reporting.plots.report import write_plots
@@ -97,6 +98,23 @@ def log_media(
         )
 
 
+def warn_unscored(result: AnyToAnyResult) -> None:
+    """Say how many queries a pair could not score (no same-identity gallery item outside the junk), which the
+    official protocol drops silently; the counts are in metrics.json/csv (num_valid of num_query)."""
+    short = [r for r in result.rows if r["num_valid"] < r["num_query"]]
+    if short:
+        worst = max(short, key=lambda r: r["num_query"] - r["num_valid"])
+        log.warning(
+            "%d of %d pairs have queries without a valid gallery match, not scored (official protocol); "
+            "most in %s: %d of %d queries (num_valid / num_query in metrics.csv)",
+            len(short),
+            len(result.rows),
+            pair_name(worst["query"], worst["gallery"]),
+            worst["num_query"] - worst["num_valid"],
+            worst["num_query"],
+        )
+
+
 def publish(
     result: AnyToAnyResult,
     out_dir: Path,
@@ -109,6 +127,7 @@ def publish(
 ) -> dict[str, Path]:
     """Print, write and log one evaluation; returns the written files by name."""
     print_result(result, console)
+    warn_unscored(result)
     files = dict(zip(("metrics.json", "metrics.csv"), write_metrics(out_dir, result, header), strict=True))
     plots: dict[str, Path] = {}
     if samples is not None and records is not None:

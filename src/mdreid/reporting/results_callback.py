@@ -52,7 +52,7 @@ class PublishResults(Callback):
             return
         datamodule = trainer.datamodule
         records = datamodule.eval_set.records if self.plots and datamodule is not None else None
-        header = {**self.header, "epoch": trainer.current_epoch}
+        header = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, **self.header}
         self.files = publish(
             evaluation.result,
             self.out_dir,

@@ -13,9 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-
 from mdreid.runtime.errors import MDReIDError
 
 
@@ -55,13 +52,3 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO that writes ``*.ckpt`` files through a temporary file and a rename."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        """Local files only: remote URLs are out of scope for this project's checkpoints."""
-        atomic_write(path, lambda fh: torch.save(checkpoint, fh))

@@ -27,6 +27,7 @@ from mdreid.models.official_layout import (
     resolve_image_size,
 )
 from mdreid.module import ReIDModule
+from mdreid.runtime.checkpoints import Checkpoint, resolve_checkpoint
 from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
@@ -54,39 +55,13 @@ def build_module(cfg: DictConfig, datamodule: Any) -> ReIDModule:
     )
 
 
-def read_checkpoint(path: Path) -> object:
-    """The file's object, memory-mapped where the format allows, so only the weights actually copied are read."""
-    if not path.is_file():
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} does not exist; point it at a .ckpt file written by mdreid.train "
-            "or an official MDReID .pth"
-        )
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=False)  # legacy (pre-zip) .pth
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})"
-        ) from err
-
-
-def is_mdreid_checkpoint(ckpt: object) -> bool:
-    """An mdreid Lightning checkpoint: a ``state_dict`` whose keys are the module's (``net.``...)."""
-    state = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
-    return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
-
-
-def _rebuilt(ckpt: dict[str, Any], path: Path) -> ReIDModule:
+def _rebuilt(ckpt: Checkpoint) -> ReIDModule:
     """The model of the checkpoint's saved hyper-parameters, without the backbone's ``weights`` file: the
     checkpoint holds every weight, and the CLIP file it was initialised from need not exist here."""
-    hparams = ckpt.get(ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY)
+    hparams = ckpt.payload.get(ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY)
     if not isinstance(hparams, dict) or not isinstance(hparams.get("backbone"), dict):
         raise MDReIDError(
-            f"ckpt_path={str(path)!r} has no model hyper-parameters; use a checkpoint written by mdreid.train"
+            f"ckpt_path={str(ckpt.path)!r} has no model hyper-parameters; use a checkpoint written by mdreid.train"
         )
     return ReIDModule(**{**hparams, "backbone": {**hparams["backbone"], "weights": None}})
 
@@ -109,15 +84,9 @@ def _mismatch(
     return "; ".join(parts)
 
 
-def read_official(ckpt: object, path: Path) -> Converted:
+def read_official(ckpt: Checkpoint) -> Converted:
     """An official MDReID state dict (plain, or under ``model`` / ``state_dict``) renamed to mdreid keys."""
-    state = find_state_dict(ckpt)
-    if state is None:
-        raise MDReIDError(
-            f"ckpt_path={str(path)!r} holds no state dict; use a .ckpt written by mdreid.train "
-            "or an official MDReID .pth"
-        )
-    return convert_official(state, str(path))
+    return convert_official(find_state_dict(ckpt.payload) or {}, str(ckpt.path))
 
 
 def official_module(converted: Converted, image_size: Sequence[int] | None, source: str) -> ReIDModule:
@@ -165,7 +134,7 @@ def load_official(model: ReIDModule, converted: Converted, source: str) -> None:
 
 
 def load_module(
-    ckpt_path: str | Path, model: ReIDModule | None = None, image_size: Sequence[int] | None = None
+    ckpt: str | Path | Checkpoint, model: ReIDModule | None = None, image_size: Sequence[int] | None = None
 ) -> ReIDModule:
     """A checkpoint's weights, loaded strictly, in eval mode: into ``model`` (built from the run's config)
     or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for an official
@@ -173,38 +142,34 @@ def load_module(
 
     A checkpoint that does not fit fails with the list of mismatched keys instead of evaluating noise.
     """
-    path = Path(ckpt_path)
-    ckpt = read_checkpoint(path)
-    if not is_mdreid_checkpoint(ckpt):
-        converted = read_official(ckpt, path)
-        model = official_module(converted, image_size, str(path)) if model is None else model
-        load_official(model, converted, str(path))
+    ckpt = ckpt if isinstance(ckpt, Checkpoint) else resolve_checkpoint(ckpt)
+    if ckpt.official:
+        converted = read_official(ckpt)
+        model = official_module(converted, image_size, str(ckpt.path)) if model is None else model
+        load_official(model, converted, str(ckpt.path))
         return model.eval()
-    model = _rebuilt(ckpt, path) if model is None else model
-    state = ckpt["state_dict"]
-    mismatch = _mismatch(model.state_dict(), state)
+    model = _rebuilt(ckpt) if model is None else model
+    mismatch = _mismatch(model.state_dict(), ckpt.state_dict)
     if mismatch:
         raise MDReIDError(
-            f"checkpoint {path} does not fit the configured model ({mismatch}); "
+            f"checkpoint {ckpt.path} does not fit the configured model ({mismatch}); "
             "use the experiment/model overrides the checkpoint was trained with"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(ckpt.state_dict, strict=True)
     return model.eval()
 
 
-def check_resumable(ckpt_path: str | Path, model: ReIDModule) -> None:
-    """Refuse, in one line, a ``ckpt_path`` that Lightning could not resume training from: not a file, not a
-    checkpoint, weights only (converted or official), or weights of another model or dataset."""
-    path = Path(ckpt_path)
-    ckpt = read_checkpoint(path)
-    if not is_mdreid_checkpoint(ckpt) or "optimizer_states" not in ckpt:
+def check_resumable(ckpt: Checkpoint, model: ReIDModule) -> None:
+    """Refuse, in one line, a ``ckpt_path`` that Lightning could not resume training from: weights only
+    (converted or official), or weights of another model or dataset."""
+    if not ckpt.resumable:
         raise MDReIDError(
-            f"ckpt_path={str(path)!r} holds weights only, not a training state to resume; "
-            f"start a new run from its weights with init_from={path}"
+            f"ckpt_path={str(ckpt.path)!r} holds weights only, not a training state to resume; "
+            f"start a new run from its weights with init_from={ckpt.path}"
         )
-    mismatch = _mismatch(model.state_dict(), ckpt["state_dict"])
+    mismatch = _mismatch(model.state_dict(), ckpt.state_dict)
     if mismatch:
         raise MDReIDError(
-            f"ckpt_path={str(path)!r} does not fit the configured model ({mismatch}); "
+            f"ckpt_path={str(ckpt.path)!r} does not fit the configured model ({mismatch}); "
             "resume with the experiment/model overrides the run was started with"
         )

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mdreid.runtime.atomic_io import AtomicCheckpointIO
+from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.logs import ParamSummary, quiet_known_noise
 from mdreid.runtime.plain_progress import progress_bar

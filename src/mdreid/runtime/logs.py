@@ -8,8 +8,10 @@ are filtered here by their exact message, so every other warning still shows.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import ModelSummary
@@ -44,12 +46,25 @@ def quiet_known_noise() -> None:
             logger.addFilter(_DropAdverts())
 
 
-class WandbLogger(LightningWandbLogger):
-    """Lightning's W&B logger without ``anonymous=None`` in ``wandb.init``: wandb no longer uses the setting
-    and warns whenever it is passed at all, even as None."""
+# wandb's folders outside the run (artifact cache, staging, settings), which a run keeps in
+# <save_dir>/wandb/<name> unless the user chose them before the process started
+WANDB_HOME_VARS: dict[str, str] = {
+    "WANDB_CACHE_DIR": "cache",
+    "WANDB_DATA_DIR": "data",
+    "WANDB_CONFIG_DIR": "config",
+}
+_USER_CHOSEN = frozenset(var for var in WANDB_HOME_VARS if var in os.environ)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's W&B logger that writes nothing outside the run folder, and without ``anonymous=None`` in
+    ``wandb.init`` (wandb no longer uses the setting and warns whenever it is passed at all, even as None)."""
+
+    def __init__(self, *args: Any, save_dir: str = ".", **kwargs: Any) -> None:
+        for var, name in WANDB_HOME_VARS.items():
+            if var not in _USER_CHOSEN:  # set per run: a multirun's runs each get their own
+                os.environ[var] = str(Path(save_dir).absolute() / "wandb" / name)
+        super().__init__(*args, save_dir=save_dir, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
 

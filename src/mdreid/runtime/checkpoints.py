@@ -1,0 +1,117 @@
+"""Opening a checkpoint file: ``resolve_checkpoint`` is the one door train, eval and export go through.
+
+It tells an mdreid Lightning checkpoint from an official MDReID ``.pth`` (docs/official_checkpoints.md), and
+turns every ordinary mistake into one line naming the key and the file: a missing path, a folder, a
+truncated or foreign file, NaN weights. Whether the weights fit a model is checked where the model is known
+(``mdreid.runtime.builders``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mdreid.models.official_layout import find_state_dict
+from mdreid.runtime.errors import MDReIDError
+
+_LISTED = 4
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file, read once (memory-mapped where the format allows)."""
+
+    path: Path
+    payload: Any  # what torch.load returned
+    official: bool  # an official MDReID state dict rather than an mdreid Lightning checkpoint
+    epoch: int | None  # training epochs completed when it was written; None if the file does not say
+    global_step: int | None
+
+    @property
+    def resumable(self) -> bool:
+        """Whether Lightning can continue training from it (it holds the optimiser state)."""
+        return not self.official and "optimizer_states" in self.payload
+
+    @property
+    def state_dict(self) -> Mapping[str, torch.Tensor]:
+        return self.payload["state_dict"]
+
+
+def is_mdreid_checkpoint(payload: object) -> bool:
+    """An mdreid Lightning checkpoint: a ``state_dict`` whose keys are the module's (``net.``...)."""
+    state = payload.get("state_dict") if isinstance(payload, Mapping) else None
+    return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
+
+
+def _load(path: Path, key: str) -> object:
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=False)  # legacy (pre-zip) .pth
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise MDReIDError(
+            f"{key}={str(path)!r} is not a readable checkpoint ({type(err).__name__}: {reason}); "
+            "the file may be truncated (a copy or a save that did not finish)"
+        ) from err
+
+
+def _epochs_done(payload: Mapping[str, Any]) -> int | None:
+    """Epochs whose training finished: the fit loop's count, else Lightning's 0-based epoch index + 1."""
+    try:
+        return int(payload["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        epoch = payload.get("epoch")
+        return int(epoch) + 1 if isinstance(epoch, int) else None
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], key: str, path: Path) -> None:
+    bad = sorted(
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(v.isfinite().all())
+    )
+    if bad:
+        more = f" (+{len(bad) - _LISTED} more)" if len(bad) > _LISTED else ""
+        raise MDReIDError(
+            f"{key}={str(path)!r} holds non-finite weights (NaN or Inf) in {', '.join(bad[:_LISTED])}{more}; "
+            "use an earlier checkpoint of the run"
+        )
+
+
+def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> Checkpoint:
+    """Open the checkpoint ``key`` points at, or fail in one line that says what is wrong and what to do."""
+    if path is None or not str(path).strip():
+        raise MDReIDError(
+            f"{key} is not set; point it at a .ckpt written by mdreid.train or an official MDReID .pth"
+        )
+    path = Path(str(path)).expanduser()
+    if path.is_dir():
+        found = sorted(path.rglob("last.ckpt"))
+        hint = f", e.g. {found[0]}" if found else ""
+        raise MDReIDError(f"{key}={str(path)!r} is a folder; point it at a checkpoint file{hint}")
+    if not path.is_file():
+        raise MDReIDError(
+            f"{key}={str(path)!r} does not exist; point it at a .ckpt written by mdreid.train "
+            "or an official MDReID .pth"
+        )
+    payload = _load(path, key)
+    if is_mdreid_checkpoint(payload):
+        _check_finite(payload["state_dict"], key, path)
+        step = payload.get("global_step")
+        return Checkpoint(
+            path, payload, False, _epochs_done(payload), step if isinstance(step, int) else None
+        )
+    if find_state_dict(payload) is None:
+        raise MDReIDError(
+            f"{key}={str(path)!r} holds no model weights; use a .ckpt written by mdreid.train "
+            "or an official MDReID .pth"
+        )
+    return Checkpoint(path, payload, True, None, None)
