@@ -76,9 +76,8 @@ def run_in_fresh_home(
     entry: str, args: list[str], tmp_path: Path
 ) -> tuple[subprocess.CompletedProcess[str], list[Path]]:
     """``python -m mdreid.<entry> ARGS`` from ``tmp_path/work`` with an empty HOME, offline W&B and none of the
-    user's W&B, XDG, mdreid or Hydra variables. Returns the process and what it wrote outside
-    ``tmp_path/work/run`` (point ``hydra.run.dir`` there). matplotlib's per-machine font cache, which
-    torchmetrics' import creates, is the one file allowed elsewhere."""
+    user's W&B, XDG, matplotlib, mdreid or Hydra variables. Returns the process and what it wrote outside
+    ``tmp_path/work/run`` (point ``hydra.run.dir`` there)."""
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
@@ -93,6 +92,6 @@ def run_in_fresh_home(
         text=True,
         timeout=600,
     )
-    outside = [p for p in home.rglob("*") if p.is_file() and "matplotlib" not in p.parts]
+    outside = [p for p in home.rglob("*") if p.is_file()]
     outside += [p for p in work.iterdir() if p.name != "run"]
     return proc, outside

@@ -119,10 +119,11 @@ def test_an_offline_run_writes_nothing_outside_its_run_folder(
     synthetic_data_dir: Path, tmp_path: Path
 ) -> None:
     """wandb's cache, staging and settings folders (~/.cache/wandb, ~/.local/share/wandb, ~/.config/wandb)
-    go to <run dir>/wandb/ instead; only matplotlib's per-machine font cache may appear in the home folder."""
+    go to <run dir>/wandb/ instead, and matplotlib's font cache to <run dir>/.matplotlib."""
     args = [*TINY_OVERRIDES, "logger=wandb", "trainer.max_epochs=1", "plots=false", "eval.pairs=paper"]
     args += [f"paths.data_dir={synthetic_data_dir}", f"hydra.run.dir={tmp_path / 'work' / 'run'}"]
     proc, outside = run_in_fresh_home("train", args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "work" / "run" / "wandb").glob("offline-run-*"))
     assert not outside, outside
+    assert list((tmp_path / "work" / "run" / ".matplotlib").glob("fontlist*.json"))

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, open_dict
 
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import cli_errors
-from mdreid.runtime.output_dir import check_writable
+from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -21,6 +21,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from mdreid.runtime.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(cfg.ckpt_path)  # a bad path fails before Lightning, the data or the model
+    keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
     from mdreid.reporting.results_callback import PublishResults

@@ -24,9 +24,9 @@ from omegaconf import DictConfig
 
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.builders import load_module
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.runtime.output_dir import keep_caches_in
 
 # format -> default file suffix
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -116,6 +116,12 @@ def export(cfg: DictConfig) -> Path:
     """Rebuild the model from ``cfg.ckpt_path``, write its feature extractor, print the file and its I/O."""
     fmt = str(cfg.format)
     suffix = check_format(fmt)
+    if cfg.get("paths") is not None:  # a CLI run; a config built in code may name no run folder
+        keep_caches_in(cfg.paths.output_dir)
+    from mdreid.runtime.builders import (
+        load_module,  # imports Lightning, hence matplotlib: after the line above
+    )
+
     module = load_module(cfg.ckpt_path, image_size=cfg.get("image_size"))
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.ckpt_path).with_suffix(suffix)
     hp = module.hparams

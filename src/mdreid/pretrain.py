@@ -18,19 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mdreid.models.clip_weights import save_visual_weights
-from mdreid.pretraining.contrastive import ProxyPretrainModule
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.checkpoints import resolve_checkpoint
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.hydra import instantiate_callbacks, instantiate_trainer
-from mdreid.runtime.output_dir import check_writable
+from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +73,12 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         )
     if cfg.get("ckpt_path"):
         resolve_checkpoint(cfg.ckpt_path)  # a missing, folder or truncated path is one line, not a traceback
+    keep_caches_in(cfg.paths.output_dir)
+    import lightning as L  # Lightning imports matplotlib: after the line above
+
+    from mdreid.pretraining.contrastive import ProxyPretrainModule
+    from mdreid.runtime.hydra import instantiate_callbacks, instantiate_trainer
+
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = ProxyPretrainModule(

@@ -24,9 +24,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then (``test=true``) evaluate and publish metrics.json, metrics.csv and plots in the run directory."""
     # imported here, not at the top: Lightning, W&B and the reporting stack take seconds to load, which
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
+    from mdreid.runtime.output_dir import keep_caches_in
     from mdreid.runtime.preflight import check_train_config
 
     check_train_config(cfg)
+    keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
     from mdreid.reporting.results_callback import PublishResults

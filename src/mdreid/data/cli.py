@@ -11,15 +11,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
+from pathlib import Path
 
 from PIL import ImageFile
 
 from mdreid.data.image_check import ImageInfo, image_flags, read_info, summary_lines
-from mdreid.data.readers import DATASETS, load_benchmark, split_folders
+from mdreid.data.readers import DATASETS, SOURCES, load_benchmark, split_folders
 from mdreid.data.readers.common import POLICIES
+from mdreid.data.readers.manifest import write_manifest
 from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, generate
+from mdreid.data.synthetic.unpaired import generate_unpaired
 from mdreid.runtime.errors import cli_errors
 
 ROLES = ("train", "query", "gallery")
@@ -39,7 +42,7 @@ def split_stats(records: Sequence[Record], with_scenes: bool) -> dict[str, int]:
 
 def benchmark_stats(bench: Benchmark) -> dict[str, dict[str, int | str]]:
     """Per-role statistics plus the split folder each role was read from."""
-    folders = split_folders(bench.name)
+    folders = dict.fromkeys(ROLES, "(manifest)") if bench.name == "manifest" else split_folders(bench.name)
     with_scenes = bench.junk_rule == "scene"
     return {
         role: {**split_stats(getattr(bench, role), with_scenes), "folder": folders[role]} for role in ROLES
@@ -102,7 +105,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     bench = _load(args)
     records = chain(bench.train, bench.query, bench.gallery)
-    files = {p: (STITCHED_SIZE if r.stitched else None) for r in records for p in r.paths}
+    files = {p: (STITCHED_SIZE if r.stitched else None) for r in records for p in r.paths if p}
+    base = os.path.dirname(bench.root) if bench.name == "manifest" else args.root
     bad: list[tuple[str, str]] = []
     infos: list[ImageInfo] = []
     flagged: list[tuple[str, list[str]]] = []
@@ -116,7 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if info is not None:
                 infos.append(info)
                 if flags := image_flags(path, info):
-                    flagged.append((os.path.relpath(path, args.root), flags))
+                    flagged.append((os.path.relpath(path, base), flags))
     if bad:
         print(f"{len(bad)} of {len(files)} files are bad:")
         for path, problem in bad:
@@ -133,13 +137,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
+def cmd_to_manifest(args: argparse.Namespace) -> int:
+    out = write_manifest(_load(args), args.out)
+    print(f"wrote {out}: use it with data=manifest data.manifest={out}")
+    return 0
 
-    print(
-        generate(
-            args.like, args.out, ids=args.ids, seed=args.seed, preset=args.preset, coupling=args.coupling
-        )
-    )
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    options = {"ids": args.ids, "seed": args.seed, "preset": args.preset, "coupling": args.coupling}
+    if args.like == "unpaired":
+        print(generate_unpaired(Path(args.out) / "unpaired.csv", **options))
+    else:
+        print(generate(args.like, args.out, **options))
     return 0
 
 
@@ -151,9 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true", help="show the traceback of an error")
 
     reading = argparse.ArgumentParser(add_help=False, parents=[common])
-    reading.add_argument("--dataset", required=True, choices=DATASETS)
+    reading.add_argument("--dataset", required=True, choices=SOURCES)
     reading.add_argument(
-        "--root", required=True, help="folder that contains RGBNT201/, RGBNT100/ or MSVR310/"
+        "--root",
+        required=True,
+        help="folder that contains RGBNT201/, RGBNT100/ or MSVR310/; the manifest file with --dataset manifest",
     )
     reading.add_argument(
         "--on-missing", choices=POLICIES, default="error", help="triplets lacking a modality file"
@@ -173,10 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=cmd_verify)
 
+    to_manifest = commands.add_parser(
+        "to-manifest", parents=[reading], help="write a dataset as a manifest (.csv or .jsonl)"
+    )
+    to_manifest.add_argument("--out", required=True, help="the manifest file to write")
+    to_manifest.set_defaults(run=cmd_to_manifest)
+
     synth = commands.add_parser(
         "synth", parents=[common], help="write a small synthetic copy with the real layout"
     )
-    synth.add_argument("--like", required=True, choices=DATASETS)
+    synth.add_argument(
+        "--like",
+        required=True,
+        choices=(*DATASETS, "unpaired"),
+        help="a benchmark layout, or unpaired: a manifest (unpaired.csv) whose samples keep 1-3 modalities",
+    )
     synth.add_argument("--out", required=True, help="folder to write the benchmark folder into")
     synth.add_argument(
         "--ids", type=int, default=None, help="number of identities (the preset decides if unset)"

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.pk_sampler import PKSampler, check_pk_batch
-from mdreid.data.readers import DATASETS, benchmark_folder, load_benchmark
+from mdreid.data.readers import SOURCES, benchmark_folder, load_benchmark
 from mdreid.data.readers.common import check_choice
 from mdreid.data.records import Benchmark
 from mdreid.data.shard_sampler import ShardSampler
@@ -43,7 +43,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
     """RGBNT201 / RGBNT100 / MSVR310 (or a synthetic copy) as aligned R/N/T triplet batches.
 
     Args:
-        dataset: benchmark name (rgbnt201, rgbnt100, msvr310).
+        dataset: benchmark name (rgbnt201, rgbnt100, msvr310), or ``manifest`` for your own data.
         root: folder that contains the benchmark's top folder (``RGBNT201/``, ...).
         image_size: (H, W) every modality image is resized to.
         batch_size: GLOBAL number of triplets per optimizer step over all devices. P = batch_size //
@@ -59,6 +59,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         seed: seed of the sampler order, augmentation and modality dropout.
         synth: ``{"like", "preset", "ids", "seed"}``: generate a synthetic copy under ``root`` when the
             benchmark folder is absent there; None = a missing dataset is an error.
+        manifest: the CSV / JSON Lines file of ``dataset="manifest"`` (docs/manifest.md); ``root`` is unused.
     """
 
     def __init__(
@@ -77,10 +78,17 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         random_erasing: float = 0.5,
         seed: int = 0,
         synth: Mapping[str, Any] | None = None,
+        manifest: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.dataset = check_choice("data.dataset", dataset.lower(), DATASETS)
+        self.dataset = check_choice("data.dataset", dataset.lower(), SOURCES)
+        if (self.dataset == "manifest") != bool(manifest):
+            raise MDReIDError(
+                "data.manifest names the CSV / JSON Lines file of data.dataset=manifest, and only of it: "
+                f"got data.dataset={self.dataset} with data.manifest={manifest}"
+            )
+        self.manifest = str(manifest) if manifest else None
         self.root = str(root)
         self.image_size = check_image_size(image_size)
         self.batch_size = check_pk_batch(batch_size, num_instances)
@@ -107,7 +115,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         from mdreid.data.synthetic.generate import DEFAULT_COUPLING, check_coupling
 
         out: dict[str, Any] = {
-            "like": self.dataset,
+            "like": "unpaired" if self.dataset == "manifest" else self.dataset,
             "preset": "tiny",
             "ids": None,
             "seed": 0,
@@ -115,9 +123,10 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         }
         out.update({key: value for key, value in synth.items() if value is not None})
         out["coupling"] = check_coupling(out["coupling"])
-        if str(out["like"]).lower() != self.dataset.lower():
+        expected = "unpaired" if self.dataset == "manifest" else self.dataset
+        if str(out["like"]).lower() != expected:
             raise MDReIDError(
-                f"data.synth.like={out['like']} differs from data.dataset={self.dataset}: make them equal"
+                f"data.synth.like={out['like']} does not fit data.dataset={self.dataset}: use data.synth.like={expected}"
             )
         return out
 
@@ -138,6 +147,15 @@ class MultiModalReIDDataModule(L.LightningDataModule):
             recipe,
         )  # only synthetic runs need these
 
+        if self.dataset == "manifest":  # synth.like=unpaired: the manifest and its images, written together
+            from mdreid.data.synthetic.unpaired import generate_unpaired
+
+            if not Path(self.manifest).exists():
+                log.info("%s not found: generating a synthetic unpaired copy there", self.manifest)
+                generate_unpaired(
+                    self.manifest, **{k: self.synth[k] for k in ("ids", "seed", "preset", "coupling")}
+                )
+            return
         root = Path(self.root)
         if root.exists() and not root.is_dir():
             raise MDReIDError(
@@ -188,7 +206,10 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         if self._benchmark is None:
             self._ensure_synthetic()
             self._benchmark = load_benchmark(
-                self.dataset, self.root, on_missing=self.on_missing, on_bad_name=self.on_bad_name
+                self.dataset,
+                self.manifest or self.root,
+                on_missing=self.on_missing,
+                on_bad_name=self.on_bad_name,
             )
         return self._benchmark
 

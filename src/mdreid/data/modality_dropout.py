@@ -62,11 +62,19 @@ class ModalityDropout:
             raise MDReIDError(f"data.modality_dropout has unknown key(s) {unknown}: use p and mode")
         return cls(p=float(cfg.get("p", 0.0)), mode=str(cfg.get("mode", "sample")), seed=seed)
 
-    def presence(self, epoch: int, position: int, batch: int) -> tuple[bool, ...]:
-        """The (R, N, T) presence of the draw at ``position`` of global batch ``batch`` in ``epoch``."""
-        if self.p == 0.0:
-            return ALL_PRESENT
+    def presence(
+        self, epoch: int, position: int, batch: int, available: tuple[bool, ...] = ALL_PRESENT
+    ) -> tuple[bool, ...]:
+        """The (R, N, T) presence of the draw at ``position`` of global batch ``batch`` in ``epoch``.
+
+        ``available``: the modalities the sample has (a manifest's unpaired rows); only those can be kept,
+        at least one always is, and each is dropped with the same weights as in a complete triplet.
+        """
+        if self.p == 0.0 or sum(available) == 1:
+            return tuple(available)
+        patterns = [q for q in _PATTERNS if not any(k and not a for k, a in zip(q, available, strict=True))]
+        has = sum(available)
+        weights = np.array([self.p ** (has - sum(q)) * (1 - self.p) ** sum(q) for q in patterns])
         key = batch if self.mode == "batch" else position
-        weights = np.array([self.p ** (NUM_MODALITIES - sum(q)) * (1 - self.p) ** sum(q) for q in _PATTERNS])
         rng = np.random.default_rng([self.seed, _STREAM, epoch, key])
-        return _PATTERNS[rng.choice(len(_PATTERNS), p=weights / weights.sum())]
+        return patterns[rng.choice(len(patterns), p=weights / weights.sum())]

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 class Record:
     """One triplet as read from disk.
 
-    ``paths`` holds the RGB, NIR and TIR files in canonical order. For a stitched dataset (RGBNT100)
-    the three entries are the same 768x128 file and ``stitched`` is True: modality m is panel m.
+    ``paths`` holds the RGB, NIR and TIR files in canonical order; an empty path is a modality the sample
+    does not have (manifests of unpaired data). For a stitched dataset (RGBNT100) the three entries are the
+    same 768x128 file and ``stitched`` is True: modality m is panel m.
     """
 
     paths: tuple[str, str, str]
@@ -23,9 +24,14 @@ class Record:
     stitched: bool = False
 
     @property
+    def present(self) -> tuple[bool, bool, bool]:
+        """Which of R, N, T the sample has."""
+        return tuple(bool(p) for p in self.paths)  # type: ignore[return-value]
+
+    @property
     def name(self) -> str:
-        """The basename, which identifies a triplet inside its split folder."""
-        return self.paths[0].rsplit("/", 1)[-1]
+        """The basename of its first file, which identifies a triplet inside its split folder."""
+        return next(p for p in self.paths if p).rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)

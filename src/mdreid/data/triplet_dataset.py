@@ -101,7 +101,7 @@ class TrainTripletDataset(Dataset):
 
     def __getitem__(self, draw: Draw) -> Batch:
         record = self.records[draw.index]
-        present = self.dropout.presence(draw.epoch, draw.position, draw.batch)
+        present = self.dropout.presence(draw.epoch, draw.position, draw.batch, record.present)
         seed = int(
             np.random.SeedSequence([self.seed, _AUG_STREAM, draw.epoch, draw.position]).generate_state(1)[0]
         )
@@ -131,8 +131,8 @@ class EvalTripletDataset(Dataset):
 
     def __getitem__(self, index: int) -> Batch:
         record = self.records[index]
-        images = self.transform(read_modalities(record))
-        item = _item(record, images, ALL_PRESENT, self.transform.size, label=-1, index=index)
+        images = self.transform(read_modalities(record, record.present))
+        item = _item(record, images, record.present, self.transform.size, label=-1, index=index)
         item["is_query"] = torch.tensor(self.roles[index][0])
         item["is_gallery"] = torch.tensor(self.roles[index][1])
         return item

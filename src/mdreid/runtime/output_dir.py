@@ -7,6 +7,8 @@ would otherwise end in a traceback.
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,3 +53,11 @@ class CheckOutputDir(Callback):
     @cli_errors
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def keep_caches_in(folder: str | Path) -> None:
+    """Point matplotlib's cache (its font list, written on first import; torchmetrics imports it) at
+    ``<folder>/.matplotlib`` unless the user chose one, so a run writes nothing outside its folder.
+    Call it before Lightning or torchmetrics is imported; once matplotlib is loaded it has no effect."""
+    if "MPLCONFIGDIR" not in os.environ and "matplotlib" not in sys.modules:
+        os.environ["MPLCONFIGDIR"] = str(Path(folder).expanduser().absolute() / ".matplotlib")

@@ -6,9 +6,12 @@ from pathlib import Path
 
 from mdreid.data.readers import msvr310, rgbnt100, rgbnt201
 from mdreid.data.readers.common import POLICIES, Layout, check_choice
+from mdreid.data.readers.manifest import load_manifest
 from mdreid.data.records import Benchmark
 
 DATASETS: tuple[str, ...] = ("rgbnt201", "rgbnt100", "msvr310")
+# what data.dataset / --dataset accept: the benchmarks, or a manifest of your own data (root = the file)
+SOURCES: tuple[str, ...] = (*DATASETS, "manifest")
 
 _LAYOUTS: dict[str, Layout] = {m.LAYOUT.name: m.LAYOUT for m in (rgbnt201, rgbnt100, msvr310)}
 
@@ -41,7 +44,8 @@ def load_benchmark(
     ``on_missing``/``on_bad_name`` = "error" stop on a triplet lacking a modality file or a ``.jpg`` that
     breaks the filename rule; "skip" drops those with one warning. Non-``.jpg`` and hidden files are ignored.
     """
-    spec = _layout(name)
     check_choice("data.on_missing", on_missing, POLICIES)
     check_choice("data.on_bad_name", on_bad_name, POLICIES)
-    return spec.load(root, on_missing, on_bad_name)
+    if name.lower() == "manifest":
+        return load_manifest(root, on_missing, on_bad_name)
+    return _layout(name).load(root, on_missing, on_bad_name)
