@@ -30,6 +30,13 @@ REQUIRED = ("split", "pid", "camid")
 MODALITY_COLUMNS = ("rgb", "nir", "tir")  # R, N, T
 COLUMNS = (*REQUIRED, "sceneid", *MODALITY_COLUMNS, "stitched")
 SPLITS = ("train", "query", "gallery", "test")
+_RECORD_FIELDS = (
+    "paths",
+    "pid",
+    "camid",
+    "sceneid",
+    "stitched",
+)  # a Row's fields that a Record keeps as they are
 _LISTED = 10  # problems quoted in one error; the count says how many more
 
 log = logging.getLogger("mdreid.data.readers")
@@ -169,14 +176,10 @@ def load_manifest(path: str | Path, on_missing: str = "error", on_bad_name: str 
         chosen = [r for r in rows if r.split in splits]
         return [
             Record(
-                paths=r.paths,
-                pid=r.pid,
-                camid=r.camid,
-                sceneid=r.sceneid,
+                **{field: getattr(r, field) for field in _RECORD_FIELDS},
                 label=labels[r.pid] if r.split == "train" else -1,
                 index=i,
                 split=as_split or r.split,
-                stitched=r.stitched,
             )
             for i, r in enumerate(chosen)
         ]
