@@ -216,7 +216,7 @@ def test_bad_files_are_named_errors(tmp_path: Path) -> None:
     bad = dict(state)
     bad["BACKBONE.base.transformer.resblocks.1.mlp.c_fc.bias"] = torch.full((4 * WIDTH,), float("nan"))
     msg = _error(tmp_path / "nan.pth", bad)
-    assert "non-finite values" in msg and "resblocks.1.mlp.c_fc.bias" in msg
+    assert "holds non-finite weights (NaN or Inf)" in msg and "resblocks.1.mlp.c_fc.bias" in msg
     torch.save(state, tmp_path / "full.pth")
     blob = (tmp_path / "full.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(blob[: len(blob) // 2])

@@ -19,7 +19,7 @@ after hours) and the data is generated once.
 
   python scripts/ablation.py --out outputs/ablation --jobs 2       # CPU, tiny ViT, 10 epochs: ~50 min
   python scripts/ablation.py --out outputs/ablation --report-only \\
-      --markdown docs/ablation.md --plot docs/images/ablation.png --json docs/ablation.json
+      --plot docs/images/ablation.png --json docs/ablation.json    # tables in outputs/ablation/ablation.md
   python scripts/ablation.py --dry-run                             # the commands, nothing run
 
 Budget on the 2-core CPU VM (bench preset: 838 training triplets, 23 steps of 32 per epoch; tiny ViT): a run

@@ -137,12 +137,6 @@ def find_state_dict(obj: object) -> dict[str, torch.Tensor] | None:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise MDReIDError(f"{source}: non-finite values (NaN or Inf) in {_listed(bad)}; the file is damaged")
-
-
 def _layout(state: Mapping[str, torch.Tensor], tie_tokens: bool) -> OfficialLayout:
     conv = state[f"{TOWER}conv1.weight"]
     width = int(conv.shape[0])
@@ -179,7 +173,6 @@ def convert_official(state: Mapping[str, torch.Tensor], source: str) -> Converte
             f"{source} is not an official MDReID checkpoint ({'; '.join(p for p in parts if p)}); "
             "expected the state dict of the official MDReID model (keys BACKBONE.base.*, classifier_r.weight, ...)"
         )
-    _check_finite(state, source)
     token, cls = state.get(f"{TOWER}add_image_token"), state[f"{TOWER}class_embedding"]
     tied = token is None or (token.numel() == cls.numel() and torch.equal(token.reshape(cls.shape), cls))
     renamed: dict[str, torch.Tensor] = {}

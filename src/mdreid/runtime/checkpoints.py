@@ -109,9 +109,11 @@ def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> Check
         return Checkpoint(
             path, payload, False, _epochs_done(payload), step if isinstance(step, int) else None
         )
-    if find_state_dict(payload) is None:
+    state = find_state_dict(payload)
+    if state is None:
         raise MDReIDError(
             f"{key}={str(path)!r} holds no model weights; use a .ckpt written by mdreid.train "
             "or an official MDReID .pth"
         )
+    _check_finite(state, key, path)
     return Checkpoint(path, payload, True, None, None)

@@ -30,13 +30,8 @@ REQUIRED = ("split", "pid", "camid")
 MODALITY_COLUMNS = ("rgb", "nir", "tir")  # R, N, T
 COLUMNS = (*REQUIRED, "sceneid", *MODALITY_COLUMNS, "stitched")
 SPLITS = ("train", "query", "gallery", "test")
-_RECORD_FIELDS = (
-    "paths",
-    "pid",
-    "camid",
-    "sceneid",
-    "stitched",
-)  # a Row's fields that a Record keeps as they are
+# the fields of a Row that a Record keeps as they are
+_RECORD_FIELDS = ("paths", "pid", "camid", "sceneid", "stitched")
 _LISTED = 10  # problems quoted in one error; the count says how many more
 
 log = logging.getLogger("mdreid.data.readers")
@@ -253,6 +248,6 @@ def write_rows(rows: list[dict[str, str]], out: str | Path) -> Path:
 
 
 def write_manifest(bench: Benchmark, out: str | Path) -> Path:
-    """Write ``bench`` as a manifest next to its files' common root or anywhere; returns the path."""
+    """Write ``bench`` as a manifest at ``out``, its paths relative to ``out``'s folder; returns the path."""
     out = Path(out).expanduser().absolute()
     return write_rows(manifest_rows(bench, out.parent), out)
