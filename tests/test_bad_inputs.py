@@ -100,7 +100,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "eval/other_model": (
         "eval",
         [*EVAL, "ckpt_path={good}", "model.backbone.vision.layers=3"],
-        "does not fit the configured model",
+        "model.backbone.vision.layers=3 (the checkpoint has 2)",
     ),
     "export/folder": ("export", ["ckpt_path={folder}"], "is a folder; point it at a checkpoint"),
     "export/format": ("export", ["ckpt_path={good}", "format=tflite"], "format='tflite' is not supported"),

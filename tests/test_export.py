@@ -7,47 +7,22 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
-import lightning
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from checkpoint_files import NUM_CAMERAS, save_checkpoint
 from mdreid.export import example_inputs, export, export_extractor
 from mdreid.modalities import MODALITIES
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
-from mdreid.runtime.builders import build_module, load_module
+from mdreid.runtime.builders import load_module
 from mdreid.runtime.errors import MDReIDError
 
-NUM_CAMERAS = 3
 SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size
-
-
-def save_checkpoint(tiny_cfg: Callable[..., DictConfig], path: Path, *overrides: str) -> ReIDModule:
-    """A random tiny model saved the way Lightning does, its CLIP weights path pointing at a missing file.
-
-    The camera embedding is scaled up so that a graph that drops it differs visibly.
-    """
-    cfg = tiny_cfg("train.yaml", *overrides)
-    torch.manual_seed(0)
-    data = SimpleNamespace(num_classes=12, num_cameras=NUM_CAMERAS, junk_rule="camera")
-    module = build_module(cfg, data).eval()
-    with torch.no_grad():
-        module.net.mdl.cv_embed.normal_(std=1.0)
-    module.hparams["backbone"]["weights"] = str(path.parent / "missing-clip.safetensors")
-    torch.save(
-        {
-            "state_dict": module.state_dict(),
-            ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY: dict(module.hparams),
-            "pytorch-lightning_version": lightning.__version__,
-        },
-        path,
-    )
-    return module
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Evaluation entry point: ``python -m mdreid.eval experiment=NAME ckpt_path=PATH [eval.pairs=...]``.
 
-The model is built from the config and the checkpoint's weights are loaded strictly, so a checkpoint that does
-not fit the configured model fails with the list of mismatched keys instead of silently evaluating noise.
+The checkpoint defines the model: it is rebuilt from the checkpoint's saved hyper-parameters (or an official
+``.pth``'s tensor shapes), identity and camera counts included, so evaluation needs no training split and a
+command-line model value that contradicts the checkpoint is an error naming both. The data config only says
+which images to score (at the checkpoint's input size) and under which junk rule.
 """
 
 from __future__ import annotations
@@ -20,19 +22,30 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load Lightning
     from mdreid.runtime.checkpoints import resolve_checkpoint
 
-    ckpt = resolve_checkpoint(cfg.ckpt_path)  # a bad path fails before Lightning, the data or the model
+    # a bad path or an unsafe file fails before Lightning, the data or the model
+    ckpt = resolve_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
     from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.builders import build_datamodule, build_module, load_module
+    from mdreid.runtime.builders import (
+        architecture,
+        build_datamodule,
+        check_cameras,
+        check_overrides,
+        load_module,
+        saved_hparams,
+    )
     from mdreid.runtime.hydra import instantiate_loggers, instantiate_trainer
 
     L.seed_everything(cfg.seed, workers=True)
+    arch = architecture(ckpt, cfg.data.get("image_size"))
+    check_overrides(cfg, arch if ckpt.official else {**saved_hparams(ckpt), **arch}, ckpt.path, training=True)
     with open_dict(cfg):
-        cfg.model.backbone.weights = None  # every weight comes from the checkpoint
+        cfg.data.image_size = arch["image_size"]  # the images are resized to what the model was trained on
     datamodule = build_datamodule(cfg)
-    model = load_module(ckpt, build_module(cfg, datamodule))
+    model = load_module(ckpt, image_size=arch["image_size"], evaluation=cfg.eval, junk=datamodule.junk_rule)
+    check_cameras(model, datamodule, str(cfg.eval.get("unseen_cameras", "error")))
     publisher = PublishResults.from_config(
         cfg,
         ckpt_path=str(cfg.ckpt_path),

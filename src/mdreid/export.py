@@ -121,8 +121,10 @@ def export(cfg: DictConfig) -> Path:
     from mdreid.runtime.builders import (
         load_module,  # imports Lightning, hence matplotlib: after the line above
     )
+    from mdreid.runtime.checkpoints import resolve_checkpoint
 
-    module = load_module(cfg.ckpt_path, image_size=cfg.get("image_size"))
+    ckpt = resolve_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
+    module = load_module(ckpt, image_size=cfg.get("image_size"))
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.ckpt_path).with_suffix(suffix)
     hp = module.hparams
     example = example_inputs(

@@ -73,6 +73,8 @@ class ReIDModule(L.LightningModule):
         self.val_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
         self.test_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
         self._test_evaluation: Evaluation | None = None
+        # set by ``check_cameras``: evaluation camera ids from here on get no camera embedding
+        self.known_cameras: int | None = None
         self._scheduler = None
 
     # ----------------------------------------------------------------------------------------- training
@@ -131,7 +133,10 @@ class ReIDModule(L.LightningModule):
     # --------------------------------------------------------------------------------------- evaluation
     def _update_metric(self, metric: AnyToAnyReID, batch: Batch) -> None:
         images = {m: batch[m] for m in MODALITIES}
-        sp, sh = self.net.extract(images, batch["present"], batch["camid"])
+        camid = batch["camid"]
+        if self.known_cameras is not None:
+            camid = camid.masked_fill(camid >= self.known_cameras, -1)
+        sp, sh = self.net.extract(images, batch["present"], camid)
         if sh is None:  # single-token baseline: its one feature is compared across modalities, like sh
             sp, sh = None, sp
         metric.update(

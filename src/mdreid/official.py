@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,21 +41,24 @@ log = logging.getLogger(__name__)
 __all__ = ["convert", "load_official_checkpoint"]
 
 
-def _read(path: str | Path) -> Converted:
-    ckpt = resolve_checkpoint(path)
+def _read(path: str | Path, trust: bool = False) -> Converted:
+    ckpt = resolve_checkpoint(path, trust=trust)
     if not ckpt.official:
         raise MDReIDError(f"{path} is already an mdreid checkpoint; use it as is (ckpt_path= or init_from=)")
     return read_official(ckpt)
 
 
-def load_official_checkpoint(path: str | Path, image_size: Sequence[int] | None = None) -> ReIDModule:
+def load_official_checkpoint(
+    path: str | Path, image_size: Sequence[int] | None = None, trust: bool = False
+) -> ReIDModule:
     """The ``ReIDModule`` of an official MDReID ``.pth``, in eval mode.
 
     Identities, cameras and the tower's sizes come from the tensors; the input size (H, W) from the benchmark
     those identify, or ``image_size`` for a model trained elsewhere. ``net.extract`` then gives the official
-    model's per-modality specific and shared features.
+    model's per-modality specific and shared features. The file is read as data, never run as code, unless
+    ``trust`` says its source is trusted.
     """
-    converted = _read(path)
+    converted = _read(path, trust)
     model = official_module(converted, image_size, str(path))
     load_official(model, converted, str(path))
     return model.eval()
@@ -68,11 +72,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def convert(src: str | Path, dst: str | Path, experiment: str, overrides: Sequence[str] = ()) -> Path:
+def convert(
+    src: str | Path, dst: str | Path, experiment: str, overrides: Sequence[str] = (), trust: bool = False
+) -> Path:
     """Write the official checkpoint ``src`` as an mdreid checkpoint ``dst`` with ``experiment``'s model
-    config (loss, optimiser, schedule: what a fine-tuning run from it would use)."""
+    config (loss, optimiser, schedule: what a fine-tuning run from it would use). The output holds tensors
+    and plain values only, so it loads without trusting anything."""
     src, dst = Path(src), Path(dst)
-    converted = _read(src)
+    converted = _read(src, trust)
     try:
         cfg = compose_config("train", [f"experiment={experiment}", *overrides])
     except HydraException as err:
@@ -101,7 +108,7 @@ def convert(src: str | Path, dst: str | Path, experiment: str, overrides: Sequen
     load_official(model, converted, str(src))
     payload = {
         "state_dict": model.state_dict(),
-        ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY: dict(model.hparams),
+        ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY: dict(model.hparams),  # a plain dict, not Lightning's type
         "pytorch-lightning_version": lightning.__version__,
         "epoch": 0,
         "global_step": 0,
@@ -127,17 +134,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--experiment", required=True, help="experiment config, e.g. rgbnt201, rgbnt100, msvr310"
     )
     conv.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load SRC as pickle, code included (only for a file whose source you trust)",
+    )
+    conv.add_argument(
         "overrides", nargs="*", help="Hydra overrides of that experiment, e.g. model.mdl.tie_tokens=false"
     )
-    return parser.parse_args(argv)
+    # overrides may stand before or after the options: what argparse leaves over after the options are
+    # the overrides that followed them
+    args, rest = parser.parse_known_args(argv)
+    bad = [word for word in rest if word.startswith("-") or "=" not in word]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like key=value)")
+    args.overrides = [*args.overrides, *rest]
+    return args
 
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    out = convert(args.src, args.dst, args.experiment, args.overrides)
-    print(f"wrote {out}: evaluate with `python -m mdreid.eval experiment={args.experiment} ckpt_path={out}`")
+    out = convert(args.src, args.dst, args.experiment, args.overrides, args.trust_checkpoint)
+    words = [
+        "python",
+        "-m",
+        "mdreid.eval",
+        f"experiment={args.experiment}",
+        *args.overrides,
+        f"ckpt_path={out}",
+    ]
+    print(f"wrote {out}: evaluate with `{shlex.join(words)}`")
     return 0
 
 

@@ -27,6 +27,7 @@ from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.checkpoints import resolve_checkpoint
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,16 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         raise MDReIDError(
             "backbone.weights must be null: the proxy foundation is trained from a random tower"
         )
+    trust = bool(cfg.get("trust_checkpoint"))
     if cfg.get("ckpt_path"):
-        resolve_checkpoint(cfg.ckpt_path)  # a missing, folder or truncated path is one line, not a traceback
+        # a missing, folder, truncated or code-carrying file is one line, not a traceback
+        resolve_checkpoint(cfg.ckpt_path, trust=trust)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L  # Lightning imports matplotlib: after the line above
 
     from mdreid.pretraining.contrastive import ProxyPretrainModule
     from mdreid.runtime.hydra import instantiate_callbacks, instantiate_trainer
+    from mdreid.runtime.safe_load import checkpoint_globals
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -88,7 +92,8 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     )
     datamodule.prepare_data()
     trainer = instantiate_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")), [])
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    with checkpoint_globals():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not trust)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch")}
     out = save_visual_weights(model.visual_state_dict(), cfg.out)
     record = provenance(cfg, out, time.time() - start, metrics)
@@ -99,7 +104,8 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
 
 @cli_errors
 def run(cfg: DictConfig) -> None:
-    pretrain(cfg)
+    with stop_cleanly(last_checkpoint(cfg.paths.output_dir)):
+        pretrain(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="pretrain.yaml")

@@ -7,15 +7,13 @@ wrapper that returns the optimised metric for sweepers.
 from __future__ import annotations
 
 import logging
-import signal
-import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import cli_errors
+from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +30,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.builders import build_datamodule, build_module, check_resumable, load_module
+    from mdreid.runtime.builders import (
+        adopt_architecture,
+        build_datamodule,
+        build_module,
+        check_cameras,
+        check_resumable,
+        load_module,
+    )
     from mdreid.runtime.checkpoints import resolve_checkpoint
     from mdreid.runtime.hydra import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+    from mdreid.runtime.safe_load import checkpoint_globals
 
-    init = resolve_checkpoint(cfg.init_from, "init_from") if cfg.get("init_from") else None
-    resume = resolve_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    trust = bool(cfg.get("trust_checkpoint"))
+    init = resolve_checkpoint(cfg.init_from, "init_from", trust) if cfg.get("init_from") else None
+    resume = resolve_checkpoint(cfg.ckpt_path, trust=trust) if cfg.get("ckpt_path") else None
+    if init is not None:
+        adopt_architecture(cfg, init)  # the network is the checkpoint's; the loss and schedule the run's
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule)
@@ -46,6 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if resume is not None:
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
+    check_cameras(model, datamodule, str(cfg.eval.get("unseen_cameras", "error")))  # validation and test
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(PublishResults.from_config(cfg))
     loggers = instantiate_loggers(cfg.get("logger"))
@@ -59,7 +69,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             }
         )
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    # Lightning reads ckpt_path again itself: as data too, unless the user vouched for the file
+    with checkpoint_globals():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not trust)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     wanted = cfg.get("optimized_metric")
     if wanted and wanted.startswith("val/") and wanted not in metrics and trainer.limit_val_batches:
@@ -69,30 +81,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("test"):
         ckpt = "best" if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") else None
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False, verbose=False)
+        with checkpoint_globals():  # the best checkpoint is this run's own file
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics
 
 
-def _is_sigterm(err: BaseException) -> bool:
-    """Lightning's SIGTERMException, told without importing Lightning for an error raised before it loaded."""
-    module = sys.modules.get("lightning.pytorch.utilities.exceptions")
-    return module is not None and isinstance(err, module.SIGTERMException)
-
-
 @cli_errors
 def run(cfg: DictConfig) -> float | None:
-    try:
+    with stop_cleanly(last_checkpoint(cfg.paths.output_dir)):
         metrics = train(cfg)
-    except SystemExit as err:  # Lightning's SIGTERMException is a SystemExit
-        if not _is_sigterm(err):
-            raise
-        # Lightning stops at the next step boundary with SystemExit(None), i.e. exit code 0: a scheduler
-        # (SLURM preemption, a sweep) would take the unfinished run for a finished one
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        hint = f"resume with ckpt_path={last}" if last.is_file() else "no checkpoint yet; start it again"
-        print(f"error: stopped by SIGTERM before the run finished; {hint}", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
         # a finished run is never turned into a failure; a sweeper that needs the value fails on None itself

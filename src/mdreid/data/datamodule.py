@@ -236,7 +236,8 @@ class MultiModalReIDDataModule(L.LightningDataModule):
     # ---- datasets and loaders ------------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
+        """Training data only for fitting: evaluating a checkpoint needs no training split."""
+        if self.train_set is None and stage in (None, "fit"):
             transform = TripletTransform(
                 self.image_size, train=True, random_erasing=self.random_erasing, sync=self.sync_augment
             )

@@ -1,7 +1,8 @@
 """Loading CLIP visual weights from a local file into an open_clip ``VisionTransformer``.
 
-Accepted files: a plain state dict, ``{'state_dict': ...}``, safetensors, or OpenAI's TorchScript archive
-(``ViT-B-16.pt``). Keys may carry ``module.`` and either the full-CLIP ``visual.`` prefix (the text tower is
+Accepted files: a plain state dict, ``{'state_dict': ...}`` or safetensors, read as data only (a pickle that
+asks to run code is refused). OpenAI's TorchScript archive (``ViT-B-16.pt``) carries TorchScript code, so
+only the explicit conversion (``scripts/convert_clip_weights.py``) opens it. Keys may carry ``module.`` and either the full-CLIP ``visual.`` prefix (the text tower is
 dropped) or none. The positional table is resized from the checkpoint's grid to the model's grid
 **bilinearly with align_corners=False and no antialias**, as the official MDReID code does (open_clip's own
 loader is bicubic with antialias, which gives slightly different numbers). Nothing is ever downloaded.
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, save
 
 from mdreid.runtime.atomic_io import atomic_write
 from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.safe_load import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -38,32 +40,38 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
-def _read_raw(path: Path) -> object:
-    """The deserialised file: safetensors, TorchScript (state dict of the scripted module) or torch.load."""
+def _read_raw(path: Path, allow_torchscript: bool) -> object:
+    """The deserialised file: safetensors, a weights-only torch.load, or (``allow_torchscript``, the
+    explicit conversion) the state dict of a TorchScript archive."""
+    if _is_torchscript(path) and not allow_torchscript:
+        raise MDReIDError(
+            f"{KEY}={path} is a TorchScript archive, which carries code that loading it would compile; "
+            f"{CONVERT_HINT} (do that only for a file you trust, such as OpenAI's ViT-B-16.pt)"
+        )
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path), device="cpu")
-        if _is_torchscript(path):
-            log.warning(
-                "loading the TorchScript archive %s with torch.jit.load (trusted files only); %s",
-                path,
-                CONVERT_HINT,
-            )
+        if allow_torchscript and _is_torchscript(path):
+            log.info("opening the TorchScript archive %s with torch.jit.load, as asked", path)
             return torch.jit.load(str(path), map_location="cpu").state_dict()
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_torch_file(
+            path, KEY, hint=f"a weight file never needs that; {CONVERT_HINT} from a trusted copy"
+        )
+    except MDReIDError:
+        raise
     except Exception as err:  # noqa: BLE001 - torch.load of a foreign file raises anything (even KeyError)
         reason = f"{type(err).__name__}: {str(err).splitlines()[0]}" if str(err) else type(err).__name__
         raise MDReIDError(f"{KEY}={path}: not a readable CLIP checkpoint ({reason}); {CONVERT_HINT}") from err
 
 
-def read_visual_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_visual_state_dict(path: str | Path, allow_torchscript: bool = False) -> dict[str, torch.Tensor]:
     """The visual-tower state dict stored in ``path``, keys as open_clip's ``VisionTransformer`` names them."""
     file = Path(path)
     if not file.is_file():
         raise MDReIDError(
             f"{KEY}={path}: file not found; point it to a local CLIP ViT checkpoint or set it to null"
         )
-    raw = _read_raw(file)
+    raw = _read_raw(file, allow_torchscript)
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
     if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
@@ -141,5 +149,6 @@ def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
     """Write the visual tower of ``src`` (e.g. OpenAI's TorchScript ``ViT-B-16.pt``) as fp32 safetensors.
 
     The grid is kept as stored (14x14 for ViT-B-16); resizing happens at load time for the run's image size.
+    Calling it is the user's say-so to open a TorchScript archive.
     """
-    return save_visual_weights(read_visual_state_dict(src), dst)
+    return save_visual_weights(read_visual_state_dict(src, allow_torchscript=True), dst)

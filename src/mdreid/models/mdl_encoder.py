@@ -68,10 +68,12 @@ class MDLEncoder(nn.Module):
         return int(self.encoder.output_dim)
 
     def _prefix(self, camid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``[N, num_tokens, width]`` input tokens; the camera embedding goes to token 0 only."""
+        """``[N, num_tokens, width]`` input tokens; the camera embedding goes to token 0 only. A camera id of
+        -1 marks an image without one (a camera the model never saw)."""
         n = camid.shape[0]
         cls = self.encoder.class_embedding.view(1, 1, -1).expand(n, 1, -1)
-        tokens = [cls + self.sie_coe * self.cv_embed[camid]]
+        camera = self.cv_embed[camid.clamp(min=0)] * (camid >= 0).view(n, 1, 1).to(self.cv_embed.dtype)
+        tokens = [cls + self.sie_coe * camera]
         if self.decoupled:
             shared = self.shared_token if self.shared_token is not None else self.encoder.class_embedding
             tokens.append(shared.view(1, 1, -1).expand(n, 1, -1))

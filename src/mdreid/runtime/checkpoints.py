@@ -1,7 +1,7 @@
 """Opening a checkpoint file: ``resolve_checkpoint`` is the one door train, eval and export go through.
 
-It tells an mdreid Lightning checkpoint from an official MDReID ``.pth`` (docs/official_checkpoints.md), and
-turns every ordinary mistake into one line naming the key and the file: a missing path, a folder, a
+The file is read as data, never as code (``mdreid.runtime.safe_load``). It tells an mdreid Lightning
+checkpoint from an official MDReID ``.pth`` (docs/official_checkpoints.md), and turns every ordinary mistake into one line naming the key and the file: a missing path, a folder, a
 truncated or foreign file, NaN weights. Whether the weights fit a model is checked where the model is known
 (``mdreid.runtime.builders``).
 """
@@ -17,6 +17,7 @@ import torch
 
 from mdreid.models.official_layout import find_state_dict
 from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.safe_load import load_torch_file
 
 _LISTED = 4
 
@@ -47,14 +48,11 @@ def is_mdreid_checkpoint(payload: object) -> bool:
     return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
 
 
-def _load(path: Path, key: str) -> object:
+def _load(path: Path, key: str, trust: bool) -> object:
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=False)  # legacy (pre-zip) .pth
+        return load_torch_file(path, key, trust)
+    except MDReIDError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
         reason = str(err).splitlines()[0] if str(err) else ""
         raise MDReIDError(
@@ -86,8 +84,11 @@ def _check_finite(state: Mapping[str, torch.Tensor], key: str, path: Path) -> No
         )
 
 
-def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> Checkpoint:
-    """Open the checkpoint ``key`` points at, or fail in one line that says what is wrong and what to do."""
+def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path", trust: bool = False) -> Checkpoint:
+    """Open the checkpoint ``key`` points at, or fail in one line that says what is wrong and what to do.
+
+    The file is read without running code from it (``mdreid.runtime.safe_load``) unless ``trust`` is set.
+    """
     if path is None or not str(path).strip():
         raise MDReIDError(
             f"{key} is not set; point it at a .ckpt written by mdreid.train or an official MDReID .pth"
@@ -102,7 +103,7 @@ def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> Check
             f"{key}={str(path)!r} does not exist; point it at a .ckpt written by mdreid.train "
             "or an official MDReID .pth"
         )
-    payload = _load(path, key)
+    payload = _load(path, key, trust)
     if is_mdreid_checkpoint(payload):
         _check_finite(payload["state_dict"], key, path)
         step = payload.get("global_step")

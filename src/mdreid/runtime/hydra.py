@@ -36,6 +36,19 @@ def compose_config(
         return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
+def command_line_overrides() -> list[str]:
+    """The overrides of the running Hydra job as typed (``model.mdl.enabled=false``, ``model=baseline``);
+    empty outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def override_key(override: str) -> str:
+    """``++model.x=1`` -> ``model.x``; ``model/backbone=tiny`` -> ``model/backbone``."""
+    return override.split("=", 1)[0].lstrip("~+").split("@", 1)[0]
+
+
 def _targets(group: DictConfig | None) -> list:
     return [instantiate(node) for node in (group or {}).values() if node is not None and "_target_" in node]
 

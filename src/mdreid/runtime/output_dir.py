@@ -2,7 +2,7 @@
 
 ``check_writable`` is called by the train and eval CLIs for ``paths.output_dir``; ``CheckOutputDir`` is a Hydra
 callback (conf/hydra/default.yaml) that checks the run or sweep folder before Hydra itself creates it, which
-would otherwise end in a traceback.
+would otherwise end in a traceback, and locks it for this run.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.runtime.run_lock import RunLock, is_primary_process
 
 
 def check_writable(folder: str | Path, key: str) -> Path:
@@ -44,15 +45,36 @@ def check_writable(folder: str | Path, key: str) -> Path:
 
 
 class CheckOutputDir(Callback):
-    """Hydra callback: an unwritable ``hydra.run.dir`` / ``hydra.sweep.dir`` is one ``error:`` line, exit 2."""
+    """Hydra callback, before Hydra creates the folder: an unwritable ``hydra.run.dir`` / ``hydra.sweep.dir``
+    is one ``error:`` line, exit 2, and so is a folder that another live run is using (``RunLock``)."""
+
+    def __init__(self) -> None:
+        self._lock: RunLock | None = None
+
+    def _take(self, folder: str, key: str) -> None:
+        check_writable(folder, key)
+        if is_primary_process():  # DDP ranks > 0 re-enter the same folder as their rank 0
+            self._lock = RunLock(folder, key)
+            self._lock.acquire()
+
+    def _drop(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @cli_errors
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_writable(config.hydra.run.dir, "hydra.run.dir")
+        self._take(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._drop()
 
     @cli_errors
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
+        self._take(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._drop()
 
 
 def keep_caches_in(folder: str | Path) -> None:

@@ -1,0 +1,210 @@
+"""Trust: a user's file is read as data, never run as code; the checkpoint, not the command line, defines the
+model at evaluation; evaluation needs no training split; cameras the model never saw are an error or, when
+asked, get no camera embedding."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from checkpoint_files import booby_trapped, save_checkpoint
+from conftest import TINY_OVERRIDES, compose_cfg
+from mdreid.data.readers import load_benchmark
+from mdreid.data.readers.manifest import write_manifest
+from mdreid.eval import evaluate
+from mdreid.export import export
+from mdreid.modalities import MODALITIES
+from mdreid.models.backbone import build_backbone
+from mdreid.official import convert, load_official_checkpoint
+from mdreid.pretrain import pretrain
+from mdreid.runtime.builders import adopt_architecture, build_module, load_module
+from mdreid.runtime.checkpoints import resolve_checkpoint
+from mdreid.runtime.errors import MDReIDError
+from mdreid.train import train
+
+REFUSED = r"asks to run posix\.mkdir while loading.*trust_checkpoint=true"
+
+
+@pytest.fixture
+def eval_cfg(synthetic_data_dir: Path, tmp_path: Path) -> Callable[..., DictConfig]:
+    """``tiny_cfg`` for eval.yaml, which has no callbacks group."""
+
+    def make(*extra: str, output_dir: Path | None = None) -> DictConfig:
+        tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]
+        overrides = [*tiny, f"paths.data_dir={synthetic_data_dir}", *extra]
+        return compose_cfg("eval.yaml", overrides, output_dir or tmp_path / "eval")
+
+    return make
+
+
+@pytest.fixture
+def evil(tmp_path: Path) -> tuple[Path, Path]:
+    """A booby-trapped checkpoint and the marker its payload would create."""
+    marker = tmp_path / "payload-ran"
+    return booby_trapped(tmp_path / "evil.pth", marker), marker
+
+
+def test_a_booby_trapped_checkpoint_never_runs_from_any_entry_point(
+    evil: tuple[Path, Path],
+    tiny_cfg: Callable[..., DictConfig],
+    eval_cfg: Callable[..., DictConfig],
+    tmp_path: Path,
+) -> None:
+    path, marker = evil
+    entry_points: dict[str, Callable[[], object]] = {
+        "eval ckpt_path": lambda: evaluate(eval_cfg(f"ckpt_path={path}")),
+        "train ckpt_path": lambda: train(tiny_cfg("train.yaml", f"ckpt_path={path}")),
+        "train init_from": lambda: train(tiny_cfg("train.yaml", f"init_from={path}")),
+        "export": lambda: export(compose_cfg("export.yaml", [f"ckpt_path={path}"], tmp_path / "export")),
+        "official convert": lambda: convert(path, tmp_path / "out.ckpt", "rgbnt201"),
+        "load_official_checkpoint": lambda: load_official_checkpoint(path),
+        "load_module": lambda: load_module(path),
+        "pretrain resume": lambda: pretrain(
+            compose_cfg("pretrain.yaml", [f"ckpt_path={path}"], tmp_path / "pretrain")
+        ),
+    }
+    for name, call in entry_points.items():
+        with pytest.raises(MDReIDError, match=REFUSED):
+            call()
+        assert not marker.exists(), f"{name} ran the file's code"
+    with pytest.raises(MDReIDError, match=r"model\.backbone\.weights=.*asks to run posix\.mkdir"):
+        vision = {"width": 32, "layers": 1, "heads": 2, "patch_size": 8}
+        build_backbone(weights=str(path), image_size=(32, 16), vision=vision, embed_dim=16)
+    assert not marker.exists(), "model.backbone.weights ran the file's code"
+
+
+def test_trust_checkpoint_is_the_users_explicit_say_so(evil: tuple[Path, Path]) -> None:
+    path, marker = evil
+    resolve_checkpoint(path, trust=True)
+    assert marker.is_dir()  # it ran: exactly what the flag's documentation warns about
+
+
+def test_the_eval_cli_refuses_it_in_one_line(evil: tuple[Path, Path], tmp_path: Path) -> None:
+    path, marker = evil
+    run = subprocess.run(
+        [sys.executable, "-m", "mdreid.eval", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "posix.mkdir" in errors[0] and "Traceback" not in run.stderr
+    assert not marker.exists()
+
+
+def test_mdreid_checkpoints_load_without_trust(tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    """What mdreid writes (here with OmegaConf values among the hyper-parameters) needs no trust."""
+    path = tmp_path / "last.ckpt"
+    module = save_checkpoint(tiny_cfg, path)
+    payload = torch.load(path, weights_only=False)
+    # as Lightning saves a DataModule's hyper-parameters given as OmegaConf values
+    payload["datamodule_hyper_parameters"] = OmegaConf.create({"image_size": [64, 32], "synth": {"ids": 12}})
+    torch.save(payload, path)
+    loaded = load_module(path)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in module.state_dict().items())
+
+
+# ---------------------------------------------------------------------------- the checkpoint defines the model
+@pytest.fixture
+def trained(tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> Path:
+    """A tiny 2-head model of 12 identities and 3 cameras (the synthetic copy's training cameras)."""
+    path = tmp_path / "ckpt" / "last.ckpt"
+    path.parent.mkdir()
+    save_checkpoint(tiny_cfg, path)
+    return path
+
+
+def test_eval_refuses_a_command_line_model_the_checkpoint_contradicts(
+    trained: Path, eval_cfg: Callable[..., DictConfig]
+) -> None:
+    for override, message in (
+        ("model.backbone.vision.heads=4", r"model\.backbone\.vision\.heads=4 \(the checkpoint has 2\)"),
+        ("data.image_size=[128,64]", r"data\.image_size=\[128, 64\] \(the checkpoint has \[64, 32\]\)"),
+        ("model=baseline", r"model\.mdl\.enabled=False \(the checkpoint has True\)"),
+        ("model.loss.rol_weight=0", r"model\.loss\.rol_weight=0 \(the checkpoint has 1\.5\)"),
+    ):
+        with pytest.raises(MDReIDError, match=message):
+            evaluate(eval_cfg(f"ckpt_path={trained}", override))
+
+
+def _metrics(folder: Path) -> list[dict]:
+    return json.loads((folder / "metrics.json").read_text())["rows"]
+
+
+def test_eval_builds_the_checkpoints_model_without_a_training_split(
+    trained: Path, eval_cfg: Callable[..., DictConfig], synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    """No model override at all (eval.yaml's default tower is ViT-B/16), and a manifest with query and gallery
+    rows only: the model, its input size and its identity count come from the checkpoint."""
+    reference = eval_cfg(f"ckpt_path={trained}", "plots=false", output_dir=tmp_path / "full")
+    evaluate(reference)
+    bench = load_benchmark("rgbnt201", str(Path(reference.data.root)))
+    manifest = write_manifest(bench, tmp_path / "all.csv")
+    rows = list(csv.DictReader(manifest.open()))
+    test_only = tmp_path / "test_only.csv"
+    with test_only.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["split"] != "train")
+    overrides = [
+        f"ckpt_path={trained}",
+        f"paths.data_dir={synthetic_data_dir}",
+        "data=manifest",
+        f"data.manifest={test_only}",
+        "data.num_workers=0",
+        "plots=false",
+        "eval.max_rank=10",
+        "trainer=cpu",
+        "trainer.enable_progress_bar=false",
+    ]
+    evaluate(compose_cfg("eval.yaml", overrides, tmp_path / "test_only"))
+    assert (
+        _metrics(tmp_path / "test_only") == _metrics(tmp_path / "full")
+        and len(_metrics(tmp_path / "full")) == 49
+    )
+
+
+def test_cameras_the_model_never_saw(
+    tiny_cfg: Callable[..., DictConfig], eval_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """A 1-camera model on data from cameras 0 and 1: an error naming the counts, or no camera embedding
+    when asked (the same features as a zero camera embedding)."""
+    path = tmp_path / "one.ckpt"
+    save_checkpoint(tiny_cfg, path, num_cameras=1)
+    with pytest.raises(MDReIDError, match=r"camera ids \[1\].*has 1 rows.*eval\.unseen_cameras=no_embedding"):
+        evaluate(eval_cfg(f"ckpt_path={path}"))
+    cfg = eval_cfg(f"ckpt_path={path}", "eval.unseen_cameras=no_embedding", "plots=false")
+    assert len(evaluate(cfg)) > 0
+    model = load_module(path)
+    images, present = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0)), torch.ones(2, 3)
+    batch = {m: images for m in MODALITIES}
+    without = model.net.extract(batch, present.bool(), torch.tensor([-1, -1]))
+    with torch.no_grad():
+        model.net.mdl.cv_embed.zero_()
+    zeroed = model.net.extract(batch, present.bool(), torch.tensor([0, 0]))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(without, zeroed, strict=True))
+
+
+def test_init_from_takes_the_checkpoints_architecture(
+    trained: Path, tiny_cfg: Callable[..., DictConfig], synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(MDReIDError, match=r"model\.backbone\.vision\.layers=3 \(the checkpoint has 2\)"):
+        train(tiny_cfg("train.yaml", f"init_from={trained}", "model.backbone.vision.layers=3"))
+    # the synthetic experiment's own tower is 4 layers of width 128: the checkpoint's 2 x 64 is taken instead
+    overrides = ["experiment=synthetic", f"paths.data_dir={synthetic_data_dir}", "data.synth.ids=12"]
+    cfg = compose_cfg("train.yaml", [*overrides, f"init_from={trained}"], tmp_path / "fine-tune")
+    adopt_architecture(cfg, resolve_checkpoint(trained))
+    assert (cfg.model.backbone.vision.width, cfg.model.backbone.vision.layers) == (64, 2)
+    assert list(cfg.data.image_size) == [64, 32] and cfg.model.backbone.weights is None
+    data = type("Data", (), {"num_classes": 12, "num_cameras": 3, "junk_rule": "camera"})()
+    load_module(resolve_checkpoint(trained), build_module(cfg, data))  # strict: every key and shape fits
