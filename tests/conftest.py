@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
@@ -95,3 +98,12 @@ def run_in_fresh_home(
     outside = [p for p in home.rglob("*") if p.is_file()]
     outside += [p for p in work.iterdir() if p.name != "run"]
     return proc, outside
+
+
+@pytest.fixture(autouse=True)
+def _seeded_global_rngs() -> None:
+    """Every test starts from the same global random state, so none depends on which tests ran before it
+    (tests that draw random numbers should still seed a generator of their own)."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)

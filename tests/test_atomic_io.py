@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,46 @@ def test_checkpoint_io_roundtrip(tmp_path: Path) -> None:
     io.save_checkpoint({"state_dict": {"w": torch.arange(3)}}, path)
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.arange(3))
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    atomic_write(target, lambda fh: fh.write(b"good"))
+
+    def full(fh) -> None:
+        fh.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(
+        MDReIDError,
+        match=r"cannot write .*last\.ckpt \(No space left on device; [\d.]+ MB free there\); the previous last\.ckpt is intact",
+    ):
+        atomic_write(target, full)
+    assert target.read_bytes() == b"good" and sorted(os.listdir(tmp_path)) == ["last.ckpt"]
+
+
+# a checkpoint larger than the file-size limit: torch's zip writer fails the way a full disk makes it fail
+_SHORT_WRITE = """
+import resource, signal, sys, torch
+from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
+from mdreid.runtime.errors import MDReIDError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write instead of a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+try:
+    AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(1 << 16)}, sys.argv[1])
+except MDReIDError as err:
+    print(err)
+"""
+
+
+def test_a_checkpoint_write_cut_short_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"w": torch.arange(3)}, target)
+    before = target.read_bytes()
+    run = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITE, str(target)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"cannot write {target}" in run.stdout and "MB free there" in run.stdout, run.stdout
+    assert "the previous last.ckpt is intact" in run.stdout
+    assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["last.ckpt"]

@@ -1,5 +1,5 @@
 """Faults: a training run killed with SIGKILL between validations resumes from last.ckpt (written every epoch)
-to exactly the numbers of an uninterrupted run (real ``python -m mdreid.train`` subprocesses, CPU, fixed seed), one stopped by SIGTERM exits non-zero, and
+to exactly the numbers of an uninterrupted run (real ``python -m mdreid.train`` subprocesses, CPU, fixed seed), one stopped by SIGTERM or Ctrl-C exits non-zero, and
 training does not depend on num_workers.
 
 The in-process resume of tests/test_train.py stops cleanly between epochs; here the process dies mid-run.
@@ -121,16 +121,24 @@ def test_sigkill_then_resume_from_last_ckpt_equals_an_uninterrupted_run(
     assert resumed_json["groups"] == full_json["groups"]
 
 
-def test_sigterm_exits_non_zero_with_the_resume_hint(data_dir: Path, tmp_path: Path) -> None:
-    """Lightning ends a SIGTERM-stopped fit with exit code 0; a preempted run must not look finished."""
+@pytest.mark.parametrize(
+    ("signum", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT (Ctrl-C)")], ids=["term", "int"]
+)
+def test_a_stop_signal_exits_non_zero_with_the_resume_hint(
+    data_dir: Path, tmp_path: Path, signum: int, name: str
+) -> None:
+    """Lightning ends a SIGTERM-stopped fit with exit code 0 and a Ctrl-C with 1 after its own shutdown
+    lines; a preempted or interrupted run must not look finished, and must say where to resume."""
     run = start(data_dir, tmp_path / "stopped")
     last = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
     wait_for(last, run)
-    run.send_signal(signal.SIGTERM)
+    run.send_signal(signum)
     _, err = run.communicate(timeout=120)
-    assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert f"error: stopped by SIGTERM before the run finished; resume with ckpt_path={last}" in err
+    assert run.returncode == 128 + signum, err[-3000:]
+    assert err.count("error:") == 1 and "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert f"error: stopped by {name} before the run finished; resume with ckpt_path={last}" in err
     assert not (tmp_path / "stopped" / "metrics.json").exists()
+    torch.load(last, map_location="cpu", weights_only=True)  # whole, and plain data
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from mdreid.eval import evaluate
 from mdreid.export import export
 from mdreid.modalities import MODALITIES
 from mdreid.models.official_layout import convert_official
-from mdreid.official import convert, load_official_checkpoint
+from mdreid.official import convert, load_official_checkpoint, main
 from mdreid.runtime.builders import build_datamodule, build_module, load_module
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
@@ -328,3 +329,18 @@ def test_convert_cli_refuses_a_contradicting_experiment_in_one_line(tmp_path: Pa
         "8 cameras (the config has 4); it looks like a RGBNT100 checkpoint: use experiment=rgbnt100"
     )
     assert not (tmp_path / "o.ckpt").exists()
+
+
+def test_convert_cli_takes_overrides_after_the_options_and_repeats_them_in_its_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As documented: ``convert IN OUT --experiment NAME OVERRIDES...``; the written file is plain data."""
+    path = _saved(tmp_path / "official.pth", official_state(num_classes=8, num_cameras=3, grid=8, seed=1))
+    out = tmp_path / "converted.ckpt"
+    overrides = ["data.image_size=[64,32]", *TOWER]
+    assert main(["convert", str(path), str(out), "--experiment", "synthetic", *overrides]) == 0
+    printed = capsys.readouterr().out
+    assert f"python -m mdreid.eval experiment=synthetic {shlex.join(overrides)} ckpt_path={out}" in printed
+    payload = torch.load(out, weights_only=True)  # no allow-list, no trust: tensors and plain values only
+    assert payload["converted_from"]["overrides"] == overrides
+    assert payload["hyper_parameters"]["backbone"]["vision"]["width"] == 64

@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from mdreid.data.batch import Batch
 from mdreid.losses.loss_config import LossConfig
@@ -26,13 +25,8 @@ from mdreid.models.mdreid_net import MDReIDNet
 from mdreid.models.net_output import NetOutput
 from mdreid.optim.lr_schedule import ScheduleConfig, build_scheduler
 from mdreid.optim.param_groups import LrRules, build_param_groups
-from mdreid.runtime.config_sections import typed_section
+from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
-
-
-def _plain(value: Any) -> Any:
-    """Hydra hands over DictConfigs; hyper-parameters are stored as plain containers."""
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
 
 
 class ReIDModule(L.LightningModule):
@@ -53,7 +47,7 @@ class ReIDModule(L.LightningModule):
         junk: str = "camera",
     ) -> None:
         super().__init__()
-        args = {k: _plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
+        args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
         self.save_hyperparameters(args)
         mdl = typed_section(MDLConfig, args["mdl"], "model.mdl")
         self.net = MDReIDNet(

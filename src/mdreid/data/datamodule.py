@@ -25,6 +25,7 @@ from mdreid.data.records import Benchmark
 from mdreid.data.shard_sampler import ShardSampler
 from mdreid.data.transforms import TripletTransform, check_image_size
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
+from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         manifest: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        # plain values (Hydra hands over OmegaConf nodes), so that checkpoints hold data only
+        args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
+        self.save_hyperparameters(args, logger=False)
         self.dataset = check_choice("data.dataset", dataset.lower(), SOURCES)
         if (self.dataset == "manifest") != bool(manifest):
             raise MDReIDError(

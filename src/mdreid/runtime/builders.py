@@ -28,6 +28,7 @@ from mdreid.models.official_layout import (
 )
 from mdreid.module import ReIDModule
 from mdreid.runtime.checkpoints import Checkpoint, resolve_checkpoint
+from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.hydra import command_line_overrides, override_key
 
@@ -104,7 +105,7 @@ def _leaves(node: Any, prefix: str) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    value = plain(value)
     return list(value) if isinstance(value, tuple) else value
 
 

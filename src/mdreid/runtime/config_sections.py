@@ -7,6 +7,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar, get_type_hints
 
+from omegaconf import OmegaConf
+
 from mdreid.runtime.errors import MDReIDError
 
 T = TypeVar("T")
@@ -17,6 +19,12 @@ _SCALARS: dict[Any, tuple[tuple[type, ...], str]] = {
     int: ((int,), "an integer"),
     float: ((int, float), "a number"),
 }
+
+
+def plain(value: Any) -> Any:
+    """A config value as plain Python (dicts, lists, scalars): what hyper-parameters and checkpoints store, so
+    that a checkpoint holds no OmegaConf objects and loads as data."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def reject_unknown_keys(values: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:

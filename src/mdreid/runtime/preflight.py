@@ -3,8 +3,6 @@ mistake costs a second and one ``error:`` line, not a model build or a data scan
 
 from __future__ import annotations
 
-from typing import Any
-
 from omegaconf import DictConfig, OmegaConf
 
 from mdreid.losses.loss_config import LossConfig
@@ -12,7 +10,7 @@ from mdreid.models.backbone import backbone_kwargs
 from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.optim.param_groups import LrRules
-from mdreid.runtime.config_sections import typed_section
+from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.output_dir import check_writable
 
@@ -23,10 +21,6 @@ MODEL_SECTIONS: tuple[tuple[str, type], ...] = (
     ("optim", LrRules),
     ("schedule", ScheduleConfig),
 )
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def check_pretrained_weights(cfg: DictConfig) -> None:
@@ -53,6 +47,6 @@ def check_train_config(cfg: DictConfig) -> None:
             f"trainer.max_epochs={epochs}: train for at least 1 epoch (the LR schedule needs a finite length)"
         )
     for name, cls in MODEL_SECTIONS:
-        typed_section(cls, _plain(cfg.model.get(name)), f"model.{name}")
-    backbone_kwargs(_plain(cfg.model.backbone))
+        typed_section(cls, plain(cfg.model.get(name)), f"model.{name}")
+    backbone_kwargs(plain(cfg.model.backbone))
     check_pretrained_weights(cfg)

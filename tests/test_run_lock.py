@@ -1,0 +1,79 @@
+"""One run per folder: a folder a live run holds is refused before anything is written into it; a killed
+run's folder is taken over (resumable) at once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.run_lock import LOCK_NAME, RunLock, is_primary_process
+
+HOLD = """
+import sys, time
+from mdreid.runtime.run_lock import RunLock
+RunLock(sys.argv[1], "hydra.run.dir").acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path: Path):
+    """A live process holding the lock on ``tmp_path / 'run'``."""
+    folder = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    yield folder, proc
+    proc.kill()
+    proc.wait(timeout=60)
+
+
+def test_a_second_run_in_a_live_runs_folder_is_refused_in_one_line(holder, tmp_path: Path) -> None:
+    folder, proc = holder
+    run = subprocess.run(
+        [sys.executable, "-m", "mdreid.train", f"hydra.run.dir={folder}", "seed=2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert f"hydra.run.dir={folder} is in use by another run (pid {proc.pid} on" in errors[0]
+    assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]  # no .hydra/, no log, nothing
+
+
+def test_a_killed_runs_lock_is_stale_and_taken_over(holder, caplog) -> None:
+    folder, proc = holder
+    with pytest.raises(MDReIDError, match="is in use by another run"):
+        RunLock(folder, "hydra.run.dir").acquire()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    lock = RunLock(folder, "hydra.run.dir")
+    with caplog.at_level(logging.WARNING, logger="mdreid.runtime.run_lock"):
+        lock.acquire()
+    assert f"taking over the stale lock of a run that ended (pid {proc.pid} on" in caplog.text
+    assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (folder / LOCK_NAME).exists()
+    again = RunLock(folder, "hydra.run.dir")
+    again.acquire()  # free again
+    again.release()
+
+
+def test_only_rank_zero_takes_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert is_primary_process()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert not is_primary_process()
