@@ -7,7 +7,7 @@ Presets (trailing Hydra overrides, e.g. ``trainer.precision=16-mixed``, change a
 - ``vitb16-gpu``: CLIP ViT-B/16 with random init (``weights: null``), 256x128, 64 triplets (192 images) per
   step, ``bf16-mixed`` on one CUDA GPU.
 
-Model part (``mdreid.analysis.train_bench``): the real ``ReIDModule`` (``mdreid.runtime.builders.build_module``
+Model part (``mdreid.analysis.train_bench``): the real ``ReIDModule`` (``mdreid.factory.build_module``
 on the composed config) trained by the real Lightning Trainer (``mdreid.runtime.hydra.instantiate_trainer``, so
 precision and torch threads are set as in a run): forward, MDReID objective, backward and the Adam step. Its
 input is one PK-structured batch of random images already on the device, reused every step, so the data

@@ -11,8 +11,8 @@ import lightning
 import torch
 from omegaconf import DictConfig
 
+from mdreid.factory import build_module
 from mdreid.module import ReIDModule
-from mdreid.runtime.builders import build_module
 
 NUM_CAMERAS = 3
 

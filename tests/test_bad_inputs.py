@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, compose_cfg, run_in_fresh_home
+from mdreid.factory import build_module
 from mdreid.module import ReIDModule
-from mdreid.runtime.builders import build_module
 
 pytestmark = pytest.mark.slow
 

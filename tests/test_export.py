@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from checkpoint_files import NUM_CAMERAS, save_checkpoint
 from mdreid.export import example_inputs, export, export_extractor
+from mdreid.factory import load_module
 from mdreid.modalities import MODALITIES
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
-from mdreid.runtime.builders import load_module
 from mdreid.runtime.errors import MDReIDError
 
 SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size

@@ -18,8 +18,8 @@ from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import load_manifest, write_manifest
 from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
+from mdreid.factory import build_datamodule, build_module
 from mdreid.module import ReIDModule
-from mdreid.runtime.builders import build_datamodule, build_module
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 

@@ -19,10 +19,11 @@ from omegaconf import DictConfig
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.eval import evaluate
 from mdreid.export import export
+from mdreid.factory import build_datamodule, build_module, load_module
 from mdreid.modalities import MODALITIES
-from mdreid.models.official_layout import convert_official
-from mdreid.official import convert, load_official_checkpoint, main
-from mdreid.runtime.builders import build_datamodule, build_module, load_module
+from mdreid.official import convert, load_official_checkpoint
+from mdreid.official.cli import main
+from mdreid.official.layout import convert_official
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 

@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from conftest import TINY_OVERRIDES
 from mdreid.data.synthetic.generate import generate
-from mdreid.runtime.builders import build_datamodule, build_module
+from mdreid.factory import build_datamodule, build_module
 from mdreid.runtime.errors import MDReIDError
 
 pytestmark = pytest.mark.slow

@@ -17,16 +17,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from checkpoint_files import booby_trapped, save_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
+from mdreid.checkpoints import resolve_checkpoint
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.eval import evaluate
 from mdreid.export import export
+from mdreid.factory import adopt_architecture, build_module, load_module
 from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.official import convert, load_official_checkpoint
 from mdreid.pretrain import pretrain
-from mdreid.runtime.builders import adopt_architecture, build_module, load_module
-from mdreid.runtime.checkpoints import resolve_checkpoint
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 

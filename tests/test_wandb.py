@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_OVERRIDES, run_in_fresh_home
+from mdreid.factory import build_datamodule, build_module
 from mdreid.metrics.results import ROW_FIELDS
-from mdreid.runtime.builders import build_datamodule, build_module
 from mdreid.train import train
 
 LOG_BLOCK = 32768  # LevelDB log block size

@@ -20,15 +20,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score every configured modality pair; publish tables, metrics.json, metrics.csv and plots."""
     check_writable(cfg.paths.output_dir, "paths.output_dir")
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load Lightning
-    from mdreid.runtime.checkpoints import resolve_checkpoint
+    from mdreid.checkpoints import resolve_checkpoint
 
     # a bad path or an unsafe file fails before Lightning, the data or the model
     ckpt = resolve_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
-    from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.builders import (
+    from mdreid.factory import (
         architecture,
         build_datamodule,
         check_cameras,
@@ -36,6 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         load_module,
         saved_hparams,
     )
+    from mdreid.reporting.results_callback import PublishResults
     from mdreid.runtime.hydra import instantiate_loggers, instantiate_trainer
 
     L.seed_everything(cfg.seed, workers=True)

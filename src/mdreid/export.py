@@ -118,10 +118,10 @@ def export(cfg: DictConfig) -> Path:
     suffix = check_format(fmt)
     if cfg.get("paths") is not None:  # a CLI run; a config built in code may name no run folder
         keep_caches_in(cfg.paths.output_dir)
-    from mdreid.runtime.builders import (
+    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.factory import (
         load_module,  # imports Lightning, hence matplotlib: after the line above
     )
-    from mdreid.runtime.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
     module = load_module(ckpt, image_size=cfg.get("image_size"))

@@ -1,7 +1,7 @@
 """The LightningModule: decoupled encoder + MML objective for training, any-to-any metric for evaluation.
 
 Every constructor argument is a plain config value, saved with ``save_hyperparameters``, so a checkpoint
-alone is enough to rebuild the model (``mdreid.runtime.builders.load_module``: the saved hyper-parameters with
+alone is enough to rebuild the model (``mdreid.factory.load_module``: the saved hyper-parameters with
 the backbone's ``weights`` path dropped, since the checkpoint already holds every weight). The ``model.mdl``,
 ``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here, once, as typed dataclasses.
 """
@@ -70,6 +70,15 @@ class ReIDModule(L.LightningModule):
         # set by ``check_cameras``: evaluation camera ids from here on get no camera embedding
         self.known_cameras: int | None = None
         self._scheduler = None
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any], **fixed: Any) -> ReIDModule:
+        """The one way a module is built, whatever the source: a ``model`` config section (Hydra's, a
+        checkpoint's saved hyper-parameters, or the sizes an official file's tensors imply; ``_target_`` is
+        ignored) plus what the data or the checkpoint fixes (``num_classes``, ``num_cameras``, ``junk``,
+        ``evaluation``), which wins over the section."""
+        spec = {k: v for k, v in plain(model).items() if k != "_target_"}
+        return cls(**{**spec, **fixed})
 
     # ----------------------------------------------------------------------------------------- training
     def forward(self, batch: Batch) -> NetOutput:

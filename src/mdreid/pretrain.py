@@ -22,9 +22,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.checkpoints import resolve_checkpoint
 from mdreid.models.clip_weights import save_visual_weights
 from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.checkpoints import resolve_checkpoint
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly

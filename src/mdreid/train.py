@@ -22,15 +22,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then (``test=true``) evaluate and publish metrics.json, metrics.csv and plots in the run directory."""
     # imported here, not at the top: Lightning, W&B and the reporting stack take seconds to load, which
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
+    from mdreid.preflight import check_train_config
     from mdreid.runtime.output_dir import keep_caches_in
-    from mdreid.runtime.preflight import check_train_config
 
     check_train_config(cfg)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
-    from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.builders import (
+    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.factory import (
         adopt_architecture,
         build_datamodule,
         build_module,
@@ -38,7 +38,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resumable,
         load_module,
     )
-    from mdreid.runtime.checkpoints import resolve_checkpoint
+    from mdreid.reporting.results_callback import PublishResults
     from mdreid.runtime.hydra import instantiate_callbacks, instantiate_loggers, instantiate_trainer
     from mdreid.runtime.safe_load import checkpoint_globals
 

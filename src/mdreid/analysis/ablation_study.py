@@ -67,8 +67,8 @@ from mdreid.analysis.ablation_plan import (
 )
 from mdreid.analysis.ablation_report import GEOMETRY_FILE, WALL_TIME_FILE, load_variant, write_report
 from mdreid.analysis.feature_geometry import feature_geometry
+from mdreid.factory import build_datamodule, load_module
 from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.builders import build_datamodule, load_module
 from mdreid.runtime.errors import MDReIDError, cli_errors
 
 

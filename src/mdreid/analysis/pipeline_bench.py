@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from mdreid.analysis.flops import analytic_train_flops
 from mdreid.analysis.train_bench import GPU_PEAK_TFLOPS, HEAD_DATA, TARGET_MFU
 from mdreid.data.triplet_dataset import read_modalities
-from mdreid.runtime.builders import build_datamodule, build_module
+from mdreid.factory import build_datamodule, build_module
 
 
 def train_draws(datamodule: Any, count: int) -> list:

@@ -26,9 +26,9 @@ from mdreid.analysis.profiling import (
     peak_rss_bytes,
     summarize_profile,
 )
+from mdreid.factory import build_module
 from mdreid.modalities import MODALITIES
 from mdreid.module import ReIDModule
-from mdreid.runtime.builders import build_module
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.hydra import compose_config, instantiate_trainer
 

@@ -8,7 +8,7 @@ the same parameter as ``class_embedding`` in the official code (saved twice, equ
 is read as the untied model (``model.mdl.tie_tokens=false``).
 
 Nothing here builds a model: this module renames tensors, infers the sizes they imply and says, key by key,
-what does not fit. ``mdreid.runtime.builders`` builds and fills the model.
+what does not fit. ``mdreid.official.reader`` builds and fills the model.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from mdreid.runtime.errors import MDReIDError
 
 TOWER = "BACKBONE.base."
 _LISTED = 4  # keys named per kind in an error
-_WRAPPERS = ("model", "state_dict")
 _PAIRS: tuple[tuple[str, str], ...] = (
     (f"{TOWER}add_image_token", "net.mdl.shared_token"),  # only when untied; a tied copy is dropped
     (TOWER, "net.mdl.encoder."),
@@ -122,19 +121,6 @@ def _swap(key: str, pairs: Iterable[tuple[str, str]]) -> str | None:
 def official_name(mdreid_key: str) -> str:
     """The official key an mdreid key comes from (for error messages); the key itself if none does."""
     return _swap(mdreid_key, ((new, old) for old, new in _PAIRS)) or mdreid_key
-
-
-def find_state_dict(obj: object) -> dict[str, torch.Tensor] | None:
-    """The tensor mapping in a loaded file: the file itself or its ``model`` / ``state_dict`` entry, with a
-    DataParallel ``module.`` prefix removed; None if there is none."""
-    if isinstance(obj, Mapping):
-        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
-        obj = inner if inner is not None else obj
-    if not isinstance(obj, Mapping) or not obj:
-        return None
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        return None
-    return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
 def _layout(state: Mapping[str, torch.Tensor], tie_tokens: bool) -> OfficialLayout:

@@ -3,23 +3,26 @@
 The file is read as data, never as code (``mdreid.runtime.safe_load``). It tells an mdreid Lightning
 checkpoint from an official MDReID ``.pth`` (docs/official_checkpoints.md), and turns every ordinary mistake into one line naming the key and the file: a missing path, a folder, a
 truncated or foreign file, NaN weights. Whether the weights fit a model is checked where the model is known
-(``mdreid.runtime.builders``).
+(``key_mismatch``, by ``mdreid.factory`` and ``mdreid.official.reader``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mdreid.models.official_layout import find_state_dict
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.safe_load import load_torch_file
 
 _LISTED = 4
+# keys named per kind of mismatch in the error of a checkpoint that does not fit
+_LISTED_KEYS = 5
+# entries of a dict that may hold the state dict of another code base (official MDReID files use both)
+_WRAPPERS = ("model", "state_dict")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,37 @@ class Checkpoint:
     @property
     def state_dict(self) -> Mapping[str, torch.Tensor]:
         return self.payload["state_dict"]
+
+
+def find_state_dict(obj: object) -> dict[str, torch.Tensor] | None:
+    """The tensor mapping in a loaded file: the file itself or its ``model`` / ``state_dict`` entry, with a
+    DataParallel ``module.`` prefix removed; None if there is none."""
+    if isinstance(obj, Mapping):
+        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+        obj = inner if inner is not None else obj
+    if not isinstance(obj, Mapping) or not obj:
+        return None
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        return None
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def key_mismatch(
+    own: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor], name: Callable[[str], str] = str
+) -> str:
+    """``missing: ...; unexpected: ...; shape mismatch: ...`` (the kinds that occur), or empty when they fit.
+    ``name`` turns a key into the name the user's file gives it."""
+    kinds = (
+        ("missing", sorted(set(own) - set(state))),
+        ("unexpected", sorted(set(state) - set(own))),
+        ("shape mismatch", sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)),
+    )
+    parts = []
+    for label, keys in kinds:
+        if keys:
+            more = f" (+{len(keys) - _LISTED_KEYS} more)" if len(keys) > _LISTED_KEYS else ""
+            parts.append(f"{label}: {', '.join(name(k) for k in keys[:_LISTED_KEYS])}{more}")
+    return "; ".join(parts)
 
 
 def is_mdreid_checkpoint(payload: object) -> bool:

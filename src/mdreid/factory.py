@@ -1,41 +1,33 @@
-"""The objects every entry point, script and the notebook build the same way: the DataModule and the
-LightningModule from a composed config, and a model from a checkpoint.
+"""The one factory: the DataModule from a config, and the LightningModule from a config, a checkpoint's saved
+hyper-parameters or an official MDReID file (all through ``ReIDModule.from_config``).
 
-A checkpoint is either an mdreid Lightning checkpoint or a state dict of the official MDReID code (the
-released ``.pth`` files, see docs/official_checkpoints.md); ``load_module`` tells them apart by their keys.
-Entry points share these instead of importing each other, so ``train``, ``eval`` and ``export`` stay leaves.
+Every entry point, script, test and the notebook builds its objects here, so ``train``, ``eval`` and
+``export`` stay leaves. A checkpoint defines the network it holds: ``architecture`` says what it fixes,
+``check_overrides`` refuses command-line values that contradict it, and ``adopt_architecture`` makes a
+fine-tuning config build it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mdreid.models.official_layout import (
-    Converted,
-    convert_official,
-    describe_mismatch,
-    find_state_dict,
-    official_name,
-    resolve_image_size,
-)
+from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint
 from mdreid.module import ReIDModule
-from mdreid.runtime.checkpoints import Checkpoint, resolve_checkpoint
+from mdreid.official.layout import resolve_image_size
+from mdreid.official.reader import load_official, official_module, read_official
 from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.hydra import command_line_overrides, override_key
 
 log = logging.getLogger(__name__)
 
-# keys named per kind of mismatch in the error of a checkpoint that does not fit
-_LISTED_KEYS = 5
 # the hyper-parameters that fix the network a checkpoint's weights belong to (besides the head sizes)
 ARCHITECTURE = ("backbone", "mdl", "sie_coe")
 # backbone keys about where the starting weights come from, not what the network is
@@ -52,14 +44,15 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> ReIDModule:
-    """The LightningModule sized from the data: identities, cameras, junk rule, image size."""
-    return instantiate(
+    """The LightningModule of ``cfg.model`` (its ``_target_``: ReIDModule or a subclass) sized from the data:
+    identities, cameras, junk rule; ``cfg.eval`` sets the evaluation."""
+    cls = get_class(cfg.model.get("_target_", "mdreid.module.ReIDModule"))
+    return cls.from_config(
         cfg.model,
         num_classes=datamodule.num_classes,
         num_cameras=datamodule.num_cameras,
         junk=datamodule.junk_rule,
         evaluation=cfg.get("eval"),
-        _convert_="all",
     )
 
 
@@ -156,82 +149,7 @@ def _rebuilt(ckpt: Checkpoint, evaluation: Mapping[str, Any] | None, junk: str |
         hparams["evaluation"] = evaluation
     if junk is not None:
         hparams["junk"] = junk
-    return ReIDModule(**hparams)
-
-
-def _mismatch(
-    own: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor], name: Callable[[str], str] = str
-) -> str:
-    """``missing: ...; unexpected: ...; shape mismatch: ...`` (the kinds that occur), or empty when they fit.
-    ``name`` turns a key into the name the user's file gives it."""
-    kinds = (
-        ("missing", sorted(set(own) - set(state))),
-        ("unexpected", sorted(set(state) - set(own))),
-        ("shape mismatch", sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)),
-    )
-    parts = []
-    for label, keys in kinds:
-        if keys:
-            more = f" (+{len(keys) - _LISTED_KEYS} more)" if len(keys) > _LISTED_KEYS else ""
-            parts.append(f"{label}: {', '.join(name(k) for k in keys[:_LISTED_KEYS])}{more}")
-    return "; ".join(parts)
-
-
-def read_official(ckpt: Checkpoint) -> Converted:
-    """An official MDReID state dict (plain, or under ``model`` / ``state_dict``) renamed to mdreid keys."""
-    return convert_official(find_state_dict(ckpt.payload) or {}, str(ckpt.path))
-
-
-def official_module(
-    converted: Converted,
-    image_size: Sequence[int] | None,
-    source: str,
-    evaluation: Mapping[str, Any] | None = None,
-    junk: str = "camera",
-) -> ReIDModule:
-    """The ``ReIDModule`` an official checkpoint describes (sizes from its tensors), weights not yet loaded."""
-    layout = converted.layout
-    return ReIDModule(
-        backbone=layout.backbone(),
-        num_classes=layout.num_classes,
-        num_cameras=layout.num_cameras,
-        image_size=resolve_image_size(layout, image_size, source),
-        mdl={"enabled": True, "tie_tokens": layout.tie_tokens},
-        evaluation=evaluation,
-        junk=junk,
-    )
-
-
-def load_official(model: ReIDModule, converted: Converted, source: str) -> None:
-    """Fill ``model`` from an official checkpoint; sizes that contradict it are named before any key list."""
-    net, layout = model.net, converted.layout
-    if not net.decoupled:
-        raise MDReIDError(f"{source} holds the decoupled MDReID model; evaluate it with model=mdreid")
-    if (net.mdl.shared_token is None) != layout.tie_tokens:
-        raise MDReIDError(
-            f"{source}: its shared token is {'' if layout.tie_tokens else 'not '}tied to the class token; "
-            f"set model.mdl.tie_tokens={str(layout.tie_tokens).lower()}"
-        )
-    grid = net.mdl.encoder.positional_embedding.shape[0] - net.mdl.num_tokens
-    contradiction = describe_mismatch(
-        layout, model.hparams["num_classes"], model.hparams["num_cameras"], grid
-    )
-    if contradiction:
-        raise MDReIDError(f"checkpoint {source} does not fit the configured model: {contradiction}")
-    mismatch = _mismatch(model.state_dict(), converted.state, official_name)
-    if mismatch:
-        raise MDReIDError(
-            f"checkpoint {source} does not fit the configured model ({mismatch}); "
-            "use the experiment/model overrides of the benchmark it was trained on"
-        )
-    model.load_state_dict(converted.state, strict=True)
-    log.info(
-        "official checkpoint %s: %d tensors loaded; dropped %d that never enter the loss or repeat another: %s",
-        source,
-        len(converted.state),
-        len(converted.unused),
-        ", ".join(converted.unused) or "none",
-    )
+    return ReIDModule.from_config(hparams)
 
 
 def load_module(
@@ -262,7 +180,7 @@ def load_module(
                 f"{list(saved_hparams(ckpt)['image_size'])} ({ckpt.path}); drop it: the checkpoint defines the model"
             )
         model = _rebuilt(ckpt, evaluation, junk)
-    mismatch = _mismatch(model.state_dict(), ckpt.state_dict)
+    mismatch = key_mismatch(model.state_dict(), ckpt.state_dict)
     if mismatch:
         raise MDReIDError(
             f"checkpoint {ckpt.path} does not fit the configured model ({mismatch}); "
@@ -312,7 +230,7 @@ def check_resumable(ckpt: Checkpoint, model: ReIDModule) -> None:
             f"ckpt_path={str(ckpt.path)!r} holds weights only, not a training state to resume; "
             f"start a new run from its weights with init_from={ckpt.path}"
         )
-    mismatch = _mismatch(model.state_dict(), ckpt.state_dict)
+    mismatch = key_mismatch(model.state_dict(), ckpt.state_dict)
     if mismatch:
         raise MDReIDError(
             f"ckpt_path={str(ckpt.path)!r} does not fit the configured model ({mismatch}); "

@@ -1,0 +1,80 @@
+"""``official convert``: an official MDReID ``.pth`` written as an mdreid checkpoint, to fine-tune from
+(``init_from=``) or to keep; tensors and plain values only, so it loads without trusting anything."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning
+import torch
+from hydra.errors import HydraException
+from omegaconf import open_dict
+
+from mdreid.data.readers import junk_rule
+from mdreid.module import ReIDModule
+from mdreid.official.layout import RELEASES, describe_mismatch, resolve_image_size
+from mdreid.official.reader import load_official, read_file
+from mdreid.runtime.atomic_io import atomic_write
+from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.hydra import compose_config
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert(
+    src: str | Path, dst: str | Path, experiment: str, overrides: Sequence[str] = (), trust: bool = False
+) -> Path:
+    """Write the official checkpoint ``src`` as an mdreid checkpoint ``dst`` with ``experiment``'s model
+    config (loss, optimiser, schedule: what a fine-tuning run from it would use). The output holds tensors
+    and plain values only, so it loads without trusting anything."""
+    src, dst = Path(src), Path(dst)
+    converted = read_file(src, trust)
+    try:
+        cfg = compose_config("train", [f"experiment={experiment}", *overrides])
+    except HydraException as err:
+        raise MDReIDError(
+            f"--experiment {experiment} {' '.join(overrides)}: {err}".replace("\n", " ")
+        ) from err
+    layout = converted.layout
+    release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.get("synth") is None else None
+    if release is not None:
+        contradiction = describe_mismatch(
+            layout, release.num_classes, release.num_cameras, layout.grid_tokens
+        )
+        if contradiction:
+            raise MDReIDError(f"{src} does not fit experiment={experiment}: {contradiction}")
+    with open_dict(cfg):
+        cfg.model.backbone.weights = None  # every weight comes from the checkpoint
+    model = ReIDModule.from_config(
+        cfg.model,
+        num_classes=layout.num_classes,
+        num_cameras=layout.num_cameras,
+        image_size=list(resolve_image_size(layout, cfg.data.image_size, str(src))),
+        junk=junk_rule(str(cfg.data.dataset)),
+        evaluation=cfg.get("eval"),
+    )
+    load_official(model, converted, str(src))
+    payload = {
+        "state_dict": model.state_dict(),
+        ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY: dict(model.hparams),  # a plain dict, not Lightning's type
+        "pytorch-lightning_version": lightning.__version__,
+        "epoch": 0,
+        "global_step": 0,
+        "converted_from": {
+            "file": str(src.resolve()),
+            "sha256": _sha256(src),
+            "experiment": experiment,
+            "overrides": list(overrides),
+            "dropped": list(converted.unused),
+        },
+    }
+    atomic_write(dst, lambda fh: torch.save(payload, fh))
+    return dst

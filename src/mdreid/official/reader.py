@@ -1,0 +1,106 @@
+"""Reading an official MDReID ``.pth`` into a ``ReIDModule``: renamed tensors (``mdreid.official.layout``),
+the model their shapes describe, and a strict fill that names any contradiction before any key list."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mdreid.checkpoints import Checkpoint, find_state_dict, key_mismatch, resolve_checkpoint
+from mdreid.module import ReIDModule
+from mdreid.official.layout import (
+    Converted,
+    convert_official,
+    describe_mismatch,
+    official_name,
+    resolve_image_size,
+)
+from mdreid.runtime.errors import MDReIDError
+
+log = logging.getLogger(__name__)
+
+
+def read_official(ckpt: Checkpoint) -> Converted:
+    """An official MDReID state dict (plain, or under ``model`` / ``state_dict``) renamed to mdreid keys."""
+    return convert_official(find_state_dict(ckpt.payload) or {}, str(ckpt.path))
+
+
+def official_module(
+    converted: Converted,
+    image_size: Sequence[int] | None,
+    source: str,
+    evaluation: Mapping[str, Any] | None = None,
+    junk: str = "camera",
+) -> ReIDModule:
+    """The ``ReIDModule`` an official checkpoint describes (sizes from its tensors), weights not yet loaded."""
+    layout = converted.layout
+    model = {
+        "backbone": layout.backbone(),
+        "image_size": resolve_image_size(layout, image_size, source),
+        "mdl": {"enabled": True, "tie_tokens": layout.tie_tokens},
+    }
+    return ReIDModule.from_config(
+        model,
+        num_classes=layout.num_classes,
+        num_cameras=layout.num_cameras,
+        junk=junk,
+        evaluation=evaluation,
+    )
+
+
+def load_official(model: ReIDModule, converted: Converted, source: str) -> None:
+    """Fill ``model`` from an official checkpoint; sizes that contradict it are named before any key list."""
+    net, layout = model.net, converted.layout
+    if not net.decoupled:
+        raise MDReIDError(f"{source} holds the decoupled MDReID model; evaluate it with model=mdreid")
+    if (net.mdl.shared_token is None) != layout.tie_tokens:
+        raise MDReIDError(
+            f"{source}: its shared token is {'' if layout.tie_tokens else 'not '}tied to the class token; "
+            f"set model.mdl.tie_tokens={str(layout.tie_tokens).lower()}"
+        )
+    grid = net.mdl.encoder.positional_embedding.shape[0] - net.mdl.num_tokens
+    contradiction = describe_mismatch(
+        layout, model.hparams["num_classes"], model.hparams["num_cameras"], grid
+    )
+    if contradiction:
+        raise MDReIDError(f"checkpoint {source} does not fit the configured model: {contradiction}")
+    mismatch = key_mismatch(model.state_dict(), converted.state, official_name)
+    if mismatch:
+        raise MDReIDError(
+            f"checkpoint {source} does not fit the configured model ({mismatch}); "
+            "use the experiment/model overrides of the benchmark it was trained on"
+        )
+    model.load_state_dict(converted.state, strict=True)
+    log.info(
+        "official checkpoint %s: %d tensors loaded; dropped %d that never enter the loss or repeat another: %s",
+        source,
+        len(converted.state),
+        len(converted.unused),
+        ", ".join(converted.unused) or "none",
+    )
+
+
+def read_file(path: str | Path, trust: bool = False) -> Converted:
+    """The official file at ``path``, renamed; an mdreid checkpoint there is pointed back to its own use."""
+    ckpt = resolve_checkpoint(path, trust=trust)
+    if not ckpt.official:
+        raise MDReIDError(f"{path} is already an mdreid checkpoint; use it as is (ckpt_path= or init_from=)")
+    return read_official(ckpt)
+
+
+def load_official_checkpoint(
+    path: str | Path, image_size: Sequence[int] | None = None, trust: bool = False
+) -> ReIDModule:
+    """The ``ReIDModule`` of an official MDReID ``.pth``, in eval mode.
+
+    Identities, cameras and the tower's sizes come from the tensors; the input size (H, W) from the benchmark
+    those identify, or ``image_size`` for a model trained elsewhere. ``net.extract`` then gives the official
+    model's per-modality specific and shared features. The file is read as data, never run as code, unless
+    ``trust`` says its source is trusted.
+    """
+    converted = read_file(path, trust)
+    model = official_module(converted, image_size, str(path))
+    load_official(model, converted, str(path))
+    return model.eval()
