@@ -9,21 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import TINY_OVERRIDES, compose_cfg
+from conftest import TINY_OVERRIDES, compose_cfg, save_weights_checkpoint
 from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
 from mdreid.feature_file import FORMAT, read_feature_file
 from mdreid.metrics.eval_options import metric_options
 from mdreid.modalities import NUM_MODALITIES, all_pairs, subset_indices
-from mdreid.module import ReIDModule
 from mdreid.runtime.builders import build_datamodule, build_module
 from mdreid.runtime.errors import MDReIDError
 from mdreid.score import file_argument, score
@@ -49,15 +47,7 @@ def test_saved_features_score_to_eval_metrics(
     cfg = compose_cfg("eval.yaml", common, tmp_path / "eval")
     torch.manual_seed(0)
     module = build_module(cfg, build_datamodule(cfg))
-    ckpt = tmp_path / "m.ckpt"
-    torch.save(
-        {
-            "state_dict": module.state_dict(),
-            ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY: dict(module.hparams),
-            "pytorch-lightning_version": lightning.__version__,
-        },
-        ckpt,
-    )
+    ckpt = save_weights_checkpoint(module, tmp_path / "m.ckpt")
     evaluate(
         compose_cfg("eval.yaml", [*common, f"ckpt_path={ckpt}", "eval.save_features=true"], tmp_path / "eval")
     )
