@@ -236,11 +236,17 @@ def test_unreadable_files_and_pickles_are_refused(tmp_path: Path) -> None:
         assert str(info.value).startswith(str(path)) and message in str(info.value), str(info.value)
 
 
-def test_the_eval_section_configures_the_metric_and_unknown_keys_stop() -> None:
-    options = metric_options({"pairs": "paper", "chunk_size": 3, "save_features": True})
-    assert options == {"pairs": "paper", "chunk_size": 3}  # every metric argument passes, output keys do not
-    with pytest.raises(MDReIDError, match="eval: unknown key.*simlarity"):
-        metric_options({"simlarity": "paper"})
+def test_every_metric_argument_is_an_eval_option(tmp_path: Path) -> None:
+    """An ``eval`` key reaches the metric exactly when it is an ``AnyToAnyReID`` argument, in score as in eval."""
+    options = metric_options({"pairs": "paper", "chunk_size": 3, "save_features": True, "junk": "scene"})
+    assert options == {
+        "pairs": "paper",
+        "chunk_size": 3,
+    }  # junk comes from the data, save_features is no metric's
+    path = tmp_path / "f.safetensors"
+    save_file(_good(), path, metadata=META)
+    with pytest.raises(MDReIDError, match="eval.max_rank: must be >= 10"):
+        score(compose_cfg("score.yaml", [f"file={path}", "eval.max_rank=5"], tmp_path / "run"))
 
 
 def test_the_file_argument_becomes_a_quoted_override(tmp_path: Path) -> None:

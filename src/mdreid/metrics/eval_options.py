@@ -1,6 +1,10 @@
 """The ``eval`` config section as the metric's arguments: one reading for every caller that builds the metric
-(the LightningModule for train/eval, ``mdreid.score`` for saved features), so an option added to the metric
-is configured the same way everywhere without touching the callers."""
+(the LightningModule for train/eval, ``mdreid.score`` for saved features), so an argument added to the metric
+is configurable as ``eval.<name>`` everywhere without touching the callers.
+
+The section also holds keys for other consumers (``save_features`` for the results callback, and whatever
+the entry points read themselves), so only the metric's own arguments are taken from it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mdreid.metrics.any_to_any import AnyToAnyReID
-from mdreid.runtime.config_sections import reject_unknown_keys
 
-# eval keys that configure what is written around the metric, not the metric itself
-OUTPUT_KEYS: tuple[str, ...] = ("save_features",)
 # metric arguments that come from the data, never from the eval section
 _FROM_DATA: tuple[str, ...] = ("junk",)
 
@@ -28,12 +29,9 @@ def metric_keys() -> tuple[str, ...]:
 
 
 def metric_options(evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The keyword arguments of ``AnyToAnyReID`` in ``evaluation`` (the ``eval`` section); a key that is
-    neither a metric argument nor an output option is an error naming it."""
-    values = dict(evaluation or {})
+    """The keyword arguments of ``AnyToAnyReID`` that ``evaluation`` (the ``eval`` section) sets."""
     keys = metric_keys()
-    reject_unknown_keys(values, (*keys, *OUTPUT_KEYS), "eval")
-    return {k: v for k, v in values.items() if k in keys}
+    return {k: v for k, v in dict(evaluation or {}).items() if k in keys}
 
 
 def build_metric(evaluation: Mapping[str, Any] | None, junk: str) -> AnyToAnyReID:
