@@ -245,6 +245,10 @@ def test_every_metric_argument_is_an_eval_option(tmp_path: Path) -> None:
     }  # junk comes from the data, save_features is no metric's
     path = tmp_path / "f.safetensors"
     save_file(_good(), path, metadata=META)
+    with pytest.raises(MDReIDError, match="no feature file given: python -m mdreid.score FILE"):
+        score(compose_cfg("score.yaml", [], tmp_path / "run"))
+    with pytest.raises(MDReIDError, match="eval.save_features=true: score reads saved features"):
+        score(compose_cfg("score.yaml", [f"file={path}", "eval.save_features=true"], tmp_path / "run"))
     with pytest.raises(MDReIDError, match="eval.max_rank: must be >= 10"):
         score(compose_cfg("score.yaml", [f"file={path}", "eval.max_rank=5"], tmp_path / "run"))
 

@@ -21,6 +21,8 @@ from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
 def score(cfg: DictConfig) -> dict[str, float]:
     """Score ``cfg.file`` with the ``eval`` section's metric; publish like eval. Returns the test scalars."""
+    if OmegaConf.is_missing(cfg, "file"):
+        raise MDReIDError("no feature file given: python -m mdreid.score FILE [overrides] (or file=PATH)")
     out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
     evaluation_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
     if evaluation_cfg.get("save_features"):
