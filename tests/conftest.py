@@ -57,6 +57,20 @@ def compose_cfg(config_name: str, overrides: list[str], output_dir: Path | None 
     return cfg
 
 
+def save_weights_checkpoint(module, path: Path) -> Path:
+    """``module``'s weights and hyper-parameters as the mdreid checkpoint eval reads (no training state)."""
+    import lightning
+    import torch
+
+    payload = {
+        "state_dict": module.state_dict(),
+        module.CHECKPOINT_HYPER_PARAMS_KEY: dict(module.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+    }
+    torch.save(payload, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny synthetic dataset shared by every end-to-end test (generated on first use)."""

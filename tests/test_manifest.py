@@ -9,17 +9,15 @@ import json
 import logging
 from pathlib import Path
 
-import lightning
 import pytest
 import torch
 
-from conftest import TINY_OVERRIDES, compose_cfg
+from conftest import TINY_OVERRIDES, compose_cfg, save_weights_checkpoint
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import load_manifest, write_manifest
 from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
 from mdreid.factory import build_datamodule, build_module
-from mdreid.module import ReIDModule
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 
@@ -69,15 +67,7 @@ def test_native_and_manifest_give_the_same_49_pair_metrics(
     data = build_datamodule(cfg)
     torch.manual_seed(0)
     module = build_module(cfg, data)
-    ckpt = tmp_path / "m.ckpt"
-    torch.save(
-        {
-            "state_dict": module.state_dict(),
-            ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY: dict(module.hparams),
-            "pytorch-lightning_version": lightning.__version__,
-        },
-        ckpt,
-    )
+    ckpt = save_weights_checkpoint(module, tmp_path / "m.ckpt")
     native = evaluate(
         compose_cfg("eval.yaml", [*_eval_overrides(root, *native_data), f"ckpt_path={ckpt}"], tmp_path / "n")
     )

@@ -114,6 +114,37 @@ def test_sp_none_uses_shared_blocks_only(feats):
     )
 
 
+def test_common_mode_compares_the_common_modalities_or_else_every_cross_pair(feats):
+    """One feature per modality (stored as sh): RT->NT compares T alone (code mode adds R<->N), R->NT has no
+    common modality and compares R with N and T; everywhere else the plan is code mode's."""
+    pd = distances(feats, sp=False)
+    q, g = feats["q_sh"], feats["g_sh"]
+    expected = {
+        ("RT", "NT"): ([q[:, T]], [g[:, T]]),
+        ("RNT", "N"): ([q[:, N]], [g[:, N]]),
+        ("RN", "RT"): ([q[:, R]], [g[:, R]]),
+        ("R", "NT"): ([q[:, R], q[:, R]], [g[:, N], g[:, T]]),
+        ("RT", "N"): ([q[:, R], q[:, T]], [g[:, N], g[:, N]]),
+    }
+    for (q_subset, g_subset), (q_blocks, g_blocks) in expected.items():
+        torch.testing.assert_close(
+            pd.distance(q_subset, g_subset, "common").double(),
+            official_distance(q_blocks, g_blocks),
+            atol=1e-5,
+            rtol=0,
+        )
+    differ = set()
+    for q_subset, g_subset in all_pairs():
+        common, code = plan_pair(q_subset, g_subset, "common"), plan_pair(q_subset, g_subset, "code")
+        if common != code:
+            differ.add((q_subset, g_subset))
+            assert set(common.sh) < set(code.sh) and all(i == j for i, j in common.sh)
+    assert differ == {("RT", "NT"), ("NT", "RT"), ("RN", "NT"), ("NT", "RN"), ("RN", "RT"), ("RT", "RN")}
+    # decoupled features: the common modalities' specific and shared blocks, never a cross pair
+    plan = plan_pair("RT", "NT", "common")
+    assert (plan.sp, plan.sh) == ((T,), ((T, T),))
+
+
 def test_paper_mode_equals_direct_loop(feats):
     pd = distances(feats)
     cos = lambda a, b: float(F.cosine_similarity(a, b, dim=0))  # noqa: E731

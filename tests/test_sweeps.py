@@ -106,6 +106,68 @@ def test_multirun_over_loss_weights_runs_every_combination(weight_sweep: Path) -
     assert seen == {(0.5, 1.0), (0.5, 5.25), (1.5, 1.0), (1.5, 5.25)}
 
 
+def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((sweep_dir / "sweep_summary.csv").open()))
+
+
+def check_row_against_job(row: dict[str, str], sweep_dir: Path) -> None:
+    """A done job's summary row holds its overrides, the value it returned and every group of its metrics.json."""
+    job = sweep_dir / row["folder"]
+    assert row["status"] == "done" and row["job"] == row["folder"]
+    groups = json.loads((job / "metrics.json").read_text())["groups"]
+    assert groups and all(float(row[name]) == value for name, value in groups.items())  # repr round trip
+    assert float(row["val/score"]) == json.loads((job / "job_status.json").read_text())["value"]
+    for item in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()):
+        key, value = item.split("=", 1)
+        assert row[key] == value
+
+
+@pytest.mark.slow
+def test_multirun_leaves_a_ranked_summary_table(weight_sweep: Path) -> None:
+    rows = summary_rows(weight_sweep)
+    assert sorted(r["job"] for r in rows) == ["0", "1", "2", "3"] and [r["rank"] for r in rows] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
+    for row in rows:
+        check_row_against_job(row, weight_sweep)
+    scores = [float(r["val/score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    table = (weight_sweep / "sweep_summary.md").read_text()
+    assert "4 jobs (4 done), best first by val/score (higher is better)" in table
+    assert (
+        "| model.loss.rol_weight | model.loss.kdl_weight |" in table
+    )  # the swept keys; the rest listed above
+    assert "Same in every job: `experiment=synthetic`" in table and len(table.splitlines()) == 5 + 2 + 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("one_line", [True, False], ids=["error-line", "traceback"])
+def test_a_failed_job_is_in_the_table_of_its_sweep(one_line: bool, data_dir: Path, tmp_path: Path) -> None:
+    """Job 1 stops with a config error. As one ``error:`` line (the default) it ends the multirun at once, past
+    Hydra's job callbacks; as a traceback (HYDRA_FULL_ERROR=1) Hydra records the failed job and then raises.
+    Either way the table is written, with job 0's numbers and job 1 failed, and printed."""
+    sweep = tmp_path / "sweep"
+    env = {k: v for k, v in ENV.items() if k != "HYDRA_FULL_ERROR"} if one_line else ENV
+    out = cli(
+        "train",
+        "-m",
+        *overrides(data_dir, "test=true", f"hydra.sweep.dir={sweep}", "model.loss.rol_order=2,3"),
+        cwd=tmp_path,
+        env=env,
+        ok=False,
+    )
+    assert ("error: model.loss.rol_order=3" in out) == one_line
+    assert "Sweep summary: 2 jobs (1 done, 1 failed)" in out
+    done, failed = summary_rows(sweep)
+    check_row_against_job(done, sweep)
+    assert (failed["job"], failed["status"], failed["model.loss.rol_order"]) == ("1", "failed", "3")
+    why = "ended before the job finished" if one_line else "MDReIDError: model.loss.rol_order=3: use one of"
+    assert why in failed["note"] and failed["val/score"] == ""
+
+
 @pytest.mark.slow
 def test_ddp_spawn_multirun_runs_each_job_once(data_dir: Path, tmp_path: Path) -> None:
     """Two 2-process jobs: one sweep tree, no sweep re-launched in the child ranks. The second job drops
@@ -160,6 +222,13 @@ def test_optuna_search_optimises_the_returned_val_score(data_dir: Path, tmp_path
         scores += [float(r["val/score"]) for r in rows if r.get("val/score")]
     assert len(scores) == 2 and math.isfinite(best["best_value"])
     assert best["best_value"] == pytest.approx(max(scores), rel=1e-6)  # main() returned val/score
+    # the same table as a grid sweep, ranked by the value Optuna optimised (test=false: no metrics.json)
+    rows = summary_rows(sweep)
+    assert [r["status"] for r in rows] == ["done", "done"]
+    assert float(rows[0]["val/score"]) == best["best_value"] >= float(rows[1]["val/score"])
+    assert {r["model.loss.rol_weight"] for r in rows} == {
+        str(job_config(j)["model"]["loss"]["rol_weight"]) for j in job_dirs(sweep)
+    }
 
 
 @pytest.mark.slow

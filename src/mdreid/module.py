@@ -19,6 +19,7 @@ from mdreid.data.batch import Batch
 from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
+from mdreid.metrics.eval_options import build_metric
 from mdreid.modalities import MODALITIES
 from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.models.mdreid_net import MDReIDNet
@@ -62,10 +63,8 @@ class ReIDModule(L.LightningModule):
         self.objective = MDReIDObjective(typed_section(LossConfig, args["loss"], "model.loss"))
         self.lr_rules = typed_section(LrRules, args["optim"], "model.optim")
         self.schedule_cfg = typed_section(ScheduleConfig, args["schedule"], "model.schedule")
-        evaluation = dict(args["evaluation"] or {})
-        metric_kwargs = {k: evaluation[k] for k in ("pairs", "similarity", "max_rank") if k in evaluation}
-        self.val_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
-        self.test_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
+        self.val_metric = build_metric(args["evaluation"], junk)
+        self.test_metric = build_metric(args["evaluation"], junk)
         self._test_evaluation: Evaluation | None = None
         # set by ``check_cameras``: evaluation camera ids from here on get no camera embedding
         self.known_cameras: int | None = None

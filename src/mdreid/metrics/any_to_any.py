@@ -101,8 +101,9 @@ class AnyToAnyReID(Metric):
 
     Args:
         pairs: ``"all"`` (49 pairs), ``"paper"`` or an explicit list (see ``resolve_pairs``).
-        similarity: ``"code"`` (default; the official construction, fixed) or ``"paper"`` (Eqs. 3-10);
-            see ``pair_similarity``.
+        similarity: ``"code"`` (default; the official construction, fixed), ``"paper"`` (Eqs. 3-10) or
+            ``"common"`` (one feature per modality, compared over the common modalities); see
+            ``pair_similarity``.
         junk: ``"camera"`` (RGBNT201, RGBNT100) or ``"scene"`` (MSVR310): gallery entries with the query's
             pid and camera / scene are removed before ranking.
         max_rank: length of the CMC curves (>= 10, since R10 is reported).

@@ -24,6 +24,13 @@ computes the 12 products once per query chunk and composes every requested pair 
   cos(sh_q^i, sh_g^j), ``Sim = (Sim_sp + Sim_sh) / 2`` (``Sim_sh`` alone when C is empty), and the
   distance is ``1 - Sim``.
 
+* ``"common"`` mode (docs/method.md D18), for a method without decoupled features, whose one feature per
+  modality is stored as ``sh`` (``sp`` None): with C non-empty, only the common modalities are compared,
+  ``sh^m <-> sh^m`` (and ``sp^m <-> sp^m`` if given) for m in C; with C empty (disjoint subsets such as
+  R -> NT) every cross pair ``sh^i <-> sh^j`` of Q x G, the only comparison left. The blocks are
+  concatenated and compared as in ``code`` mode. It equals ``code`` on every pair except the six where
+  both sides have an unmatched modality next to a common one (RT -> NT, ...), whose cross pair it drops.
+
 With ``sp`` None (a baseline with one token per modality) only the shared blocks are used; with ``sh``
 None only the specific ones, so a pair without a common modality cannot be compared.
 
@@ -45,7 +52,9 @@ from mdreid.metrics.functional import DEFAULT_CHUNK_ELEMENTS, default_chunk_rows
 from mdreid.modalities import NUM_MODALITIES, subset_indices
 from mdreid.runtime.errors import MDReIDError
 
-SIMILARITY_MODES: tuple[str, ...] = ("code", "paper")
+SIMILARITY_MODES: tuple[str, ...] = ("code", "paper", "common")
+# modes that compare one cosine of the concatenated blocks (``paper`` averages per-block cosines)
+CONCAT_MODES: tuple[str, ...] = ("code", "common")
 _EPS = 1e-12  # as F.normalize: a zero block is divided by eps instead of 0
 
 
@@ -69,6 +78,8 @@ def plan_pair(q_subset: str, g_subset: str, mode: str, has_sp: bool = True, has_
         u_q = [m for m in q_mods if m not in common]
         u_g = [m for m in g_mods if m not in common]
         sh = tuple((m, m) for m in common) + tuple((i, j) for i in u_q for j in u_g)
+    elif mode == "common":
+        sh = tuple((m, m) for m in common) or tuple((i, j) for i in q_mods for j in g_mods)
     else:
         sh = tuple((i, j) for i in q_mods for j in g_mods)
     plan = PairPlan(q_mods, g_mods, common if has_sp else (), sh if has_sh else ())
@@ -256,7 +267,7 @@ class PairDistances:
     ) -> Tensor:
         """The plan's distance chunk, written into ``out`` one pass per block."""
         blocks = list(self._blocks(plan, rows, dots))
-        if mode == "code":  # one cosine between the two concatenated vectors
+        if mode in CONCAT_MODES:  # one cosine between the two concatenated vectors
             out.copy_(blocks[0][1])
             for block in blocks[1:]:
                 out.add_(block[1])

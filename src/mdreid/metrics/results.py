@@ -40,7 +40,7 @@ class AnyToAnyResult:
     rows: list[dict]  # ROW_FIELDS, in the configured pair order
     cmc: dict[str, Tensor]  # "Q->G" -> [max_rank] CMC curve in percent (CPU, float64)
     groups: dict[str, float]  # groups.named_groups(rows)
-    similarity: str  # "code" or "paper"
+    similarity: str  # pair_similarity.SIMILARITY_MODES
     junk: str  # "camera" or "scene"
 
     def row(self, query: str, gallery: str) -> dict:

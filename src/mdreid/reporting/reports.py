@@ -125,12 +125,13 @@ def publish(
     prefix: str = "test",
     console: Console | None = None,
 ) -> dict[str, Path]:
-    """Print, write and log one evaluation; returns the written files by name."""
+    """Print, write and log one evaluation; returns the written files by name. Plots need the ``samples``;
+    the ranked lists among them also need the ``records`` (the images)."""
     print_result(result, console)
     warn_unscored(result)
     files = dict(zip(("metrics.json", "metrics.csv"), write_metrics(out_dir, result, header), strict=True))
     plots: dict[str, Path] = {}
-    if samples is not None and records is not None:
+    if samples is not None:
         plots = write_plots(
             result, samples, records, out_dir / "plots", similarity=result.similarity, junk=result.junk
         )

@@ -3,6 +3,7 @@ where the objects of the launching process never see the result)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,13 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.feature_file import FeatureSet, write_feature_file
+from mdreid.feature_file.schema import DEFAULT_NAME
 from mdreid.module import ReIDModule
 from mdreid.reporting.reports import publish
+from mdreid.runtime.errors import MDReIDError
+
+log = logging.getLogger(__name__)
 
 
 def selection_label(cfg: DictConfig) -> str:
@@ -33,18 +39,27 @@ def results_header(cfg: DictConfig, **extra: Any) -> dict[str, Any]:
 
 
 class PublishResults(Callback):
-    """On global rank 0 after testing: tables, metrics.json / metrics.csv, plots and W&B media."""
+    """On global rank 0 after testing: tables, metrics.json / metrics.csv, plots and W&B media, and with
+    ``save_features`` the scored features as ``features.safetensors`` (``mdreid.score`` reads it back)."""
 
-    def __init__(self, out_dir: str | Path, header: Mapping[str, Any], plots: bool = True) -> None:
+    def __init__(
+        self, out_dir: str | Path, header: Mapping[str, Any], plots: bool = True, save_features: bool = False
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.header = dict(header)
         self.plots = plots
+        self.save_features = save_features
         self.files: dict[str, Path] = {}
 
     @classmethod
     def from_config(cls, cfg: DictConfig, **header: Any) -> PublishResults:
-        """Into the run directory, with ``results_header(cfg, **header)``, plots as ``cfg.plots`` says."""
-        return cls(cfg.paths.output_dir, results_header(cfg, **header), plots=cfg.get("plots", True))
+        """Into the run directory, with ``results_header(cfg, **header)``, plots as ``cfg.plots`` says and
+        features saved as ``eval.save_features`` says."""
+        save_features = OmegaConf.select(cfg, "eval.save_features", default=False)
+        if not isinstance(save_features, bool):
+            raise MDReIDError(f"eval.save_features={save_features!r}: expected true or false")
+        header = results_header(cfg, **header)
+        return cls(cfg.paths.output_dir, header, plots=cfg.get("plots", True), save_features=save_features)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:
         evaluation = pl_module.test_evaluation
@@ -61,3 +76,9 @@ class PublishResults(Callback):
             samples=evaluation.samples if self.plots else None,
             records=records,
         )
+        if self.save_features:
+            saved = FeatureSet.from_samples(
+                evaluation.samples, evaluation.result.junk, dataset=header["dataset"], provenance=header
+            )
+            self.files[DEFAULT_NAME] = write_feature_file(self.out_dir / DEFAULT_NAME, saved)
+            log.info("%s: %s", DEFAULT_NAME, self.files[DEFAULT_NAME])

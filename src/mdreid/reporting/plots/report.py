@@ -38,7 +38,7 @@ def save_image(image: Image.Image, path: str | Path) -> Path:
 def write_plots(
     result: AnyToAnyResult,
     samples: Mapping[str, Tensor | None],
-    records: Sequence[Record],
+    records: Sequence[Record] | None,
     out_dir: str | Path,
     similarity: str = "code",
     junk: str = "camera",
@@ -48,8 +48,9 @@ def write_plots(
 ) -> dict[str, Path]:
     """heatmap_mAP/R1.png, cmc.png, ranked_<Q>-<G>.png per list pair and tsne.png; returns stem -> path.
 
-    Ranked lists need only the samples, so any pair works; one whose features cannot be compared (no
-    shared features and no common modality) or that has no scored query is skipped with a warning.
+    Ranked lists show the images, so they are drawn only with the ``records`` (saved features have none);
+    any pair works, and one whose features cannot be compared (no shared features and no common modality)
+    or that has no scored query is skipped with a warning.
     """
     out = Path(out_dir)
     written = {
@@ -58,7 +59,7 @@ def write_plots(
     }
     written["cmc"] = save_figure(cmc_figure(result), out / "cmc.png")
     has_sp, has_sh = samples.get("sp") is not None, samples.get("sh") is not None
-    for q, g in resolve_pairs(list(pairs_for_lists)):
+    for q, g in resolve_pairs(list(pairs_for_lists)) if records is not None else ():
         try:
             plan_pair(q, g, similarity, has_sp, has_sh)
         except MDReIDError as err:

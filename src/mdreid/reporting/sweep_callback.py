@@ -1,0 +1,77 @@
+"""Hydra callback that leaves a summary table at the root of every multirun (``reporting.sweep_table``).
+
+Each job records its state when it starts and ends (``job_status``), and the table is rewritten after every
+job, so an interrupted sweep still has one up to its last finished job. At the end of the sweep it is
+written once more and printed. A sweep Hydra stops early (a failed job makes the basic sweeper raise; a
+one-line ``error:`` exits at once) never reaches ``on_multirun_end``: the table is then written and printed
+on the way out of the process, with the job that was running marked failed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mdreid.runtime.job_status import mark_ended, mark_running
+
+log = logging.getLogger(__name__)
+
+
+def _is_multirun(config: DictConfig) -> bool:
+    return config.hydra.mode == RunMode.MULTIRUN
+
+
+class SweepSummary(Callback):
+    """Writes ``sweep_summary.csv`` / ``.md`` in ``hydra.sweep.dir``; jobs record ``job_status.json``."""
+
+    def __init__(self) -> None:
+        self._sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        atexit.register(self._on_exit)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _is_multirun(config):
+            mark_running(config.hydra.runtime.output_dir, config.get("optimized_metric"))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not _is_multirun(config):
+            return
+        try:
+            value, error = job_return.return_value, None
+        except Exception as err:  # Hydra re-raises a failed job's exception here
+            value, error = None, err
+        mark_ended(config.hydra.runtime.output_dir, error is None, value, error)
+        self._write(Path(config.hydra.sweep.dir).absolute(), show=False)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        atexit.unregister(self._on_exit)
+        self._write(Path(config.hydra.sweep.dir).absolute(), show=True)
+        self._sweep_dir = None
+
+    def _on_exit(self) -> None:
+        """The sweep ended without ``on_multirun_end``: this process runs no job any more."""
+        if self._sweep_dir is not None and self._sweep_dir.is_dir():
+            self._write(self._sweep_dir, show=True, ended_pids=(os.getpid(),))
+
+    @staticmethod
+    def _write(sweep_dir: Path, show: bool, ended_pids: tuple[int, ...] = ()) -> None:
+        # imported here: Hydra builds its callbacks for every command, --help included
+        from mdreid.reporting.sweep_table import print_table, write_summary
+
+        try:
+            table = write_summary(sweep_dir, ended_pids)
+        except Exception as err:  # a table must never turn a finished sweep into a failed one
+            log.warning("sweep summary not written in %s: %s", sweep_dir, err)
+            return
+        if show:
+            print_table(table)

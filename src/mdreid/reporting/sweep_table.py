@@ -1,0 +1,252 @@
+"""The table that ends a sweep: every job's overrides, status and named-setting metrics, best first.
+
+Built from the sweep folder alone, so the Hydra callback (after each job and at the end) and
+``python -m mdreid.sweep_summary DIR`` (an interrupted sweep) give the same table. A job folder is a child
+of the sweep folder whose ``.hydra/hydra.yaml`` says ``mode: MULTIRUN``; its status comes from
+``runtime.job_status`` and its metrics from its ``metrics.json`` (``groups``: the named settings of
+``metrics.groups``).
+
+Ranking: by the optimized metric (``optimized_metric``, e.g. ``val/score``: the value each job returned to the
+sweeper, higher first unless ``hydra.sweeper.direction`` is ``minimize``) when any job has it, otherwise by
+the matched RNT->RNT mAP of metrics.json, higher first. Jobs without a value come after the others, done
+before running before failed; ties keep the job order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+from mdreid.metrics.groups import MATCHED, pair_name
+from mdreid.runtime.atomic_io import atomic_write_text
+from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.job_status import DONE, FAILED, RUNNING, UNKNOWN, job_state
+
+CSV_NAME, MD_NAME = "sweep_summary.csv", "sweep_summary.md"
+FALLBACK_RANK = f"matched/{pair_name(*MATCHED[0])}/mAP"
+# the named settings shown in the Markdown and console tables (the CSV has every group of metrics.json)
+HEADLINE: tuple[str, ...] = tuple(
+    f"{group}/{metric}"
+    for group in (f"matched/{pair_name(*MATCHED[0])}", "missing/avg", "mismatched/avg4", "mismatched/avg42")
+    for metric in ("mAP", "R1")
+)
+_STATUS_ORDER = {DONE: 0, RUNNING: 1, FAILED: 2, UNKNOWN: 3}
+
+
+@dataclass
+class JobRow:
+    """One job of the sweep: its number, folder, overrides, status and numbers."""
+
+    num: int
+    folder: Path
+    overrides: dict[str, str]
+    status: str
+    value: float | None  # the optimized metric it returned, if any
+    metric: str | None  # the optimized metric's name
+    groups: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    direction: str = "maximize"
+
+
+@dataclass
+class SweepTable:
+    """The ranked jobs and the column they are ranked by."""
+
+    sweep_dir: Path
+    jobs: list[JobRow]
+    rank_by: str
+    descending: bool
+
+    def varying(self) -> list[str]:
+        """Override keys whose value is not the same in every job (all keys for a single job)."""
+        keys = list(dict.fromkeys(k for job in self.jobs for k in job.overrides))
+        if len(self.jobs) < 2:
+            return keys
+        return [k for k in keys if len({job.overrides.get(k) for job in self.jobs}) > 1]
+
+    def constant(self) -> dict[str, str]:
+        varying = set(self.varying())
+        return {k: v for k, v in self.jobs[0].overrides.items() if k not in varying} if self.jobs else {}
+
+    def group_keys(self) -> list[str]:
+        return list(dict.fromkeys(k for job in self.jobs for k in job.groups))
+
+    def value_of(self, job: JobRow) -> float | None:
+        return (
+            job.value
+            if self.rank_by == job.metric and job.metric is not None
+            else job.groups.get(self.rank_by)
+        )
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _multirun_job(folder: Path) -> dict[str, Any] | None:
+    """The ``hydra`` node of ``folder``'s saved config if it is a job of a multirun, else None."""
+    if not (folder / ".hydra" / "overrides.yaml").is_file():
+        return None
+    saved = _yaml(folder / ".hydra" / "hydra.yaml")
+    hydra = saved.get("hydra") if isinstance(saved, dict) else None
+    return hydra if isinstance(hydra, dict) and hydra.get("mode") == "MULTIRUN" else None
+
+
+def _read_job(folder: Path, hydra: dict[str, Any], ended_pids: Collection[int]) -> JobRow:
+    overrides = {}
+    for item in _yaml(folder / ".hydra" / "overrides.yaml") or []:
+        key, _, value = str(item).partition("=")
+        overrides[key] = value
+    num = (hydra.get("job") or {}).get("num")
+    num = num if isinstance(num, int) else -1
+    direction = (hydra.get("sweeper") or {}).get("direction", "maximize")
+    state = job_state(folder, ended_pids)
+    metric = state.metric or (_yaml(folder / ".hydra" / "config.yaml") or {}).get("optimized_metric")
+    groups: dict[str, float] = {}
+    note = state.note
+    if (folder / "metrics.json").is_file():
+        try:
+            payload = json.loads((folder / "metrics.json").read_text())
+            groups = {k: float(v) for k, v in payload["groups"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            note = "; ".join(filter(None, (note, "metrics.json unreadable")))
+    return JobRow(num, folder, overrides, state.status, state.value, metric, groups, note, str(direction))
+
+
+def build_table(sweep_dir: str | Path, ended_pids: Collection[int] = ()) -> SweepTable:
+    """Read every job of the sweep and rank them (see the module docstring)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise MDReIDError(f"{sweep_dir}: no such sweep folder")
+    found = ((folder, _multirun_job(folder)) for folder in sorted(sweep_dir.iterdir()) if folder.is_dir())
+    jobs = [_read_job(folder, hydra, ended_pids) for folder, hydra in found if hydra is not None]
+    jobs.sort(key=lambda j: (j.num, j.folder.name))
+    if not jobs:
+        raise MDReIDError(
+            f"{sweep_dir}: no multirun job folders (children whose .hydra/hydra.yaml says mode: MULTIRUN); "
+            "pass the sweep folder (hydra.sweep.dir) of a multirun"
+        )
+    objective = next((j for j in jobs if j.value is not None), None)
+    if objective is not None:
+        rank_by, descending = str(objective.metric), objective.direction != "minimize"
+    else:
+        rank_by, descending = FALLBACK_RANK, True
+    table = SweepTable(sweep_dir, jobs, rank_by, descending)
+
+    def key(job: JobRow) -> tuple:
+        value = table.value_of(job)
+        if value is None or math.isnan(value):
+            return (1, _STATUS_ORDER.get(job.status, 9), 0.0, job.num)
+        return (0, 0, -value if descending else value, job.num)
+
+    table.jobs.sort(key=key)
+    return table
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _metric_columns(table: SweepTable, groups: Sequence[str]) -> list[str]:
+    ranked = [table.rank_by] if table.rank_by not in groups else []
+    return [*ranked, *groups]
+
+
+def _metric(table: SweepTable, job: JobRow, column: str) -> float | None:
+    return table.value_of(job) if column == table.rank_by else job.groups.get(column)
+
+
+def to_csv(table: SweepTable) -> str:
+    """rank, job, status, every override key, the ranking column, every named setting, folder, note."""
+    keys = list(dict.fromkeys(k for job in table.jobs for k in job.overrides))
+    metrics = _metric_columns(table, table.group_keys())
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["rank", "job", "status", *keys, *metrics, "folder", "note"])
+    for rank, job in enumerate(table.jobs, 1):
+        values = [_metric(table, job, c) for c in metrics]
+        writer.writerow(
+            [rank, job.num, job.status, *(job.overrides.get(k, "") for k in keys)]
+            + ["" if v is None else repr(v) for v in values]
+            + [job.folder.name, job.note]
+        )
+    return buf.getvalue()
+
+
+def _headline(table: SweepTable) -> list[str]:
+    present = set(table.group_keys())
+    return _metric_columns(table, [k for k in HEADLINE if k in present])
+
+
+def _ranking_line(table: SweepTable) -> str:
+    order = "higher" if table.descending else "lower"
+    counts = {s: sum(j.status == s for j in table.jobs) for s in _STATUS_ORDER}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return f"{len(table.jobs)} jobs ({summary}), best first by {table.rank_by} ({order} is better)"
+
+
+def to_markdown(table: SweepTable) -> str:
+    """The headline columns as a Markdown table, with the overrides common to every job above it."""
+    varying, metrics = table.varying(), _headline(table)
+    lines = [f"# Sweep summary: {table.sweep_dir}", "", _ranking_line(table) + "."]
+    constant = table.constant()
+    if constant:
+        lines.append("Same in every job: " + ", ".join(f"`{k}={v}`" for k, v in constant.items()) + ".")
+    header = ["rank", "job", "status", *varying, *metrics, "note"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, job in enumerate(table.jobs, 1):
+        cells = [str(rank), str(job.num), job.status, *(job.overrides.get(k, "") for k in varying)]
+        cells += [_fmt(_metric(table, job, c), 2) for c in metrics] + [job.note.replace("|", "\\|")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _short(column: str) -> str:
+    """``matched/RNT->RNT/mAP`` -> ``RNT->RNT mAP``, ``missing/avg/R1`` -> ``missing avg R1``: narrow headers."""
+    return column.removeprefix("matched/").replace("/", " ")
+
+
+def to_rich(table: SweepTable) -> Table:
+    varying, metrics = table.varying(), _headline(table)
+    out = Table(title=f"Sweep summary: {_ranking_line(table)}")
+    for name in ["rank", "job", "status", *varying]:
+        out.add_column(name)
+    for name in metrics:
+        out.add_column(_short(name), justify="right")
+    for rank, job in enumerate(table.jobs, 1):
+        cells = [str(rank), str(job.num), job.status, *(job.overrides.get(k, "") for k in varying)]
+        out.add_row(*cells, *(_fmt(_metric(table, job, c), 2) or "-" for c in metrics))
+    return out
+
+
+def print_table(table: SweepTable, console: Console | None = None) -> None:
+    """The console table; off a terminal (a log file) at its full width instead of an 80-column squeeze."""
+    console = console or Console()
+    rich_table = to_rich(table)
+    if not console.is_terminal:
+        natural = Measurement.get(console, console.options.update_width(10_000), rich_table).maximum
+        console = Console(file=console.file, width=max(console.width, natural))
+    console.print(rich_table)
+    console.print(f"sweep summary: {table.sweep_dir / CSV_NAME}, {table.sweep_dir / MD_NAME}")
+
+
+def write_summary(sweep_dir: str | Path, ended_pids: Collection[int] = ()) -> SweepTable:
+    """Build the table and write sweep_summary.csv and sweep_summary.md at the sweep folder's root, atomically."""
+    table = build_table(sweep_dir, ended_pids)
+    atomic_write_text(table.sweep_dir / CSV_NAME, to_csv(table))
+    atomic_write_text(table.sweep_dir / MD_NAME, to_markdown(table))
+    return table

@@ -1,0 +1,73 @@
+"""Scoring saved features: ``python -m mdreid.score FILE [eval.similarity=common] [eval.pairs=...]``.
+
+FILE is a feature file (docs/feature_files.md) from ``mdreid.eval eval.save_features=true`` or from any other
+method. It is scored by the metric mdreid.eval uses, built from the same ``eval`` config section, and
+published the same way: the 7x7 tables, the named settings, metrics.json / metrics.csv and the plots (all but
+the ranked lists, which need the images), in the run folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mdreid.runtime.config import config_dir
+from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.runtime.output_dir import check_writable, keep_caches_in
+
+
+def score(cfg: DictConfig) -> dict[str, float]:
+    """Score ``cfg.file`` with the ``eval`` section's metric; publish like eval. Returns the test scalars."""
+    if OmegaConf.is_missing(cfg, "file"):
+        raise MDReIDError("no feature file given: python -m mdreid.score FILE [overrides] (or file=PATH)")
+    out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
+    evaluation_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
+    if evaluation_cfg.get("save_features"):
+        raise MDReIDError("eval.save_features=true: score reads saved features and writes none; drop it")
+    keep_caches_in(out_dir)
+    # imported here, not at the top, so that `--help` and Hydra's config errors need not load torch
+    from mdreid.feature_file import read_feature_file
+    from mdreid.metrics.eval_options import build_metric
+    from mdreid.reporting.reports import publish
+    from mdreid.runtime.hydra import configure_threads
+
+    configure_threads(cfg)
+    features = read_feature_file(cfg.file)
+    metric = build_metric(evaluation_cfg, junk=features.junk)
+    metric.update(**features.metric_inputs())
+    evaluation = metric.evaluate()
+    header = {
+        "task_name": cfg.task_name,
+        "file": str(Path(cfg.file).expanduser().absolute()),
+        "dataset": features.dataset,
+        "method": features.method,
+        "source": features.provenance,
+    }
+    publish(evaluation.result, out_dir, header, samples=evaluation.samples if cfg.plots else None)
+    return evaluation.result.scalars("test")
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="score.yaml")
+@cli_errors
+def _main(cfg: DictConfig) -> None:
+    score(cfg)
+
+
+def file_argument(args: list[str]) -> list[str]:
+    """The command line with a leading ``FILE`` turned into the override ``file='FILE'`` (quoted, so spaces,
+    commas and brackets in the path survive Hydra's override grammar); other arguments are kept as they are."""
+    if not args or args[0].startswith(("-", "+", "~")) or ("=" in args[0] and not Path(args[0]).exists()):
+        return args
+    return [f"file='{args[0].replace(chr(39), chr(92) + chr(39))}'", *args[1:]]
+
+
+def main() -> None:
+    sys.argv[1:] = file_argument(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()
