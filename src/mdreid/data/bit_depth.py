@@ -81,32 +81,38 @@ class BitDepthRule:
         lo, hi = self.range  # type: ignore[misc]
         return f"fixed range [{lo:g}, {hi:g}] to 0..255"
 
-    def check(self, values: np.ndarray) -> str | None:
-        """Why the rule cannot map these samples (non-finite, or outside the fixed range); None if it can."""
+    def _problem(self, values: np.ndarray) -> tuple[str, str] | None:
+        """(what is wrong, the fix) when the rule cannot map these samples; None if it can."""
         finite = np.isfinite(values)
         if not finite.all():
             nan = int(np.isnan(values).sum())
             return (
-                f"{nan} NaN and {int((~finite).sum()) - nan} infinite sample(s); a float image must hold finite "
-                "values (e.g. degrees Celsius): fix the export of that file"
+                f"{nan} NaN and {int((~finite).sum()) - nan} infinite sample(s)",
+                "a float image must hold finite values (e.g. degrees Celsius): re-export that file",
             )
         if self.mode == "range":
             lo, hi = self.range  # type: ignore[misc]
             low, high = float(values.min()), float(values.max())
             if low < lo or high > hi:
                 return (
-                    f"samples span {low:g}..{high:g}, outside {KEY}.range=[{lo:g}, {hi:g}]; widen the range "
-                    f"to cover every file, or use {KEY}.mode=stretch (`python -m mdreid.data verify` lists "
-                    "every such file)"
+                    f"samples span {low:g}..{high:g}, outside {KEY}.range=[{lo:g}, {hi:g}]",
+                    f"widen the range to cover every file, or use {KEY}.mode=stretch",
                 )
         return None
+
+    def check(self, values: np.ndarray) -> str | None:
+        """Why the rule cannot map these samples (non-finite, or outside the fixed range); None if it can."""
+        problem = self._problem(values)
+        return None if problem is None else problem[0]
 
     def to_8bit(self, samples: np.ndarray, path: str) -> np.ndarray:
         """``samples`` (any real dtype) mapped to uint8 by the rule; ``path`` names the file in errors."""
         values = np.asarray(samples, dtype=np.float64)
-        problem = self.check(values)
+        problem = self._problem(values)
         if problem is not None:
-            raise MDReIDError(f"{path}: {problem}")
+            raise MDReIDError(
+                f"{path}: {problem[0]}; {problem[1]} (`python -m mdreid.data verify` lists every such file)"
+            )
         if self.mode == "stretch":
             lo, hi = float(values.min()), float(values.max())
             if hi == lo:  # a constant image: every sample is its own minimum, which maps to 0
