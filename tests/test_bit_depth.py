@@ -3,6 +3,7 @@ datasets training and evaluation read; 8-bit files are read byte for byte as bef
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,11 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.bit_depth import BitDepthRule, open_rgb
+from mdreid.data.readers import load_benchmark
+from mdreid.data.readers.manifest import load_manifest, write_manifest
 from mdreid.data.records import Benchmark, Record
+from mdreid.data.synthetic.generate import generate
+from mdreid.data.synthetic.high_bit_copy import high_bit_copy
 from mdreid.data.transforms import TripletTransform
 from mdreid.data.triplet_dataset import EvalTripletDataset, read_modalities
 from mdreid.runtime.errors import MDReIDError
+from mdreid.train import train
 
 SIZE = (24, 16)  # height, width of the test images
 
@@ -180,3 +187,134 @@ def test_the_evaluation_dataset_feeds_the_rule_s_values_to_the_model(
 def test_config_errors_name_the_key(cfg: dict, message: str) -> None:
     with pytest.raises(MDReIDError, match=re.escape(message)):
         BitDepthRule.from_config(cfg)
+
+
+def _thermal_manifest(folder: Path, samples: dict[str, np.ndarray]) -> Path:
+    """Two 8-bit JPEGs, a 16-bit PNG, a float TIFF (degrees C), a constant 16-bit PNG and a float TIFF with a NaN."""
+    rng = np.random.default_rng(5)
+    for name in ("a.jpg", "b.jpg"):
+        save(folder / name, rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8))
+    save(folder / "n16.png", samples["uint16"])
+    save(folder / "t.tif", samples["float32"])
+    save(folder / "const.png", np.full(SIZE, 31000, dtype=np.uint16))
+    nan = samples["float32"].copy()
+    nan[0, 0] = np.nan
+    save(folder / "nan.tif", nan)
+    manifest = folder / "m.csv"
+    manifest.write_text(
+        "split,pid,camid,rgb,nir,tir\n"
+        "train,1,0,a.jpg,n16.png,t.tif\n"
+        "train,2,0,b.jpg,const.png,\n"
+        "query,1,1,,,nan.tif\n"
+        "gallery,1,0,a.jpg,,\n"
+    )
+    return manifest
+
+
+def test_verify_and_stats_say_which_rule_maps_how_many_files(
+    tmp_path: Path, samples: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mdreid.data.cli import main
+
+    manifest = str(_thermal_manifest(tmp_path, samples))
+    assert main(["verify", "--dataset", "manifest", "--root", manifest]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["1 of 6 files are bad:", f"  {tmp_path / 'nan.tif'}: 1 NaN and 0 infinite sample(s)"]
+    assert lines[-1] == (
+        "2 8-bit files read as they are; 4 16-bit or float files mapped by min-max stretch per image to 0..255 "
+        "(data.high_bit_depth.mode=stretch), 1 of them constant (mapped to 0)"
+    )  # a manifest may hold PNG and TIFF files and 16-bit or float samples: nothing is flagged
+    args = [
+        "verify",
+        "--dataset",
+        "manifest",
+        "--root",
+        manifest,
+        "--high-bit-depth",
+        "range",
+        "--range",
+        "0",
+        "65535",
+    ]
+    assert main(args) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2 of 6 files are bad:"
+    low, high = float(samples["float32"].min()), float(samples["float32"].max())
+    assert (
+        f"  {tmp_path / 't.tif'}: samples span {low:g}..{high:g}, outside data.high_bit_depth.range=[0, 65535]"
+        in lines
+    )
+    assert lines[-1].startswith(
+        "2 8-bit files read as they are; 4 16-bit or float files mapped by fixed range [0, 65535]"
+    )
+    assert main(["stats", "--dataset", "manifest", "--root", manifest]) == 0
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith("2 8-bit files read as they are; 4 16-bit or float")
+    )
+    assert main(["stats", "--dataset", "manifest", "--root", manifest, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == {
+        "8-bit": 2,
+        "16-bit or float": 4,
+        "unreadable": 0,
+        "high_bit_depth": "min-max stretch per image to 0..255",
+    }
+    (tmp_path / "n16.png").rename(tmp_path / "n16.jpg")  # a renamed file is still flagged in a manifest
+    Path(manifest).write_text(Path(manifest).read_text().replace("n16.png", "n16.jpg"))
+    assert main(["verify", "--dataset", "manifest", "--root", manifest]) == 1
+    assert "  n16.jpg: PNG file named .jpg" in capsys.readouterr().out.splitlines()
+
+
+@pytest.fixture(scope="module")
+def grey_copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny synthetic RGBNT201 manifest and its grey 8-bit and 16-bit (v * 257) NIR/TIR copies."""
+    root = tmp_path_factory.mktemp("grey")
+    generate("rgbnt201", root, ids=8, seed=0, preset="tiny")
+    original = write_manifest(load_benchmark("rgbnt201", root), root / "m.csv")
+    return {kind: high_bit_copy(original, root / kind / "m.csv", kind) for kind in ("grey8", "grey16")}
+
+
+def test_a_16bit_copy_of_a_dataset_loads_the_8bit_tensors(grey_copies: dict[str, Path]) -> None:
+    """Under range [0, 65535] every tensor equals the 8-bit copy's; under the default stretch exactly those
+    whose grey image spans 0..255 do (the others gain contrast: min -> 0, max -> 255)."""
+    eight, sixteen = (load_manifest(grey_copies[k]) for k in ("grey8", "grey16"))
+    transform = TripletTransform(SIZE, train=False)
+    reference = EvalTripletDataset(eight, transform)
+    same_range = EvalTripletDataset(sixteen, transform, BitDepthRule("range", (0, 65535)))
+    stretched = EvalTripletDataset(sixteen, transform)
+    spans, equal = 0, 0
+    for i in range(len(reference)):
+        want = reference[i]
+        assert all(torch.equal(want[k], same_range[i][k]) for k in ("RGB", "NI", "TI")), i
+        assert torch.equal(want["RGB"], stretched[i]["RGB"])
+        for key, path in (("NI", reference.records[i].paths[1]), ("TI", reference.records[i].paths[2])):
+            grey = np.asarray(Image.open(path))
+            full = grey.min() == 0 and grey.max() == 255
+            spans += full
+            equal += torch.equal(want[key], stretched[i][key])
+            if full:
+                assert torch.equal(want[key], stretched[i][key])
+    assert equal == spans < 2 * len(reference)  # the synthetic images rarely span 0..255
+
+
+@pytest.mark.slow
+def test_training_on_the_16bit_copy_scores_as_on_the_8bit_one(
+    grey_copies: dict[str, Path], tmp_path: Path
+) -> None:
+    """One short train + test per copy: identical metrics under range [0, 65535], since the model sees the same
+    tensors; the stretch's numbers are compared over seeds in docs/results.md."""
+    metrics = {}
+    for kind, extra in (
+        ("grey8", []),
+        ("grey16", ["data.high_bit_depth.mode=range", "data.high_bit_depth.range=[0,65535]"]),
+    ):
+        data = [
+            "data.dataset=manifest",
+            f"data.manifest={grey_copies[kind]}",
+            "data.synth=null",
+            "plots=false",
+        ]
+        overrides = [*TINY_OVERRIDES, f"paths.data_dir={tmp_path}", *data, "trainer.max_epochs=1", *extra]
+        metrics[kind] = train(compose_cfg("train.yaml", overrides, tmp_path / kind))
+    assert metrics["grey8"] == metrics["grey16"] and metrics["grey8"]["test/score"] > 0
