@@ -2,7 +2,7 @@
 
 PIL's ``convert("RGB")`` clips every sample above 255, so a 16-bit thermal image would silently turn white.
 One rule (``data.high_bit_depth``, docs/datasets.md "High-bit-depth images") maps such images to 0..255 in
-training, evaluation, plots and whatever preprocesses images for an exported model (:func:`open_rgb`):
+training and evaluation, and for an exported model's preprocessing (:func:`open_rgb`); plots use the default:
 
 - ``stretch`` (default): per image, the smallest sample maps to 0 and the largest to 255, linearly. A
   constant image has no span to divide by and maps to 0 everywhere (its smallest sample's value).
