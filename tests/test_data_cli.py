@@ -74,7 +74,20 @@ def test_stats_json_matches_the_published_counts(
     code, out, err = run_cli(["stats", "--dataset", dataset, "--root", str(replica_root), "--json"], capsys)
     assert code == 0 and err == ""
     stats = json.loads(out)  # exactly one JSON object on stdout
-    assert list(stats) == ["train", "query", "gallery"]
+    assert list(stats) == ["train", "query", "gallery", "files"]
+    files = stats.pop("files")
+    assert files == {
+        "8-bit": files["8-bit"],
+        "16-bit or float": 0,
+        "unreadable": 0,
+        "high_bit_depth": "min-max stretch per image to 0..255",
+    }
+    distinct = {
+        "rgbnt201": (3951 + 836) * 3,
+        "rgbnt100": 8675 + 1715 + 8575,
+        "msvr310": (1032 + 591 + 1055) * 3,
+    }
+    assert files["8-bit"] == distinct[dataset]  # every file once (RGBNT100: one strip per triplet)
     assert {k: (v["ids"], v["images"], v["cameras"]) for k, v in stats.items()} == expected
     if dataset == "msvr310":
         assert stats["train"]["scenes"] == 30 and stats["gallery"]["scenes"] == 30
@@ -90,6 +103,10 @@ def test_stats_table(replica_root: Path, capsys: pytest.CaptureFixture[str]) -> 
     rows = {parts[1]: line for line in out.splitlines() if len(parts := line.split()) > 1}
     assert "155" in rows["train"] and "1,032" in rows["train"] and "bounding_box_train" in rows["train"]
     assert "52" in rows["query"] and "591" in rows["query"] and "query3" in rows["query"]
+    assert out.splitlines()[-1] == (
+        f"{(1032 + 591 + 1055) * 3} 8-bit files read as they are; 0 16-bit or float files mapped by min-max "
+        "stretch per image to 0..255 (data.high_bit_depth.mode=stretch)"
+    )
 
 
 def test_stats_json_through_python_dash_m(tmp_path: Path) -> None:
@@ -197,6 +214,8 @@ def test_verify_all_good_reports_the_real_format(
         f"{files} files read:",
         f"  {kind}",
         f"  {sizes}",
+        f"{files} 8-bit files read as they are; 0 16-bit or float files mapped by min-max stretch per image "
+        "to 0..255 (data.high_bit_depth.mode=stretch)",
         f"all {files} files decode and look like benchmark images",
     ]
 
@@ -230,16 +249,18 @@ def test_verify_flags_files_a_benchmark_cannot_contain(
     assert code == 1
     lines = out.splitlines()
     assert "files are bad" not in out  # all of them decode
-    assert lines[:6] == [
+    assert lines[:7] == [
         "24 files read:",
         "  GIF P 8-bit: 1",
         "  JPEG RGB 8-bit: 21",
         "  PNG I;16 16-bit: 1",
         "  PNG RGB 8-bit: 1",
         "  width 1..4000, height 1..64",
+        "23 8-bit files read as they are; 1 16-bit or float files mapped by min-max stretch per image to 0..255 "
+        "(data.high_bit_depth.mode=stretch)",
     ]
-    assert lines[6] == "5 of 24 files are flagged:"
-    assert sorted(lines[7:]) == sorted(f"  {rel}: {reason}" for rel, (_, reason) in replaced.items())
+    assert lines[7] == "5 of 24 files are flagged:"
+    assert sorted(lines[8:]) == sorted(f"  {rel}: {reason}" for rel, (_, reason) in replaced.items())
 
 
 def test_verify_finds_a_truncated_jpeg(
@@ -270,7 +291,7 @@ def test_verify_flags_rgbnt100_files_that_are_not_768x128(
     assert code == 1
     lines = out.splitlines()
     assert lines[:2] == ["1 of 10 files are bad:", f"  {small}: size 256x128, expected 768x128"]
-    assert lines[-1] == "  width 256..768, height 128..128"  # it decodes: counted, and nothing is flagged
+    assert lines[-2] == "  width 256..768, height 128..128"  # it decodes: counted, and nothing is flagged
 
 
 @pytest.mark.parametrize(

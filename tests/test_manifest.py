@@ -80,9 +80,9 @@ def test_native_and_manifest_give_the_same_49_pair_metrics(
     assert len(rows) == 49 and rows == json.loads((tmp_path / "n" / "metrics.json").read_text())["rows"]
 
 
-def _write(path: Path, rows: list[dict[str, str]]) -> Path:
+def _write(path: Path, rows: list[dict[str, str]], extra: tuple[str, ...] = ()) -> Path:
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["split", "pid", "camid", "rgb", "nir", "tir"])
+        writer = csv.DictWriter(fh, fieldnames=["split", "pid", "camid", "rgb", "nir", "tir", *extra])
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -110,6 +110,80 @@ def test_every_problem_is_reported_at_once_with_row_numbers(copies: dict[str, Pa
     skipped = load_manifest(path, on_missing="skip", on_bad_name="skip")
     assert [r.present for r in skipped.query] == [(True, False, True)]  # only the missing modality dropped
     assert len(skipped.train) == 4
+
+
+def _absolute_rows(manifest: Path) -> list[dict[str, str]]:
+    base = manifest.parent
+    return [
+        {**r, **{c: str(base / r[c]) for c in ("rgb", "nir", "tir")}} for r in csv.DictReader(manifest.open())
+    ]
+
+
+def test_extra_columns_are_ignored_with_one_note(copies: dict[str, Path], tmp_path: Path, caplog) -> None:
+    """A user's timestamp and site columns change nothing, are named once, and on_bad_name=skip keeps all rows."""
+    rows = _absolute_rows(copies["rgbnt201"])
+    plain = load_manifest(_write(tmp_path / "plain.csv", rows))
+    stamped = [
+        {**r, "timestamp": f"2026-01-01T00:00:{i % 60:02d}", "site": "gate 3"} for i, r in enumerate(rows)
+    ]
+    path = _write(tmp_path / "extra.csv", stamped, ("timestamp", "site"))
+    for policy in ("error", "skip"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mdreid.data.readers"):
+            bench = load_manifest(path, on_bad_name=policy)
+        assert (bench.train, bench.query, bench.gallery) == (plain.train, plain.query, plain.gallery)
+        notes = [r.getMessage() for r in caplog.records]
+        assert notes == [
+            f"{path}: ignoring column(s) timestamp, site; mdreid reads only "
+            "split, pid, camid, sceneid, rgb, nir, tir, stitched"
+        ]
+    jsonl = tmp_path / "extra.jsonl"  # JSON Lines: keys may differ per row, still one note for all
+    jsonl.write_text(
+        "".join(
+            json.dumps({**r, **({"site": "a"} if i % 2 else {"note": 1})}) + "\n" for i, r in enumerate(rows)
+        )
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mdreid.data.readers"):
+        assert load_manifest(jsonl).train == plain.train
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        f"{jsonl}: ignoring column(s) note, site"
+    ]
+
+
+def test_a_known_column_in_other_case_is_an_error_not_ignored(
+    copies: dict[str, Path], tmp_path: Path
+) -> None:
+    rows = [
+        {**{k: v for k, v in r.items() if k != "tir"}, "TIR": r["tir"]}
+        for r in _absolute_rows(copies["rgbnt201"])
+    ]
+    path = tmp_path / "upper.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["split", "pid", "camid", "rgb", "nir", "TIR"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(MDReIDError, match=r"column\(s\) 'TIR' \(use 'tir'\): column names are lowercase"):
+        load_manifest(path)
+
+
+def test_a_repeated_problem_is_reported_once_with_its_count_and_first_rows(
+    copies: dict[str, Path], tmp_path: Path
+) -> None:
+    rows = _absolute_rows(copies["rgbnt201"])
+    train = [r for r in rows if r["split"] == "train"]
+    bad = [{**r, "split": "val"} for r in rows * 4][:118]  # rejected before the duplicate check
+    # rows 2.. are the training rows; the 118 "val" rows follow, then a non-integer pid
+    path = _write(tmp_path / "many.csv", [*train, *bad, {**train[0], "pid": "x", "split": "query"}])
+    first = len(train) + 2
+    with pytest.raises(MDReIDError) as info:
+        load_manifest(path)
+    msg = str(info.value)
+    assert (
+        f"119 bad row(s): rows {first}, {first + 1}, {first + 2} (+115 more): split='val' is not one of "
+        f"train, query, gallery, test; row {first + 118}: pid='x' is not an integer; fix the manifest"
+    ) in msg
+    assert msg.count("split='val'") == 1 and len(msg) < 600
 
 
 def test_unmatched_query_identities_are_counted(copies: dict[str, Path], tmp_path: Path, caplog) -> None:

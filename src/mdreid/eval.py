@@ -11,6 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import cli_errors
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
@@ -58,6 +59,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
+@checked_overrides
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval.yaml")
 @cli_errors
 def main(cfg: DictConfig) -> None:

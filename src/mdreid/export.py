@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.runtime.atomic_io import atomic_write
+from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.output_dir import keep_caches_in
@@ -139,6 +140,7 @@ def export(cfg: DictConfig) -> Path:
     return out
 
 
+@checked_overrides
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export.yaml")
 @cli_errors
 def main(cfg: DictConfig) -> None:

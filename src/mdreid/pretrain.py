@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdreid.checkpoints import resolve_checkpoint
 from mdreid.models.clip_weights import save_visual_weights
 from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
@@ -108,6 +109,7 @@ def run(cfg: DictConfig) -> None:
         pretrain(cfg)
 
 
+@checked_overrides
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="pretrain.yaml")
 def main(cfg: DictConfig) -> None:
     run(cfg)

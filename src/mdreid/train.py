@@ -11,6 +11,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import cli_errors
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
@@ -102,6 +103,7 @@ def run(cfg: DictConfig) -> float | None:
     return metrics.get(name) if name else None
 
 
+@checked_overrides
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     return run(cfg)

@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 
-from PIL import ImageFile
+from PIL import Image, ImageFile
 
-from mdreid.data.image_check import ImageInfo, image_flags, read_info, summary_lines
+from mdreid.data.bit_depth import RULE_MODES, BitDepthRule, is_high_bit
+from mdreid.data.image_check import ImageInfo, depth_line, image_flags, read_info, summary_lines
 from mdreid.data.readers import DATASETS, SOURCES, load_benchmark, split_folders
 from mdreid.data.readers.common import POLICIES
 from mdreid.data.readers.manifest import write_manifest
@@ -63,17 +64,52 @@ def _print_table(title: str, stats: dict[str, dict[str, int | str]]) -> None:
     Console().print(table)
 
 
+def _rule(args: argparse.Namespace) -> BitDepthRule:
+    """The high-bit-depth rule of ``--high-bit-depth`` / ``--range`` (training's ``data.high_bit_depth``)."""
+    return BitDepthRule.from_config({"mode": args.high_bit_depth, "range": args.range})
+
+
 def _load(args: argparse.Namespace) -> Benchmark:
     return load_benchmark(args.dataset, args.root, on_missing=args.on_missing, on_bad_name=args.on_bad_name)
 
 
+def _files(bench: Benchmark) -> dict[str, tuple[int, int] | None]:
+    """Every image file of the benchmark once, with the size it must have (the stitched strips) or None."""
+    records = chain(bench.train, bench.query, bench.gallery)
+    return {p: (STITCHED_SIZE if r.stitched else None) for r in records for p in r.paths if p}
+
+
+def _header_mode(path: str) -> str | None:
+    """The Pillow mode from the file's header (no pixel decoding), None when it cannot be opened."""
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except Exception:  # noqa: BLE001 - whatever PIL raises; `verify` names the error
+        return None
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
+    rule = _rule(args)
     bench = _load(args)
-    stats = benchmark_stats(bench)
+    stats: dict[str, dict[str, int | str]] = benchmark_stats(bench)
+    files = sorted(_files(bench))
+    modes = [_header_mode(p) for p in files]
+    readable = [m for m in modes if m is not None]
+    unreadable = len(modes) - len(readable)
     if args.json:
+        high = sum(is_high_bit(m) for m in readable)
+        stats["files"] = {
+            "8-bit": len(readable) - high,
+            "16-bit or float": high,
+            "unreadable": unreadable,
+            "high_bit_depth": rule.describe(),
+        }
         print(json.dumps(stats))
-    else:
-        _print_table(f"{bench.name} at {bench.root}", stats)
+        return 0
+    _print_table(f"{bench.name} at {bench.root}", stats)
+    print(depth_line(readable, rule))
+    if unreadable:
+        print(f"{unreadable} of {len(files)} files cannot be opened: `verify` names them")
     return 0
 
 
@@ -88,25 +124,29 @@ def _strict_decoding() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def check_image(path: str, expected_size: tuple[int, int] | None) -> tuple[ImageInfo | None, str | None]:
-    """What ``path`` really is (None if undecodable) and why it is unusable (decode error or wrong size)."""
+def check_image(
+    path: str, expected_size: tuple[int, int] | None, rule: BitDepthRule | None = None
+) -> tuple[ImageInfo | None, str | None]:
+    """What ``path`` really is (None if undecodable) and why it is unusable (decode error, wrong size, or
+    16-bit / float samples that ``rule`` cannot map: NaN, or outside its fixed range)."""
     try:
-        info = read_info(path)
+        info = read_info(path, rule)
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         return None, f"{type(err).__name__}: {err}"
     if expected_size is not None and (info.width, info.height) != expected_size:
         return info, f"size {info.width}x{info.height}, expected {expected_size[0]}x{expected_size[1]}"
-    return info, None
+    return info, info.unmappable
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import track
 
+    rule = _rule(args)
     bench = _load(args)
-    records = chain(bench.train, bench.query, bench.gallery)
-    files = {p: (STITCHED_SIZE if r.stitched else None) for r in records for p in r.paths if p}
-    base = os.path.dirname(bench.root) if bench.name == "manifest" else args.root
+    files = _files(bench)
+    own_data = bench.name == "manifest"
+    base = os.path.dirname(bench.root) if own_data else args.root
     bad: list[tuple[str, str]] = []
     infos: list[ImageInfo] = []
     flagged: list[tuple[str, list[str]]] = []
@@ -114,12 +154,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for path in track(
             sorted(files), description="decoding", console=Console(stderr=True), transient=True
         ):
-            info, problem = check_image(path, files[path])
+            info, problem = check_image(path, files[path], rule)
             if problem is not None:
                 bad.append((path, problem))
             if info is not None:
                 infos.append(info)
-                if flags := image_flags(path, info):
+                if flags := image_flags(path, info, own_data):
                     flagged.append((os.path.relpath(path, base), flags))
     if bad:
         print(f"{len(bad)} of {len(files)} files are bad:")
@@ -127,6 +167,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  {path}: {problem}")
     for line in summary_lines(infos):
         print(line)
+    if infos:
+        print(depth_line([i.mode for i in infos], rule, sum(i.constant for i in infos)))
     if flagged:
         print(f"{len(flagged)} of {len(files)} files are flagged:")
         for path, flags in flagged:
@@ -173,13 +215,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-bad-name", choices=POLICIES, default="error", help=".jpg files breaking the name rule"
     )
 
-    stats = commands.add_parser("stats", parents=[reading], help="ids, images, cameras (scenes) per split")
+    depth = argparse.ArgumentParser(add_help=False)
+    depth.add_argument(
+        "--high-bit-depth",
+        choices=RULE_MODES,
+        default="stretch",
+        help="how 16-bit and float images map to 0..255, as data.high_bit_depth.mode in training",
+    )
+    depth.add_argument(
+        "--range",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="the sample values that map to 0 and 255 with --high-bit-depth range",
+    )
+
+    stats = commands.add_parser(
+        "stats",
+        parents=[reading, depth],
+        help="ids, images, cameras (scenes) per split, and how many files the high-bit-depth rule maps",
+    )
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     stats.set_defaults(run=cmd_stats)
 
     verify = commands.add_parser(
         "verify",
-        parents=[reading],
+        parents=[reading, depth],
         help="decode every image, report its real format; exit 1 if any is bad or flagged",
     )
     verify.set_defaults(run=cmd_verify)

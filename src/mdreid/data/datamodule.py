@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mdreid.data.bit_depth import BitDepthRule
 from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.pk_sampler import PKSampler, check_pk_batch
@@ -61,6 +62,8 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         synth: ``{"like", "preset", "ids", "seed"}``: generate a synthetic copy under ``root`` when the
             benchmark folder is absent there; None = a missing dataset is an error.
         manifest: the CSV / JSON Lines file of ``dataset="manifest"`` (docs/manifest.md); ``root`` is unused.
+        high_bit_depth: ``{"mode": "stretch" | "range", "range": [lo, hi] | None}``: how 16-bit and float
+            images map to 0..255 (``mdreid.data.bit_depth``); None = per-image stretch.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         seed: int = 0,
         synth: Mapping[str, Any] | None = None,
         manifest: str | None = None,
+        high_bit_depth: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # plain values (Hydra hands over OmegaConf nodes), so that checkpoints hold data only
@@ -105,6 +109,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         self.random_erasing = random_erasing
         self.seed = seed
         self.synth = self._check_synth(synth)
+        self.bit_depth = BitDepthRule.from_config(high_bit_depth)
         self._benchmark: Benchmark | None = None
         self.train_set: TrainTripletDataset | None = None
         self.eval_set: EvalTripletDataset | None = None
@@ -244,9 +249,13 @@ class MultiModalReIDDataModule(L.LightningDataModule):
             transform = TripletTransform(
                 self.image_size, train=True, random_erasing=self.random_erasing, sync=self.sync_augment
             )
-            self.train_set = TrainTripletDataset(self.benchmark.train, transform, self.dropout, self.seed)
+            self.train_set = TrainTripletDataset(
+                self.benchmark.train, transform, self.dropout, self.seed, self.bit_depth
+            )
         if self.eval_set is None:
-            self.eval_set = EvalTripletDataset(self.benchmark, TripletTransform(self.image_size, train=False))
+            self.eval_set = EvalTripletDataset(
+                self.benchmark, TripletTransform(self.image_size, train=False), self.bit_depth
+            )
 
     def _rank_and_world(self) -> tuple[int, int]:
         """The attached Trainer's rank and world size, else the process group's, else a single process."""

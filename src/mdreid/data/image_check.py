@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 from PIL import Image, ImageMode
+
+from mdreid.data.bit_depth import KEY, BitDepthRule, is_high_bit
 
 # Pillow calls a JPEG that carries a Multi-Picture (MPF) segment "MPO"; its first picture is a plain JPEG.
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -42,13 +45,16 @@ MAX_ASPECT = 12.0
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """The real format, mode, bits per sample and size of a decoded file, whatever its name says."""
+    """The real format, mode, bits per sample and size of a decoded file, whatever its name says; for a 16-bit
+    or float file read with a rule, whether its samples are constant and why the rule cannot map them."""
 
     format: str
     mode: str
     bits: int
     width: int
     height: int
+    constant: bool = False
+    unmappable: str | None = None
 
 
 def bit_depth(mode: str) -> int:
@@ -58,19 +64,41 @@ def bit_depth(mode: str) -> int:
     return int(ImageMode.getmode(mode).typestr[2:]) * 8
 
 
-def read_info(path: str) -> ImageInfo:
-    """Decode ``path`` once (raising on failure, like ``verify`` needs) and describe what it really holds."""
+def read_info(path: str, rule: BitDepthRule | None = None) -> ImageInfo:
+    """Decode ``path`` once (raising on failure, like ``verify`` needs) and describe what it really holds;
+    with ``rule``, check a 16-bit or float file's samples against it as training would."""
     with Image.open(path) as img:
         img.load()
-        return ImageInfo(img.format or "unknown", img.mode, bit_depth(img.mode), img.width, img.height)
+        info = ImageInfo(img.format or "unknown", img.mode, bit_depth(img.mode), img.width, img.height)
+        if rule is None or not is_high_bit(img.mode):
+            return info
+        samples = np.asarray(img, dtype=np.float64)
+    problem = rule.check(samples)
+    constant = problem is None and float(samples.min()) == float(samples.max())
+    return replace(info, constant=constant, unmappable=problem)
 
 
-def image_flags(path: str, info: ImageInfo) -> list[str]:
-    """Short reasons why a benchmark cannot contain this file; empty if it looks like a real crop."""
+def _named_as(path: str, fmt: str) -> bool:
+    """Whether the file's extension is one Pillow registers for ``fmt`` (.png for PNG, .tif/.tiff for TIFF)."""
+    extension = os.path.splitext(path)[1].lower()
+    return Image.registered_extensions().get(extension) == fmt or (
+        fmt == "MPO" and extension in (".jpg", ".jpeg")
+    )
+
+
+def image_flags(path: str, info: ImageInfo, own_data: bool = False) -> list[str]:
+    """Short reasons why a benchmark cannot contain this file; empty if it looks like a real crop.
+
+    ``own_data`` (a manifest): any format is fine if the extension says it, and 16-bit and float samples are
+    expected (thermal cameras); they go through the high-bit-depth rule (``data.high_bit_depth``), which ``verify``
+    reports separately.
+    """
     flags = []
-    if info.format not in JPEG_FORMATS:
+    if not (info.format in JPEG_FORMATS or (own_data and _named_as(path, info.format))):
         flags.append(f"{info.format} file named {os.path.splitext(path)[1] or 'without extension'}")
-    if ImageMode.getmode(info.mode).basetype == "F":
+    if own_data and is_high_bit(info.mode):
+        pass  # what a thermal camera writes; the high-bit-depth rule maps it
+    elif ImageMode.getmode(info.mode).basetype == "F":
         flags.append(f"{info.bits}-bit float samples (mode {info.mode})")
     elif info.bits != 8:
         flags.append(f"{info.bits}-bit samples (mode {info.mode})")
@@ -83,6 +111,18 @@ def image_flags(path: str, info: ImageInfo) -> list[str]:
         ratio = long / short
         flags.append(f"{info.width}x{info.height} has aspect ratio {ratio:.3g}:1 (over {MAX_ASPECT:g}:1)")
     return flags
+
+
+def depth_line(modes: Iterable[str], rule: BitDepthRule, constant: int | None = None) -> str:
+    """How many of the files with these modes are read as they are and how many go through ``rule``; with
+    ``constant`` (``verify`` decodes the samples) also how many of those are constant images (all 0)."""
+    modes = list(modes)
+    high = sum(is_high_bit(m) for m in modes)
+    note = f", {constant} of them constant (mapped to 0)" if constant else ""
+    return (
+        f"{len(modes) - high} 8-bit files read as they are; {high} 16-bit or float files mapped by "
+        f"{rule.describe()} ({KEY}.mode={rule.mode}){note}"
+    )
 
 
 def summary_lines(infos: Iterable[ImageInfo]) -> list[str]:

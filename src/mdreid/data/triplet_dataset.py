@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from mdreid.data.batch import Batch
+from mdreid.data.bit_depth import BitDepthRule, open_rgb
 from mdreid.data.modality_dropout import ALL_PRESENT, ModalityDropout
 from mdreid.data.pk_sampler import Draw
 from mdreid.data.readers.rgbnt100 import PANEL_BOXES, PANEL_SIZE, STITCHED_SIZE
@@ -22,13 +23,16 @@ from mdreid.data.transforms import TripletTransform
 from mdreid.runtime.errors import MDReIDError
 
 _AUG_STREAM = 0x5EED_0003  # separates the augmentation seeds from the sampler's and the dropout's
+DEFAULT_RULE = BitDepthRule()
 
 
-def _open_rgb(path: str) -> Image.Image:
-    """A decoded RGB image; a corrupt or truncated file is an error naming it (PIL raises several types)."""
+def _open_rgb(path: str, rule: BitDepthRule) -> Image.Image:
+    """A decoded RGB image (16-bit and float ones mapped by ``rule``); a corrupt or truncated file is an error
+    naming it (PIL raises several types)."""
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        return open_rgb(path, rule)
+    except MDReIDError:
+        raise
     except Exception as err:  # noqa: BLE001 - OSError, SyntaxError, ValueError, DecompressionBombError...
         raise MDReIDError(
             f"{path}: cannot read the image ({err}); restore the file or re-copy the dataset "
@@ -36,21 +40,23 @@ def _open_rgb(path: str) -> Image.Image:
         ) from err
 
 
-def read_modalities(record: Record, present: Sequence[bool] = ALL_PRESENT) -> list[Image.Image]:
+def read_modalities(
+    record: Record, present: Sequence[bool] = ALL_PRESENT, rule: BitDepthRule = DEFAULT_RULE
+) -> list[Image.Image]:
     """The present modality images of a triplet, as 3-channel PIL images in R, N, T order.
 
     A stitched record is one strip cut into three panels; a strip of the wrong size is an error rather than
-    PIL's silent black padding.
+    PIL's silent black padding. ``rule`` maps 16-bit and float files (per file, so a strip as a whole).
     """
     if record.stitched:
-        strip = _open_rgb(record.paths[0])
+        strip = _open_rgb(record.paths[0], rule)
         if strip.size != STITCHED_SIZE:
             raise MDReIDError(
                 f"{record.paths[0]}: stitched image is {strip.size[0]}x{strip.size[1]}, expected "
                 f"{STITCHED_SIZE[0]}x{STITCHED_SIZE[1]} (RGB | NIR | TIR panels of {PANEL_SIZE[0]}x{PANEL_SIZE[1]}); replace the file"
             )
         return [strip.crop(box) for box, keep in zip(PANEL_BOXES, present, strict=True) if keep]
-    return [_open_rgb(path) for path, keep in zip(record.paths, present, strict=True) if keep]
+    return [_open_rgb(path, rule) for path, keep in zip(record.paths, present, strict=True) if keep]
 
 
 def _item(
@@ -90,11 +96,13 @@ class TrainTripletDataset(Dataset):
         transform: TripletTransform,
         dropout: ModalityDropout | None = None,
         seed: int = 0,
+        rule: BitDepthRule = DEFAULT_RULE,
     ) -> None:
         self.records = list(records)
         self.transform = transform
         self.dropout = dropout or ModalityDropout(seed=seed)
         self.seed = seed
+        self.rule = rule
 
     def __len__(self) -> int:
         return len(self.records)
@@ -105,7 +113,7 @@ class TrainTripletDataset(Dataset):
         seed = int(
             np.random.SeedSequence([self.seed, _AUG_STREAM, draw.epoch, draw.position]).generate_state(1)[0]
         )
-        tensors = self.transform(read_modalities(record, present), seed=seed)
+        tensors = self.transform(read_modalities(record, present, self.rule), seed=seed)
         return _item(record, tensors, present, self.transform.size, record.label, draw.index)
 
 
@@ -117,7 +125,9 @@ class EvalTripletDataset(Dataset):
     in this listing, which the metric uses to de-duplicate.
     """
 
-    def __init__(self, benchmark: Benchmark, transform: TripletTransform) -> None:
+    def __init__(
+        self, benchmark: Benchmark, transform: TripletTransform, rule: BitDepthRule = DEFAULT_RULE
+    ) -> None:
         if benchmark.query_is_gallery:
             self.records = list(benchmark.query)
             self.roles = [(True, True)] * len(self.records)
@@ -125,13 +135,14 @@ class EvalTripletDataset(Dataset):
             self.records = list(benchmark.query) + list(benchmark.gallery)
             self.roles = [(True, False)] * len(benchmark.query) + [(False, True)] * len(benchmark.gallery)
         self.transform = transform
+        self.rule = rule
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> Batch:
         record = self.records[index]
-        images = self.transform(read_modalities(record, record.present))
+        images = self.transform(read_modalities(record, record.present, self.rule))
         item = _item(record, images, record.present, self.transform.size, label=-1, index=index)
         item["is_query"] = torch.tensor(self.roles[index][0])
         item["is_gallery"] = torch.tensor(self.roles[index][1])

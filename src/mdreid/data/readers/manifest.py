@@ -32,7 +32,8 @@ COLUMNS = (*REQUIRED, "sceneid", *MODALITY_COLUMNS, "stitched")
 SPLITS = ("train", "query", "gallery", "test")
 # the fields of a Row that a Record keeps as they are
 _RECORD_FIELDS = ("paths", "pid", "camid", "sceneid", "stitched")
-_LISTED = 10  # problems quoted in one error; the count says how many more
+_LISTED = 10  # distinct problems quoted in one error; the count says how many more
+_ROWS_QUOTED = 3  # row numbers quoted per problem
 
 log = logging.getLogger("mdreid.data.readers")
 
@@ -86,10 +87,7 @@ def _integer(value: str, column: str, minimum: int | None = None) -> int:
 
 
 def _row(number: int, raw: dict[str, str], base: Path) -> Row:
-    """A valid row, or ValueError saying what is wrong with it."""
-    unknown = sorted(set(raw) - set(COLUMNS))
-    if unknown:
-        raise ValueError(f"unknown column(s) {', '.join(unknown)} (allowed: {', '.join(COLUMNS)})")
+    """A valid row, or ValueError saying what is wrong with it; columns outside ``COLUMNS`` are not read."""
     absent = [c for c in REQUIRED if not raw.get(c, "")]
     if absent:
         raise ValueError(f"empty {', '.join(absent)}")
@@ -114,38 +112,71 @@ def _row(number: int, raw: dict[str, str], base: Path) -> Row:
     )
 
 
-def _listing(kind: str, problems: list[str], policy_key: str) -> str:
-    shown = "; ".join(problems[:_LISTED])
-    more = f" (+{len(problems) - _LISTED} more)" if len(problems) > _LISTED else ""
+def _rows_text(numbers: list[int]) -> str:
+    """``row 3``, or ``rows 3, 7, 9 (+115 more)``: the first few row numbers of one problem and the count."""
+    if len(numbers) == 1:
+        return f"row {numbers[0]}"
+    shown = ", ".join(str(n) for n in numbers[:_ROWS_QUOTED])
+    more = f" (+{len(numbers) - _ROWS_QUOTED} more)" if len(numbers) > _ROWS_QUOTED else ""
+    return f"rows {shown}{more}"
+
+
+def _listing(kind: str, problems: list[tuple[int, str]], policy_key: str) -> str:
+    """One error part for a kind of problem: each distinct problem once, with the rows that have it."""
+    rows: dict[str, list[int]] = {}
+    for number, problem in problems:
+        rows.setdefault(problem, []).append(number)
+    parts = [f"{_rows_text(numbers)}: {problem}" for problem, numbers in rows.items()]
+    shown = "; ".join(parts[:_LISTED])
+    more = f" (+{len(parts) - _LISTED} more problems)" if len(parts) > _LISTED else ""
     return f"{len(problems)} {kind}: {shown}{more}; fix the manifest or set {policy_key}=skip to drop them"
+
+
+def _extra_columns(path: Path, columns: dict[str, None]) -> None:
+    """Note once the columns mdreid does not read (a user's ``timestamp`` or ``site``); a known column
+    spelt with other case or spaces (``TIR``, `` pid``) is an error, since ignoring it would lose data."""
+    known = {c.strip().lower(): c for c in columns if c.strip().lower() in COLUMNS}
+    if known:
+        names = ", ".join(f"{c!r} (use {c.strip().lower()!r})" for c in known.values())
+        raise MDReIDError(f"{path}: column(s) {names}: column names are lowercase, without spaces")
+    if columns:
+        log.warning(
+            "%s: ignoring column(s) %s; mdreid reads only %s", path, ", ".join(columns), ", ".join(COLUMNS)
+        )
 
 
 def read_manifest(path: str | Path, on_missing: str = "error", on_bad_name: str = "error") -> list[Row]:
     """Every valid row; bad rows (``on_bad_name``) and missing files (``on_missing``) are errors listing
-    all of them with row numbers, or with ``skip`` dropped with one warning (a missing file drops only its
-    modality, and the row only when none is left)."""
+    each distinct problem once with its rows, or with ``skip`` dropped with one warning (a missing file drops
+    only its modality, and the row only when none is left). Extra columns are ignored with one note."""
     path = Path(path).expanduser().absolute()
     if not path.is_file():
         raise MDReIDError(f"data.manifest={path}: no such file; point it at a .csv or .jsonl manifest")
-    rows, bad, missing, seen = [], [], [], {}
+    rows: list[Row] = []
+    bad: list[tuple[int, str]] = []
+    missing: list[tuple[int, str]] = []
+    seen: dict[tuple[str, tuple[str, str, str]], int] = {}
+    extra: dict[str, None] = {}  # columns mdreid does not read, in order of appearance
     for number, raw in _raw_rows(path):
+        extra.update(dict.fromkeys(c for c in raw if c not in COLUMNS))
         try:
             row = _row(number, raw, path.parent)
         except ValueError as err:
-            bad.append(f"row {number}: {err}")
+            bad.append((number, str(err)))
             continue
         key = (row.split, row.paths)
         if key in seen:
-            bad.append(f"row {number}: duplicates row {seen[key]}")
+            bad.append((number, f"duplicates row {seen[key]}"))
             continue
         seen[key] = number
         lost = [p for p in dict.fromkeys(row.paths) if p and not os.path.isfile(p)]
         if lost:
-            missing.append(f"row {number}: {', '.join(lost)} not found")
+            missing.append((number, f"{', '.join(lost)} not found"))
             row = replace(row, paths=tuple("" if p in lost else p for p in row.paths))
             if not any(row.paths):
                 continue
         rows.append(row)
+    _extra_columns(path, extra)
     kinds = (
         ("bad row(s)", bad, "data.on_bad_name", on_bad_name),
         ("missing file(s)", missing, "data.on_missing", on_missing),
