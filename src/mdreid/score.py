@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
@@ -50,6 +51,7 @@ def score(cfg: DictConfig) -> dict[str, float]:
     return evaluation.result.scalars("test")
 
 
+@checked_overrides
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="score.yaml")
 @cli_errors
 def _main(cfg: DictConfig) -> None:
