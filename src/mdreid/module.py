@@ -8,12 +8,11 @@ the backbone's ``weights`` path dropped, since the checkpoint already holds ever
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import re
-import warnings
 
 import lightning as L
 import torch
