@@ -60,7 +60,8 @@ def lightning_logs_to_root() -> None:
         for handler in list(logger.handlers):
             if handler is own or type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
-        logger.propagate = True
+        if not logger.handlers:  # a logger someone else gave handlers keeps its setting
+            logger.propagate = True
 
 
 def quiet_known_noise() -> None:
