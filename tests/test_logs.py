@@ -30,6 +30,7 @@ from mdreid.runtime.logs import (
     WandbLogger,
     lightning_logs_to_root,
     quiet_known_noise,
+    quiet_other_ranks,
 )
 from mdreid.runtime.output_dir import holds_nothing
 from mdreid.runtime.plain_progress import PlainProgress, batch_size, progress_bar, progress_line
@@ -319,6 +320,27 @@ def test_lightning_prints_through_the_application_handlers_only() -> None:
     finally:
         root.handlers = kept
         own.removeHandler(console)
+
+
+def test_a_relaunched_rank_above_0_prints_only_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trainer=ddp, torchrun and SLURM run the whole script in every rank; rank 0 prints for all of them."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    printed: list[str] = []
+    sink = logging.Handler()
+    sink.emit = lambda record: printed.append(record.getMessage())  # type: ignore[method-assign]
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [sink])
+    logger = logging.getLogger("mdreid.some_rank")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    quiet_other_ranks()  # rank 0: nothing changes
+    logger.warning("rank 0 warns")
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    quiet_other_ranks()
+    logger.info("an info line")
+    logger.warning("a warning every rank raises")
+    logger.error("rank 1 failed")
+    assert printed == ["rank 0 warns", "rank 1 failed"]
 
 
 def test_worker_records_print_once_and_other_ranks_only_warn() -> None:

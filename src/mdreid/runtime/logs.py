@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities.model_summary import get_formatted_model_size, get_human_readable_count
@@ -64,9 +65,26 @@ def lightning_logs_to_root() -> None:
             logger.propagate = True
 
 
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+def quiet_other_ranks() -> None:
+    """In a process of global rank > 0 that runs the whole script itself (``trainer=ddp``, torchrun, SLURM
+    tasks), the application's handlers print errors only: every rank would print the same lines and warnings
+    again, and rank 0 prints them. Spawned workers are handled by ``mdreid.runtime.worker_logs`` instead."""
+    if rank_zero_only.rank == 0:
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ErrorsOnly) for f in handler.filters):
+            handler.addFilter(_ErrorsOnly())
+
+
 def quiet_known_noise() -> None:
-    """Silence the third-party lines no setting turns off, each matched by its own message, and print every
-    Lightning line once (idempotent; call it in every process that runs Lightning)."""
+    """Silence the third-party lines no setting turns off, each matched by its own message, print every
+    Lightning line once, and leave ranks > 0 their errors (idempotent; call it in every process that runs
+    Lightning)."""
     warnings.filterwarnings(
         "ignore", message=re.escape(PYTREE_DEPRECATION), category=FutureWarning, module=PYTREE_MODULE
     )
@@ -75,6 +93,7 @@ def quiet_known_noise() -> None:
         if not any(isinstance(f, _DropKnownNoise) for f in logger.filters):
             logger.addFilter(_DropKnownNoise())
     lightning_logs_to_root()
+    quiet_other_ranks()
 
 
 # Lightning is imported by now and its handlers attached: every entry point imports this module (through
