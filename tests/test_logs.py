@@ -159,6 +159,7 @@ def test_two_process_ddp_log_is_clean(synthetic_data_dir: Path, tmp_path: Path) 
     assert "Trainer.fit` stopped" in run_log.read_text()  # the workers' lines reach the run's log file
 
 
+@pytest.mark.slow
 def test_a_failed_config_check_leaves_no_run_folder(tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     for run_dir, existed in ((tmp_path / "new", False), (tmp_path / "old", True)):
