@@ -8,12 +8,15 @@ the backbone's ``weights`` path dropped, since the checkpoint already holds ever
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 
 from mdreid.data.batch import Batch
 from mdreid.losses.loss_config import LossConfig
@@ -28,6 +31,10 @@ from mdreid.optim.lr_schedule import ScheduleConfig, build_scheduler
 from mdreid.optim.param_groups import LrRules, build_param_groups
 from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
+
+
+# Lightning's PossibleUserWarning for an epoch-level value logged without sync_dist, for the evaluation keys
+SYNCED_SCORES_ADVICE = re.escape("It is recommended to use `self.log('") + r"(val|test)/"
 
 
 class ReIDModule(L.LightningModule):
@@ -91,7 +98,9 @@ class ReIDModule(L.LightningModule):
             raise self._stop(f"non-finite loss ({losses['loss'].item()})")
         bs = batch["label"].shape[0]
         logged = {f"train/{k}": v.detach() for k, v in losses.items()}
-        self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False)
+        # each rank averages its own batches: the epoch value is reduced over ranks (one small all-reduce per
+        # term and step, as Lightning syncs the step value too), so it does not depend on the world size
+        self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False, sync_dist=True)
         self.log("loss", losses["loss"].detach(), batch_size=bs, prog_bar=True, logger=False)
         return losses["loss"]
 
@@ -130,7 +139,8 @@ class ReIDModule(L.LightningModule):
             return
         self._scheduler.step(self.current_epoch + 1)
         for group in self.trainer.optimizers[0].param_groups:
-            self.log(f"lr/{group['name']}", group["lr"], on_step=False, on_epoch=True)
+            # the same value on every rank; syncing it once per epoch costs nothing
+            self.log(f"lr/{group['name']}", group["lr"], on_step=False, on_epoch=True, sync_dist=True)
 
     # --------------------------------------------------------------------------------------- evaluation
     def _update_metric(self, metric: AnyToAnyReID, batch: Batch) -> None:
@@ -159,8 +169,14 @@ class ReIDModule(L.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._update_metric(self.test_metric, batch)
 
+    def setup(self, stage: str) -> None:
+        # Runs in every process, spawned ones included. The evaluation scalars come from AnyToAnyReID, which
+        # gathers every rank's samples before computing, so every rank logs identical numbers and averaging
+        # them again (~270 all-reduces per evaluation) would change nothing; Lightning's advice to do so for
+        # exactly these keys is filtered out, and any other unsynced epoch value still warns.
+        warnings.filterwarnings("ignore", message=SYNCED_SCORES_ADVICE, category=PossibleUserWarning)
+
     def _log_scores(self, result: AnyToAnyResult, prefix: str) -> None:
-        # The metric is already synchronised across ranks: every rank logs identical numbers.
         self.log_dict(result.scalars(prefix), sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:

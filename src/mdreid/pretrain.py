@@ -30,6 +30,7 @@ from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
+from mdreid.runtime.portable_paths import portable, portable_overrides
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,18 @@ def sha256(path: str | Path) -> str:
 
 
 def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float]) -> dict[str, Any]:
-    """What a shipped weight file needs beside it to be trusted and regenerated."""
+    """What a shipped weight file needs beside it to be trusted and regenerated; paths in it are relative to
+    the folder of ``out`` (and of this record)."""
+    resumed = cfg.get("ckpt_path")
     return {
         "file": out.name,
         "sha256": sha256(out),
-        "command": "python -m mdreid.pretrain " + " ".join(sys.argv[1:]),
+        "command": "python -m mdreid.pretrain " + " ".join(portable_overrides(sys.argv[1:], out.parent)),
         "seed": cfg.seed,
         "pool": OmegaConf.to_container(cfg.data.pool, resolve=True),
         "epochs": cfg.trainer.max_epochs,
         "wall_time_s": round(wall_s, 1),
-        "resumed_from": cfg.get("ckpt_path"),
+        "resumed_from": portable(resumed, out.parent) if resumed else None,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
@@ -66,7 +69,8 @@ def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, flo
 
 
 def pretrain(cfg: DictConfig) -> dict[str, float]:
-    """Render (or reuse) the pool, fit the classifier, write the tower and its provenance."""
+    """Render (or reuse) the pool, train the tower with the supervised contrastive loss, write the tower and
+    its provenance."""
     start = time.time()
     check_writable(cfg.paths.output_dir, "paths.output_dir")
     if cfg.backbone.get("weights"):

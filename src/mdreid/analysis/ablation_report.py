@@ -23,6 +23,7 @@ from mdreid.metrics.groups import GROUP_METRICS, MATCHED, MISMATCHED, MISSING, n
 from mdreid.reporting.plots import save_figure
 from mdreid.runtime.atomic_io import atomic_write_json, atomic_write_text
 from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.portable_paths import portable
 
 METRICS_FILE = "metrics.json"
 WALL_TIME_FILE = "wall_time.json"  # {"attempts": [{"wall_s", "returncode", "resumed_from"}], "total_s"}
@@ -74,7 +75,7 @@ class RunResult:
     """The reported numbers (percent) of one finished run, keyed ``"<setting>/<metric>"``."""
 
     seed: int
-    run_dir: str
+    run_dir: str  # as given, or relative to the study folder (load_run's root)
     values: dict[str, float]
     wall_s: float | None  # training + evaluation, summed over resumed attempts; None if not recorded
     diagnostics: dict[str, float]  # DIAGNOSTICS keys present for this run (GEOMETRY_FILE), else empty
@@ -107,8 +108,9 @@ class VariantResult:
         return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def load_run(run_dir: str | Path) -> RunResult:
-    """Read a finished run; one clear error if it has not finished or was evaluated on a pair subset."""
+def load_run(run_dir: str | Path, root: str | Path | None = None) -> RunResult:
+    """Read a finished run; one clear error if it has not finished or was evaluated on a pair subset. With
+    ``root`` (the study folder) the run's folder is recorded relative to it."""
     run_dir = Path(run_dir)
     path = run_dir / METRICS_FILE
     if not path.is_file():
@@ -132,13 +134,14 @@ def load_run(run_dir: str | Path) -> RunResult:
         found = json.loads(geometry.read_text())
         flat = {**found["features"], **{f"loss/{k}": v for k, v in found["final_losses"].items()}}
         diagnostics = {key: float(flat[key]) for key, _ in DIAGNOSTICS if key in flat}
-    return RunResult(
-        int(payload["seed"]), str(run_dir), {key: groups[key] for key in KEYS}, wall_s, diagnostics
-    )
+    recorded = portable(run_dir, root) if root is not None else str(run_dir)
+    return RunResult(int(payload["seed"]), recorded, {key: groups[key] for key in KEYS}, wall_s, diagnostics)
 
 
-def load_variant(name: str, label: str, run_dirs: Sequence[str | Path]) -> VariantResult:
-    return VariantResult(name, label, tuple(load_run(d) for d in run_dirs))
+def load_variant(
+    name: str, label: str, run_dirs: Sequence[str | Path], root: str | Path | None = None
+) -> VariantResult:
+    return VariantResult(name, label, tuple(load_run(d, root) for d in run_dirs))
 
 
 def _cell(variant: VariantResult, key: str) -> str:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -178,10 +177,11 @@ def run_study(runs: Sequence[Run], jobs: int) -> list[Run]:
 
 
 def report(runs: Sequence[Run], variants: Sequence[Variant], args: argparse.Namespace) -> None:
-    """Read every planned run (relative paths keep a committed JSON free of this machine's folders)."""
+    """Read every planned run; run folders are recorded relative to the study folder, so a committed JSON
+    carries none of this machine's folders."""
     measure_geometry(runs)
     results = [
-        load_variant(v.name, v.label, [os.path.relpath(r.run_dir) for r in runs if r.variant == v])
+        load_variant(v.name, v.label, [r.run_dir for r in runs if r.variant == v], root=args.out)
         for v in variants
     ]
     written = write_report(results, args.markdown, args.plot, args.json)

@@ -3,7 +3,7 @@
 Absent modalities are never encoded: the present images of all three modalities are gathered into one
 batch (modality-major, like the official ``3B`` batch), encoded once, and scattered back, leaving zeros in
 the absent rows. In the shared-branch concatenation a missing modality's feature is replaced by the mean
-of that sample's present shared features (docs/method.md, D4 "Random modality dropping is an option");
+of that sample's present shared features (docs/method.md, D4, modality dropping);
 with every modality present this is the official concatenation.
 """
 

@@ -38,7 +38,9 @@ class LastCheckpoint(Callback):
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.global_step == self._saved_step:
             return
-        trainer.save_checkpoint(self.path)  # every rank calls it; the strategy decides who writes
+        # every rank calls it; the strategy decides who writes. A resume point holds the full training state
+        # (optimizer, loops, callbacks), said explicitly: left unset, Lightning logs its default on every save
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:

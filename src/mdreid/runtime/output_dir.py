@@ -2,12 +2,15 @@
 
 ``check_writable`` is called by the train and eval CLIs for ``paths.output_dir``; ``CheckOutputDir`` is a Hydra
 callback (conf/hydra/default.yaml) that checks the run or sweep folder before Hydra itself creates it, which
-would otherwise end in a traceback, and locks it for this run.
+would otherwise end in a traceback, locks it for this run, and removes a run folder the run left empty.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +21,11 @@ from omegaconf import DictConfig
 
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.run_lock import RunLock, is_primary_process
+
+# matplotlib's cache folder inside a run (keep_caches_in)
+CACHE_FOLDER = ".matplotlib"
+# what matplotlib logs (INFO) each time it builds its font cache
+FONT_CACHE_NOTE = "generated new fontManager"
 
 
 def check_writable(folder: str | Path, key: str) -> Path:
@@ -44,18 +52,43 @@ def check_writable(folder: str | Path, key: str) -> Path:
     return path
 
 
+def holds_nothing(folder: Path) -> bool:
+    """True if ``folder`` holds only what Hydra and mdreid write before any work: Hydra's config copies
+    (``.hydra``), matplotlib's cache and an empty log file."""
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if path.is_dir() or rel.parts[0] in (".hydra", CACHE_FOLDER):
+            continue
+        if len(rel.parts) == 1 and path.suffix == ".log" and path.stat().st_size == 0:
+            continue
+        return False
+    return True
+
+
+def _remove_if_unused(folder: Path) -> None:
+    if folder.is_dir() and holds_nothing(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class CheckOutputDir(Callback):
     """Hydra callback, before Hydra creates the folder: an unwritable ``hydra.run.dir`` / ``hydra.sweep.dir``
-    is one ``error:`` line, exit 2, and so is a folder that another live run is using (``RunLock``)."""
+    is one ``error:`` line, exit 2, and so is a folder that another live run is using (``RunLock``).
+
+    A run folder this process creates and leaves with nothing in it (a config that fails its checks, an
+    unreadable checkpoint) is removed when the process exits, so failed starts leave no empty run folders.
+    """
 
     def __init__(self) -> None:
         self._lock: RunLock | None = None
 
     def _take(self, folder: str, key: str) -> None:
-        check_writable(folder, key)
+        path = check_writable(folder, key)
+        if not path.exists():  # Hydra creates it next; a folder that was there is never removed
+            atexit.register(_remove_if_unused, path)
         if is_primary_process():  # DDP ranks > 0 re-enter the same folder as their rank 0
-            self._lock = RunLock(folder, key)
+            self._lock = RunLock(path, key)
             self._lock.acquire()
+            atexit.register(self._drop)  # runs first: an error line exits without on_run_end
 
     def _drop(self) -> None:
         if self._lock is not None:
@@ -77,9 +110,22 @@ class CheckOutputDir(Callback):
         self._drop()
 
 
+class _DropFontCacheNote(logging.Filter):
+    """Drops matplotlib's note that it built its font list, which a cache in the run folder does every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != FONT_CACHE_NOTE
+
+
 def keep_caches_in(folder: str | Path) -> None:
     """Point matplotlib's cache (its font list, written on first import; torchmetrics imports it) at
     ``<folder>/.matplotlib`` unless the user chose one, so a run writes nothing outside its folder.
-    Call it before Lightning or torchmetrics is imported; once matplotlib is loaded it has no effect."""
+    Call it before Lightning or torchmetrics is imported; once matplotlib is loaded it has no effect.
+
+    A fresh cache is rebuilt on every run (a second or so), which matplotlib announces each time; that one
+    note is dropped, and only when the cache is the run's own."""
     if "MPLCONFIGDIR" not in os.environ and "matplotlib" not in sys.modules:
-        os.environ["MPLCONFIGDIR"] = str(Path(folder).expanduser().absolute() / ".matplotlib")
+        os.environ["MPLCONFIGDIR"] = str(Path(folder).expanduser().absolute() / CACHE_FOLDER)
+        font_log = logging.getLogger("matplotlib.font_manager")
+        if not any(isinstance(f, _DropFontCacheNote) for f in font_log.filters):
+            font_log.addFilter(_DropFontCacheNote())

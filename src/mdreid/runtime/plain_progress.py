@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mdreid.runtime.errors import MDReIDError
 
@@ -166,7 +167,9 @@ class PlainProgress(ProgressBar):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            what = f"epoch {trainer.current_epoch + 1} validation"
+            # after fit, current_epoch counts the finished epochs: a trainer.validate() there is no epoch's own
+            fitting = trainer.state.fn == TrainerFn.FITTING
+            what = f"epoch {trainer.current_epoch + 1} validation" if fitting else "validation"
             self._eval_done(trainer, what, sum(trainer.num_val_batches), "val/score")
         self._tick = time.monotonic()  # a mid-epoch validation is not training time
 
