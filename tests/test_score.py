@@ -19,10 +19,10 @@ from conftest import TINY_OVERRIDES, compose_cfg, save_weights_checkpoint
 from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
+from mdreid.factory import build_datamodule, build_module
 from mdreid.feature_file import FORMAT, read_feature_file
 from mdreid.metrics.eval_options import metric_options
 from mdreid.modalities import NUM_MODALITIES, all_pairs, subset_indices
-from mdreid.factory import build_datamodule, build_module
 from mdreid.runtime.errors import MDReIDError
 from mdreid.score import file_argument, score
 

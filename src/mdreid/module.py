@@ -32,7 +32,6 @@ from mdreid.optim.param_groups import LrRules, build_param_groups
 from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
-
 # Lightning's PossibleUserWarning for an epoch-level value logged without sync_dist, for the evaluation keys
 SYNCED_SCORES_ADVICE = re.escape("It is recommended to use `self.log('") + r"(val|test)/"
 
