@@ -6,7 +6,8 @@ constant 255 image (``clipped``, what PIL's ``convert("RGB")`` made of a 16-bit 
 variant trains with ``experiment=synthetic_manifest`` for every seed, and the table gives the test score
 ((mAP + R1) / 2 of RNT->RNT) and the T->T, N->N and NT->NT mAP.
 
-    python scripts/high_bit_depth_check.py --out outputs/high_bit_depth --seeds 1 2 --epochs 15
+    python scripts/high_bit_depth_check.py --out outputs/high_bit_depth --epochs 15 --seeds 1 2 3 \
+        --variants grey8 "grey16 stretch" "grey16 range" clipped
 """
 
 from __future__ import annotations
