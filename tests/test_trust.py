@@ -22,7 +22,7 @@ from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.eval import evaluate
 from mdreid.export import export
-from mdreid.factory import adopt_architecture, build_module, load_module
+from mdreid.factory import adopt_architecture, adopt_image_rule, build_module, load_module
 from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.official import convert, load_official_checkpoint
@@ -208,3 +208,17 @@ def test_init_from_takes_the_checkpoints_architecture(
     assert list(cfg.data.image_size) == [64, 32] and cfg.model.backbone.weights is None
     data = type("Data", (), {"num_classes": 12, "num_cameras": 3, "junk_rule": "camera"})()
     load_module(resolve_checkpoint(trained), build_module(cfg, data))  # strict: every key and shape fits
+
+
+def test_eval_maps_high_bit_depth_images_as_the_training_did(
+    trained: Path, eval_cfg: Callable[..., DictConfig]
+) -> None:
+    payload = torch.load(trained, weights_only=True)
+    payload["datamodule_hyper_parameters"] = {"high_bit_depth": {"mode": "range", "range": [0, 65535]}}
+    torch.save(payload, trained)
+    cfg = eval_cfg(f"ckpt_path={trained}")
+    adopt_image_rule(cfg, resolve_checkpoint(trained))
+    assert cfg.data.high_bit_depth.mode == "range" and list(cfg.data.high_bit_depth.range) == [0, 65535]
+    contradicting = eval_cfg(f"ckpt_path={trained}", "data.high_bit_depth.mode=stretch")
+    with pytest.raises(MDReIDError, match=r"asks for min-max stretch.*trained with .*65535"):
+        adopt_image_rule(contradicting, resolve_checkpoint(trained))

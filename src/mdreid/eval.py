@@ -29,6 +29,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from mdreid.factory import (
+        adopt_image_rule,
         architecture,
         build_datamodule,
         check_cameras,
@@ -44,6 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_overrides(cfg, arch if ckpt.official else {**saved_hparams(ckpt), **arch}, ckpt.path, training=True)
     with open_dict(cfg):
         cfg.data.image_size = arch["image_size"]  # the images are resized to what the model was trained on
+    adopt_image_rule(cfg, ckpt)  # and 16-bit / float images are mapped as they were in training
     datamodule = build_datamodule(cfg)
     model = load_module(ckpt, image_size=arch["image_size"], evaluation=cfg.eval, junk=datamodule.junk_rule)
     check_cameras(model, datamodule, str(cfg.eval.get("unseen_cameras", "error")))

@@ -19,6 +19,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint
+from mdreid.data.bit_depth import BitDepthRule
 from mdreid.module import ReIDModule
 from mdreid.official.layout import resolve_image_size
 from mdreid.official.reader import load_official, official_module, read_official
@@ -199,6 +200,28 @@ def adopt_architecture(cfg: DictConfig, ckpt: Checkpoint) -> None:
         cfg.data.image_size = arch.pop("image_size")
         for key, value in arch.items():
             cfg.model[key] = value
+
+
+def adopt_image_rule(cfg: DictConfig, ckpt: Checkpoint) -> None:
+    """Evaluate with the high-bit-depth rule the checkpoint was trained with (its DataModule's saved
+    ``high_bit_depth``): images must reach the model as they did in training. A command-line rule that
+    contradicts it is an error naming both; a checkpoint that does not record one leaves the config's."""
+    saved = ckpt.payload.get("datamodule_hyper_parameters") if not ckpt.official else None
+    if not isinstance(saved, Mapping) or "high_bit_depth" not in saved:
+        return
+    trained = BitDepthRule.from_config(saved["high_bit_depth"])
+    given = any(override_key(o).startswith("data.high_bit_depth") for o in command_line_overrides())
+    asked = BitDepthRule.from_config(plain(cfg.data.get("high_bit_depth")))
+    if given and asked != trained:
+        raise MDReIDError(
+            f"data.high_bit_depth asks for {asked.describe()}, but the checkpoint {ckpt.path} was trained with "
+            f"{trained.describe()}; drop the override: images must reach the model as in training"
+        )
+    with open_dict(cfg):
+        cfg.data.high_bit_depth = {
+            "mode": trained.mode,
+            "range": list(trained.range) if trained.range else None,
+        }
 
 
 def check_cameras(model: ReIDModule, datamodule: Any, policy: str) -> None:
