@@ -305,19 +305,19 @@ def test_08_unknown_names_list_the_valid_ones(cases: Cases) -> None:
         line == "error: invalid data.dataset='market1501': use one of rgbnt201, rgbnt100, msvr310, manifest"
     )
     line = error_line(cases["unknown_similarity"])
-    assert "similarity" in line and "'cosine'" in line and line.endswith("use one of code, paper")
+    assert "similarity" in line and "'cosine'" in line and line.endswith("use one of code, paper, common")
     line = error_line(cases["misspelt_loss_key"])  # a model section key: the typed config names it
     assert line.startswith("error: model.loss: unknown key(s) rol_wieght; allowed: id_weight, ")
     assert "rol_weight" in line
 
 
-def test_09_checkpoint_that_does_not_fit_lists_the_keys(cases: Cases) -> None:
+def test_09_a_command_line_model_the_checkpoint_contradicts_names_both_values(cases: Cases) -> None:
     line = error_line(cases["ckpt_mismatch"])
-    assert line.startswith(
-        f"error: checkpoint {cases.paths['good_ckpt']} does not fit the configured model ("
+    assert line == (
+        f"error: the command line contradicts the checkpoint {cases.paths['good_ckpt']}: "
+        "model.backbone.vision.layers=3 (the checkpoint has 2); the checkpoint defines the model: drop these "
+        "overrides"
     )
-    assert "missing: net.mdl.encoder.transformer.resblocks.2." in line
-    assert line.endswith("use the experiment/model overrides the checkpoint was trained with")
 
 
 def test_10_backbone_weights_missing_or_not_clip(cases: Cases) -> None:
