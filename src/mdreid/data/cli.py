@@ -17,7 +17,7 @@ from PIL import Image, ImageFile
 
 from mdreid.data.bit_depth import RULE_MODES, BitDepthRule, is_high_bit
 from mdreid.data.image_check import ImageInfo, depth_line, image_flags, read_info, summary_lines
-from mdreid.data.readers import DATASETS, SOURCES, load_benchmark, split_folders
+from mdreid.data.readers import DATASETS, load_benchmark, sources, split_folders
 from mdreid.data.readers.common import POLICIES
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true", help="show the traceback of an error")
 
     reading = argparse.ArgumentParser(add_help=False, parents=[common])
-    reading.add_argument("--dataset", required=True, choices=SOURCES)
+    reading.add_argument("--dataset", required=True, choices=sources())
     reading.add_argument(
         "--root",
         required=True,

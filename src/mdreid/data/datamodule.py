@@ -20,7 +20,7 @@ from mdreid.data.bit_depth import BitDepthRule
 from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.pk_sampler import PKSampler, check_pk_batch
-from mdreid.data.readers import SOURCES, benchmark_folder, load_benchmark
+from mdreid.data.readers import benchmark_folder, load_benchmark, sources
 from mdreid.data.readers.common import check_choice
 from mdreid.data.records import Benchmark
 from mdreid.data.shard_sampler import ShardSampler
@@ -89,7 +89,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         # plain values (Hydra hands over OmegaConf nodes), so that checkpoints hold data only
         args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
         self.save_hyperparameters(args, logger=False)
-        self.dataset = check_choice("data.dataset", dataset.lower(), SOURCES)
+        self.dataset = check_choice("data.dataset", dataset.lower(), sources())
         if (self.dataset == "manifest") != bool(manifest):
             raise MDReIDError(
                 "data.manifest names the CSV / JSON Lines file of data.dataset=manifest, and only of it: "

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from mdreid.runtime.errors import MDReIDError
 
+# the objective's own terms, also the keys it returns
+BUILT_IN_TERMS = ("loss", "id", "triplet", "rol", "kdl")
 ROL_ORDERS: dict[int, str] = {1: "the paper's Eq. 13", 2: "official second-order similarity"}
 
 
@@ -18,8 +22,17 @@ class LossConfig:
     rol_weight: float = 1.5
     rol_order: int = 2
     kdl_weight: float = 5.25
+    # your own terms: name -> {_target_: a class whose instances are called term(out, labels) -> scalar (or a
+    # function with _partial_: true), weight: float, ...its keyword arguments} (docs/extending.md)
+    extra_terms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, spec in self.extra_terms.items():
+            if name in BUILT_IN_TERMS or not isinstance(spec, Mapping) or "_target_" not in spec:
+                raise MDReIDError(
+                    f"model.loss.extra_terms.{name}: give {{_target_: ..., weight: ...}} under a name other than "
+                    f"{', '.join(BUILT_IN_TERMS)}"
+                )
         if self.rol_order not in ROL_ORDERS:
             allowed = ", ".join(f"{k} ({v})" for k, v in ROL_ORDERS.items())
             raise MDReIDError(f"model.loss.rol_order={self.rol_order!r}: use one of {allowed}")

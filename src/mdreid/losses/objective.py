@@ -7,12 +7,17 @@ with ``w_id=0.25``, ``w_tri=1``, ``w_sh=3`` (the official ``s_loc=6`` factor), `
 ``w_kdl=5.25``, all computed in fp32. Per-modality terms use only the samples where that modality is
 present. The same class serves the single-token baseline (a ``NetOutput`` with ``decoupled=False``):
 ``w_id*CE + w_tri*Tri`` on the concatenated feature, no MML terms. The weights come as a ``LossConfig``.
-Every returned term is already weighted, so ``loss`` is their sum.
+Every returned term is already weighted, so ``loss`` is their sum. ``model.loss.extra_terms`` adds terms of
+your own (docs/extending.md): each is built once with Hydra's ``instantiate``, called as ``term(out,
+labels)``, weighted, added to ``loss`` and returned (hence logged) under its name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from mdreid.losses.id_loss import id_loss
@@ -29,6 +34,13 @@ class MDReIDObjective(nn.Module):
     def __init__(self, config: LossConfig | None = None) -> None:
         super().__init__()
         self.config = config or LossConfig()
+        self.extra: dict[str, tuple[float, Callable[..., torch.Tensor]]] = {
+            name: (
+                float(spec.get("weight", 1.0)),
+                instantiate({k: v for k, v in spec.items() if k != "weight"}),
+            )
+            for name, spec in self.config.extra_terms.items()
+        }
 
     def _branch(
         self, logits: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor
@@ -40,7 +52,11 @@ class MDReIDObjective(nn.Module):
         # Losses run in fp32 even inside a mixed-precision step: autocast would otherwise recast the
         # distance matmuls to fp16, and KDL's ratios of batch extremes are sensitive to that.
         with torch.autocast(device_type=labels.device.type, enabled=False):
-            return self._forward(out, labels)
+            losses = self._forward(out, labels)
+            for name, (weight, term) in self.extra.items():
+                losses[name] = weight * term(out, labels)
+                losses["loss"] = losses["loss"] + losses[name]
+        return losses
 
     def _forward(self, out: NetOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         w = self.config
