@@ -20,6 +20,7 @@ from mdreid.data.batch import Batch
 from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
+from mdreid.metrics.any_to_any import METRIC_OPTIONS
 from mdreid.modalities import MODALITIES
 from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.models.mdreid_net import MDReIDNet
@@ -69,7 +70,7 @@ class ReIDModule(L.LightningModule):
         self.lr_rules = typed_section(LrRules, args["optim"], "model.optim")
         self.schedule_cfg = typed_section(ScheduleConfig, args["schedule"], "model.schedule")
         evaluation = dict(args["evaluation"] or {})
-        metric_kwargs = {k: evaluation[k] for k in ("pairs", "similarity", "max_rank") if k in evaluation}
+        metric_kwargs = {k: evaluation[k] for k in METRIC_OPTIONS if k in evaluation}
         self.val_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
         self.test_metric = AnyToAnyReID(junk=junk, **metric_kwargs)
         self._test_evaluation: Evaluation | None = None
