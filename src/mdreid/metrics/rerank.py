@@ -81,7 +81,7 @@ def k_reciprocal_rerank(
                 f"k_reciprocal_rerank: {name} must be a CPU float tensor of q_g's dtype {q_g.dtype}, "
                 f"got {x.dtype} on {x.device}"
             )
-        if not bool(torch.isfinite(x).all()):
+        if not _finite(x):
             raise MDReIDError(
                 f"k_reciprocal_rerank: {name} has NaN or inf entries; re-rank only comparable items"
             )
@@ -157,11 +157,16 @@ def _checked(blocks: Iterator[Tensor], n: int) -> Iterator[Tensor]:
                 f"re-ranking: every row block must be a float [rows, Q+G={n}] tensor, got {block.dtype} "
                 f"{tuple(block.shape)}"
             )
-        if not bool(torch.isfinite(block).all()):
+        if not _finite(block):
             raise MDReIDError(
                 "re-ranking: the distances have NaN or inf entries; re-rank comparable items only"
             )
         yield block.cpu()
+
+
+def _finite(x: Tensor) -> bool:
+    """No NaN or inf entry: one reduction on the common path, the exact test only when the sum is not finite."""
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def _scaled(block: Tensor, n: int) -> Tensor:
@@ -178,12 +183,13 @@ def _scaled(block: Tensor, n: int) -> Tensor:
 
 def _nearest(t: Tensor, k: int) -> Tensor:
     """[rows, k] indices of each row's k smallest entries, by (value, index)."""
-    values, index = torch.topk(t, k, dim=1, largest=False, sorted=True)
+    values, index = torch.topk(t, min(k + 1, t.shape[1]), dim=1, largest=False, sorted=True)
+    # rows where the (k+1)-th smallest ties with the k-th, so the tie decides who is in: rank the whole row
+    spill = values[:, k] == values[:, k - 1] if k < t.shape[1] else torch.zeros(len(t), dtype=torch.bool)
+    values, index = values[:, :k], index[:, :k]
     index, by_index = index.sort(dim=1)
     values = values.gather(1, by_index)
     index = index.gather(1, values.sort(dim=1, stable=True).indices)
-    # rows where an entry left out ties with the k-th: rank the whole row (rare)
-    spill = (t <= values.amax(dim=1, keepdim=True)).sum(dim=1) > k
     if bool(spill.any()):
         index[spill] = torch.sort(t[spill], dim=1, stable=True).indices[:, :k]
     return index
