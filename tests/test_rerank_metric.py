@@ -91,3 +91,16 @@ def test_eval_config_reaches_the_metric() -> None:
     metric = AnyToAnyReID(**{k: cfg.eval[k] for k in METRIC_OPTIONS})
     assert metric.rerank is not None and (metric.rerank.k1, metric.rerank.k2) == (20, 1)
     assert metric.rerank.lambda_value == pytest.approx(0.3)
+
+
+def test_plots_leave_out_ranked_lists_of_the_plain_ranking(tmp_path, caplog) -> None:
+    """With re-ranking the scores no longer follow the plain distances the ranked lists draw."""
+    from mdreid.reporting.plots import write_plots
+
+    data = make_samples()
+    metric = AnyToAnyReID(pairs="paper", rerank=True, rerank_k1=4, rerank_k2=2)
+    metric.update(**data)
+    with caplog.at_level("WARNING"):
+        written = write_plots(metric.compute(), data, [], tmp_path, num_queries=2)
+    assert list(written) == ["heatmap_mAP", "heatmap_R1", "cmc", "tsne"]
+    assert "no ranked lists" in caplog.text

@@ -51,7 +51,9 @@ def _vectors(items: GalleryItems, q_subset: str, g_subset: str, side: str, mode:
     return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32), keep.cpu().numpy()
 
 
-def _new_index(kind: str, dim: int, train: np.ndarray, nlist: int | None) -> faiss.Index:
+def new_faiss_index(kind: str, dim: int, train: np.ndarray, nlist: int | None = None) -> faiss.Index:
+    """An empty inner-product index of ``kind`` with ids; IVF is trained on ``train`` (``nlist`` cells, default
+    ~4 sqrt(N), at least 39 training vectors per cell as FAISS asks)."""
     if kind == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     if kind == "hnsw":
@@ -85,7 +87,7 @@ def pair_index(
     vectors, keep = _vectors(new, q_subset, g_subset, "gallery", store.info["similarity"])
     ids = np.arange(seen, len(items), dtype=np.int64)[keep]  # vectors: the kept items only
     if index is None:
-        index = _new_index(kind, vectors.shape[1], vectors, nlist)
+        index = new_faiss_index(kind, vectors.shape[1], vectors, nlist)
     index.add_with_ids(vectors, ids)
     file = f"faiss/{q_subset}-{g_subset}.{kind}.faiss"
     atomic_write(store.root / file, lambda f: f.write(faiss.serialize_index(index).tobytes()))
@@ -94,7 +96,15 @@ def pair_index(
     return index
 
 
-def _on_device(index: faiss.Index, kind: str) -> faiss.Index:
+def set_search_params(index: faiss.Index, kind: str, nprobe: int, ef_search: int) -> None:
+    """How much of an approximate index a search visits: IVF cells (``nprobe``), HNSW candidates."""
+    if kind == "ivf":
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    if kind == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efSearch = ef_search
+
+
+def on_device(index: faiss.Index, kind: str) -> faiss.Index:
     """The GPU copy of a flat or IVF index when FAISS was built with GPU support and a GPU is visible."""
     if kind != "hnsw" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
@@ -122,11 +132,8 @@ def search(
     index = pair_index(store, q_subset, g_subset, kind)
     if index.ntotal == 0:
         raise MDReIDError(f"search: no gallery item of {store.root} has every modality of {g_subset}")
-    if kind == "ivf":
-        faiss.extract_index_ivf(index).nprobe = nprobe
-    if kind == "hnsw":
-        faiss.downcast_index(index.index).hnsw.efSearch = ef_search
-    scores, ids = _on_device(index, kind).search(vectors, min(k, index.ntotal))
+    set_search_params(index, kind, nprobe, ef_search)
+    scores, ids = on_device(index, kind).search(vectors, min(k, index.ntotal))
     items = store.items()
     out = []
     for row_scores, row_ids in zip(scores, ids, strict=True):
