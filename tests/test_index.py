@@ -99,6 +99,9 @@ def test_add_appends_without_rebuilding(tmp_path: Path) -> None:
     assert (tmp_path / "idx" / "items-00000.safetensors").read_bytes() == first_shard
     entry = GalleryStore.open(tmp_path / "idx").info["faiss"]["RT->N/flat"]
     assert entry["items_seen"] == 80 and entry["vectors"] == int(items.present[:, 1].sum())
+    (tmp_path / "idx" / entry["file"]).unlink()  # a deleted FAISS file is made afresh
+    again = search(GalleryStore.open(tmp_path / "idx"), queries, "RT", "N", k=80)
+    assert [[h.item for h in q] for q in again] == [[h.item for h in q] for q in got]
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])

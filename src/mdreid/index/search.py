@@ -76,6 +76,8 @@ def pair_index(
         raise MDReIDError(f"index kind {kind!r}: use one of {', '.join(KINDS)}")
     key = f"{pair_name(q_subset, g_subset)}/{kind}"
     entry = store.info["faiss"].get(key)
+    if entry is not None and not (store.root / entry["file"]).is_file():
+        entry = None  # deleted to be made afresh (e.g. an IVF index retrained on today's items)
     items = store.items()
     seen = 0 if entry is None else entry["items_seen"]
     index = (
