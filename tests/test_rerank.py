@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mdreid.metrics import rerank as rerank_module
-from mdreid.metrics.rerank import k_reciprocal_rerank, rerank_row_blocks
+from mdreid.metrics.rerank import RerankSettings, k_reciprocal_rerank, rerank_row_blocks
 from mdreid.runtime.errors import MDReIDError
 
 
@@ -112,7 +112,8 @@ def test_row_blocks_from_features() -> None:
         yield from full.split(4)
 
     torch.testing.assert_close(
-        rerank_row_blocks(blocks, 6, 20, 5, 2, 0.4), k_reciprocal_rerank(q_g, q_q, g_g, 5, 2, 0.4)
+        rerank_row_blocks(blocks, 6, 20, RerankSettings(5, 2, 0.4)),
+        k_reciprocal_rerank(q_g, q_q, g_g, 5, 2, 0.4),
     )
 
 

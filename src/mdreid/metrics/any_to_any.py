@@ -35,8 +35,9 @@ from mdreid.metrics.functional import (
     summarize_rank_stats,
 )
 from mdreid.metrics.groups import PAPER_PAIRS, named_groups, pair_name
-from mdreid.metrics.pair_rerank import RerankSettings, SideFeatures, reranked_pair_distance
+from mdreid.metrics.pair_rerank import SideFeatures, reranked_pair_distance
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
+from mdreid.metrics.rerank import RerankSettings
 from mdreid.metrics.results import AnyToAnyResult
 from mdreid.modalities import LETTERS, NUM_MODALITIES, SUBSETS, all_pairs
 from mdreid.runtime.errors import MDReIDError

@@ -18,20 +18,8 @@ from torch import Tensor
 
 from mdreid.metrics.functional import default_chunk_rows
 from mdreid.metrics.pair_similarity import PairDistances
-from mdreid.metrics.rerank import check_rerank_settings, rerank_row_blocks
+from mdreid.metrics.rerank import RerankSettings, rerank_row_blocks
 from mdreid.modalities import subset_indices
-
-
-@dataclass(frozen=True)
-class RerankSettings:
-    """The paper's parameters: k1 (reciprocal neighbours), k2 (query expansion), lambda (original share)."""
-
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-
-    def __post_init__(self) -> None:
-        check_rerank_settings(self.k1, self.k2, self.lambda_value)
 
 
 @dataclass(frozen=True)
@@ -87,8 +75,6 @@ def reranked_pair_distance(
         yield from _rows(qq, qg, (q_subset, q_subset), (q_subset, g_subset), mode)
         yield from _rows(gq, gg, (g_subset, q_subset), (g_subset, g_subset), mode)
 
-    reranked = rerank_row_blocks(
-        row_blocks, q.present.shape[0], g.present.shape[0], settings.k1, settings.k2, settings.lambda_value
-    )
+    reranked = rerank_row_blocks(row_blocks, q.present.shape[0], g.present.shape[0], settings)
     out[q_keep.nonzero()[:, 0].cpu()[:, None], g_keep.nonzero()[:, 0].cpu()[None, :]] = reranked.float()
     return out

@@ -24,6 +24,7 @@ Nearest-neighbour ties are broken by the lower index (the reference's ``argsort`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,6 +49,18 @@ def check_rerank_settings(k1: int, k2: int, lambda_value: float) -> None:
         raise MDReIDError(f"re-ranking lambda must be in [0, 1], got {lambda_value}")
 
 
+@dataclass(frozen=True)
+class RerankSettings:
+    """The paper's parameters: k1 (reciprocal neighbours), k2 (query expansion), lambda (original share)."""
+
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_rerank_settings(self.k1, self.k2, self.lambda_value)
+
+
 def k_reciprocal_rerank(
     q_g: Tensor,
     q_q: Tensor,
@@ -61,7 +74,7 @@ def k_reciprocal_rerank(
     ``q_g`` [Q, G], ``q_q`` [Q, Q], ``g_g`` [G, G]: finite floating-point distances (smaller = closer), on the
     CPU. Returns [Q, G] in ``q_g``'s dtype. See the module docstring for the algorithm.
     """
-    check_rerank_settings(k1, k2, lambda_value)
+    settings = RerankSettings(k1, k2, lambda_value)
     if q_g.ndim != 2 or q_q.ndim != 2 or g_g.ndim != 2:
         raise MDReIDError(
             f"k_reciprocal_rerank: q_g, q_q, g_g must be 2-D, got {tuple(q_g.shape)}, {tuple(q_q.shape)}, "
@@ -93,16 +106,11 @@ def k_reciprocal_rerank(
         for s in range(0, num_g, step):
             yield torch.cat([q_g[:, s : s + step].T, g_g[:, s : s + step].T], dim=1)
 
-    return rerank_row_blocks(row_blocks, num_q, num_g, k1, k2, lambda_value)
+    return rerank_row_blocks(row_blocks, num_q, num_g, settings)
 
 
 def rerank_row_blocks(
-    row_blocks: RowBlocks,
-    num_query: int,
-    num_gallery: int,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    row_blocks: RowBlocks, num_query: int, num_gallery: int, settings: RerankSettings | None = None
 ) -> Tensor:
     """Re-ranked [Q, G] distances from ``row_blocks()``, which yields consecutive row blocks of the
     (Q+G) x (Q+G) distance matrix ``M^T`` (queries first; finite, CPU, one float dtype) and is called twice.
@@ -110,7 +118,7 @@ def rerank_row_blocks(
     For symmetric ``q_q`` and ``g_g`` the rows of ``M^T`` are those of ``M``, so distances computed on the fly
     from features (e.g. ``PairDistances`` chunks) serve directly and the whole matrix is never held.
     """
-    check_rerank_settings(k1, k2, lambda_value)
+    k1, k2, lambda_value = astuple(settings or RerankSettings())
     if num_query < 1 or num_gallery < 1:
         raise MDReIDError(f"re-ranking: needs a query and a gallery item, got Q={num_query}, G={num_gallery}")
     n = num_query + num_gallery
