@@ -35,7 +35,7 @@ from mdreid.runtime.errors import MDReIDError
 
 RowBlocks = Callable[[], Iterator[Tensor]]
 _BLOCK_ELEMENTS = 1 << 22  # distances per row block (~16 MB in float32)
-_PAIR_BUDGET = 1 << 21  # (query entry, gallery entry) pairs expanded at once by the Jaccard step
+_PAIR_BUDGET = 1 << 20  # index pairs expanded at once (expansion sets, Jaccard sums)
 
 
 def check_rerank_settings(k1: int, k2: int, lambda_value: float) -> None:
@@ -203,31 +203,48 @@ def _nearest(t: Tensor, k: int) -> Tensor:
     return index
 
 
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``keys`` in ``sorted_keys`` (ascending), elementwise, by binary search."""
+    at = np.minimum(np.searchsorted(sorted_keys, keys), max(sorted_keys.size - 1, 0))
+    return sorted_keys[at] == keys if sorted_keys.size else np.zeros(keys.shape, dtype=bool)
+
+
 def _reciprocal(nearest: Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Edges (i, j) of the k-reciprocal sets, sorted by (i, j): j in F(i) and i in F(j)."""
     k = nearest.shape[1]
     src = np.repeat(np.arange(n, dtype=np.int64), k)
     dst = nearest.numpy().astype(np.int64).ravel()
-    keep = np.isin(dst * n + src, src * n + dst)
+    keep = _contains(np.sort(src * n + dst), dst * n + src)
     keys = np.sort(src[keep] * n + dst[keep])
     return keys // n, keys % n
 
 
 def _expansion(forward: Tensor, half: Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Edges (i, j) of the expanded sets R*(i), sorted by (i, j), without repeats."""
+    """Edges (i, j) of the expanded sets R*(i), sorted by (i, j), without repeats; rows in blocks, so the
+    (edge, candidate member) pairs in memory stay within the pair budget."""
     r_src, r_dst = _reciprocal(forward, n)
+    r_keys = r_src * n + r_dst  # sorted
     h_src, h_dst = _reciprocal(half, n)
     h_count = np.bincount(h_src, minlength=n)
     h_start = np.concatenate([[0], np.cumsum(h_count)])
-    # members of R(c, half) for every edge (i, c) of R(i, k1+1), as (edge, member) pairs
-    edge = np.repeat(np.arange(r_src.size), h_count[r_dst])
-    offset = np.arange(edge.size) - np.repeat(np.cumsum(h_count[r_dst]) - h_count[r_dst], h_count[r_dst])
-    member = h_dst[h_start[r_dst][edge] + offset]
-    shared = np.isin(r_src[edge] * n + member, r_src * n + r_dst)
-    overlap = np.bincount(edge, weights=shared, minlength=r_src.size)
-    accept = 3 * overlap > 2 * h_count[r_dst]  # more than 2/3 of the candidate's set
-    taken = accept[edge]
-    keys = np.unique(np.concatenate([r_src * n + r_dst, r_src[edge[taken]] * n + member[taken]]))
+    step = max(1, _PAIR_BUDGET // (forward.shape[1] * half.shape[1]))
+    parts = []
+    for row in range(0, n, step):
+        lo, hi = np.searchsorted(r_src, [row, row + step])
+        src, dst = r_src[lo:hi], r_dst[lo:hi]
+        # members of R(c, half) for every edge (i, c) of R(i, k1+1), as (edge, member) pairs
+        counts = h_count[dst]
+        edge = np.repeat(np.arange(src.size), counts)
+        member = h_dst[
+            np.repeat(h_start[dst], counts)
+            + np.arange(edge.size)
+            - np.repeat(np.cumsum(counts) - counts, counts)
+        ]
+        shared = _contains(r_keys, src[edge] * n + member)
+        overlap = np.bincount(edge, weights=shared, minlength=src.size)
+        taken = (3 * overlap > 2 * counts)[edge]  # the candidate shares more than 2/3 of its set
+        parts.append(np.unique(np.concatenate([src * n + dst, src[edge[taken]] * n + member[taken]])))
+    keys = np.concatenate(parts)
     return keys // n, keys % n
 
 
