@@ -138,8 +138,10 @@ def test_bad_inputs(tmp_path: Path) -> None:
         paths=items.paths,
         stitched=items.stitched,
     )
-    with pytest.raises(MDReIDError, match="the index \\['sp', 'sh'\\]"):
+    with pytest.raises(MDReIDError, match="the index \\['sp', 'sh'\\] of size 8"):
         store.append(no_sh)
+    with pytest.raises(MDReIDError, match="features \\['sp', 'sh'\\] of size 4, the index"):
+        store.append(random_items(3, seed=10, dim=4))
 
 
 @pytest.mark.slow

@@ -104,3 +104,13 @@ def test_plots_leave_out_ranked_lists_of_the_plain_ranking(tmp_path, caplog) -> 
         written = write_plots(metric.compute(), data, [], tmp_path, num_queries=2)
     assert list(written) == ["heatmap_mAP", "heatmap_R1", "cmc", "tsne"]
     assert "no ranked lists" in caplog.text
+
+
+def test_the_module_builds_its_metrics_with_the_eval_section(tiny_cfg) -> None:
+    from types import SimpleNamespace
+
+    from mdreid.runtime.builders import build_module
+
+    cfg = tiny_cfg("train.yaml", "eval.rerank=true", "eval.rerank_lambda=0.5")
+    module = build_module(cfg, SimpleNamespace(num_classes=12, num_cameras=3, junk_rule="camera"))
+    assert module.test_metric.rerank.lambda_value == 0.5 and module.val_metric.rerank.k1 == 20

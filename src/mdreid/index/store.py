@@ -115,9 +115,8 @@ class GalleryStore:
             raise MDReIDError(
                 f"{root} already holds an index; add items with `python -m mdreid.index add {root}`"
             )
-        store = cls(
-            root, {"format": FORMAT, **settings, "features": _kinds(items), "shards": [], "faiss": {}}
-        )
+        info = {"format": FORMAT, **settings, "features": _kinds(items), "feature_dim": _dim(items)}
+        store = cls(root, {**info, "shards": [], "faiss": {}})
         store.append(items)
         return store
 
@@ -153,10 +152,10 @@ class GalleryStore:
         """Write ``items`` as a new shard; returns their ids."""
         if not len(items):
             raise MDReIDError(f"{self.root}: no items to add")
-        if _kinds(items) != self.info["features"]:
+        if (_kinds(items), _dim(items)) != (self.info["features"], self.info["feature_dim"]):
             raise MDReIDError(
-                f"{self.root}: the new items have features {_kinds(items)}, the index {self.info['features']}; "
-                "extract them with the index's checkpoint"
+                f"{self.root}: the new items have features {_kinds(items)} of size {_dim(items)}, the index "
+                f"{self.info['features']} of size {self.info['feature_dim']}; extract them with the index's checkpoint"
             )
         start = self.size
         name = f"items-{len(self.info['shards']):05d}.safetensors"
@@ -168,6 +167,10 @@ class GalleryStore:
 
     def save_info(self) -> None:
         atomic_write_json(self.root / MANIFEST, self.info)
+
+
+def _dim(items: GalleryItems) -> int:
+    return (items.sp if items.sp is not None else items.sh).shape[-1]
 
 
 def _kinds(items: GalleryItems) -> list[str]:
