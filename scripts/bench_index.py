@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--ids", type=int, default=20_000, help="identities the vectors cluster around")
-    parser.add_argument("--noise", type=float, default=1.0)
+    parser.add_argument("--noise", type=float, default=0.6, help="0.6: same-identity cosine ~0.75")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--nlist", type=int, default=1024, help="IVF cells")
     parser.add_argument("--train", type=int, default=65_536, help="IVF k-means training vectors")

@@ -124,9 +124,7 @@ def rerank_row_blocks(
     n = num_query + num_gallery
     k_fwd, k_half, k_qe = min(k1 + 1, n), min(round(k1 / 2) + 1, n), min(k2, n)
     # pass 1: each item's nearest neighbours (and the scaling the paper's t applies to its row)
-    nearest = torch.cat(
-        [_nearest(_scaled(block, n), max(k_fwd, k_qe)) for block in _checked(row_blocks(), n)]
-    )
+    nearest = torch.cat([_nearest(_scaled(block), max(k_fwd, k_qe)) for block in _checked(row_blocks(), n)])
     if nearest.shape[0] != n:
         raise MDReIDError(f"re-ranking: row_blocks gave {nearest.shape[0]} rows, expected Q+G = {n}")
     src, dst = _expansion(nearest[:, :k_fwd], nearest[:, :k_half], n)
@@ -135,7 +133,7 @@ def rerank_row_blocks(
     out = torch.empty(0)
     row = 0
     for block in _checked(row_blocks(), n):
-        t = _scaled(block, n)
+        t = _scaled(block)
         stop = row + t.shape[0]
         lo, hi = np.searchsorted(src, [row, stop])
         picked = t[torch.from_numpy(src[lo:hi] - row), torch.from_numpy(dst[lo:hi])]
@@ -146,6 +144,8 @@ def rerank_row_blocks(
             rows = slice(row, min(stop, num_query))
             out[rows] = t[: rows.stop - row, num_query:] * lambda_value
         row = stop
+    if row != n:
+        raise MDReIDError(f"re-ranking: row_blocks gave {row} rows on its second call, expected Q+G = {n}")
     sums = np.bincount(src, weights=weights, minlength=n)
     v = sp.csr_matrix((weights / sums[src], (src, dst)), shape=(n, n))
     if k2 != 1:  # local query expansion: mean of the k2 nearest rows
@@ -177,7 +177,7 @@ def _finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
-def _scaled(block: Tensor, n: int) -> Tensor:
+def _scaled(block: Tensor) -> Tensor:
     """The paper's ``t`` on a row block: squared distances over each row's maximum."""
     sq = block.square()
     top = sq.amax(dim=1, keepdim=True)
