@@ -191,6 +191,41 @@ def test_cli_on_the_synthetic_bench(
     assert [h["item"] for h in result[0]["hits"]] == expected[0][:5]
     assert result[0]["hits"][0]["paths"] == list(bench.gallery[expected[0][0]].paths)
     assert Image.open(out / "ranked_list.png").size[0] > 0
+    # a manifest of queries with different modality subsets: each compared on its own modalities
+    manifest = tmp_path / "queries.csv"
+    rows = [(bench.query[1], (True, False, False)), (bench.query[2], (True, True, True))]
+    manifest.write_text(
+        "split,pid,camid,rgb,nir,tir\n"
+        + "".join(
+            f"query,{r.pid},{r.camid},"
+            + ",".join(p if keep else "" for p, keep in zip(r.paths, mask, strict=True))
+            + "\n"
+            for r, mask in rows
+        )
+    )
+    many = tmp_path / "many"
+    args = [
+        "search",
+        str(index),
+        "--manifest",
+        str(manifest),
+        "--top-k",
+        "4",
+        "--out",
+        str(many),
+        "--device",
+        "cpu",
+    ]
+    assert index_main(args) == 0
+    result = json.loads((many / "results.json").read_text())
+    assert [r["pair"] for r in result] == ["R->RNT", "RNT->RNT"]
+    for (record, mask), entry in zip(rows, result, strict=True):
+        q = extract_items(
+            model,
+            [replace(record, paths=tuple(p if k else "" for p, k in zip(record.paths, mask, strict=True)))],
+        )
+        expected, _ = metric_order(q, gallery, entry["pair"].split("->")[0], "RNT", "code")
+        assert [h["item"] for h in entry["hits"]] == expected[0][:4]
     with pytest.raises(SystemExit) as exc:
         index_main(["search", str(index), "--rgb", query.paths[0], "--device", "cpu"])
     assert exc.value.code == 2

@@ -104,18 +104,19 @@ def cmd_add(args: argparse.Namespace) -> None:
 def cmd_search(args: argparse.Namespace) -> None:
     from mdreid.index.results import write_results
     from mdreid.index.search import search
-    from mdreid.index.store import GalleryStore
+    from mdreid.index.store import GalleryItems, GalleryStore
 
     store = GalleryStore.open(args.index)
     queries = _extract(args, _model(store.info["checkpoint"]), _records(args))
     g_subset = args.gallery_modalities or _common_subset(store.items().present)
-    results = []
-    for i in range(len(queries)):
-        subset = args.query_modalities or _letters(queries.present[i])
-        one = queries.rows(i, i + 1)
-        results.append(
-            (one, subset, search(store, one, subset, g_subset, args.top_k, args.kind, args.nprobe)[0])
-        )
+    subsets = [args.query_modalities or _letters(present) for present in queries.present]
+    results: list = [None] * len(queries)
+    for subset in dict.fromkeys(subsets):  # one search (one FAISS index) per query subset
+        rows = [i for i, s in enumerate(subsets) if s == subset]
+        group = GalleryItems.cat([queries.rows(i, i + 1) for i in rows])
+        found = search(store, group, subset, g_subset, args.top_k, args.kind, args.nprobe)
+        for i, hits in zip(rows, found, strict=True):
+            results[i] = (queries.rows(i, i + 1), subset, hits)
     text = write_results(results, g_subset, args.out, args.top_k)
     if args.out is None:
         print(text)
