@@ -144,6 +144,16 @@ def test_bad_inputs(tmp_path: Path) -> None:
         store.append(random_items(3, seed=10, dim=4))
 
 
+def run_search(index: Path, out: Path, *args: str) -> list:
+    assert index_main(["search", str(index), *args, "--out", str(out), "--device", "cpu"]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def masked(record, mask: tuple[bool, bool, bool]):
+    """The record with the modalities outside ``mask`` dropped."""
+    return replace(record, paths=tuple(p if keep else "" for p, keep in zip(record.paths, mask, strict=True)))
+
+
 @pytest.mark.slow
 def test_cli_on_the_synthetic_bench(
     tiny_cfg: Callable[..., DictConfig], synthetic_data_dir: Path, tmp_path: Path
@@ -163,30 +173,14 @@ def test_cli_on_the_synthetic_bench(
     bench = build_datamodule(compose_config("eval", [*data, "ckpt_path=x"])).benchmark
     query = bench.query[0]
     out = tmp_path / "hits"
-    args = [
-        "search",
-        str(index),
-        "--rgb",
-        query.paths[0],
-        "--tir",
-        query.paths[2],
-        "--camid",
-        str(query.camid),
-        "--top-k",
-        "5",
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-    ]
-    assert index_main(args) == 0
-    result = json.loads((out / "results.json").read_text())
+    files = ["--rgb", query.paths[0], "--tir", query.paths[2], "--camid", str(query.camid)]
+    result = run_search(index, out, *files, "--top-k", "5")
     assert result[0]["pair"] == "RT->RNT" and len(result[0]["hits"]) == 5
     model = load_module(ckpt)
     gallery = extract_items(model, bench.gallery)
     store = GalleryStore.open(index)
     torch.testing.assert_close(store.items().sh, gallery.sh)
-    q = extract_items(model, [replace(query, paths=(query.paths[0], "", query.paths[2]))])
+    q = extract_items(model, [masked(query, (True, False, True))])
     expected, _ = metric_order(q, gallery, "RT", "RNT", "code")
     assert [h["item"] for h in result[0]["hits"]] == expected[0][:5]
     assert result[0]["hits"][0]["paths"] == list(bench.gallery[expected[0][0]].paths)
@@ -196,34 +190,12 @@ def test_cli_on_the_synthetic_bench(
     rows = [(bench.query[1], (True, False, False)), (bench.query[2], (True, True, True))]
     manifest.write_text(
         "split,pid,camid,rgb,nir,tir\n"
-        + "".join(
-            f"query,{r.pid},{r.camid},"
-            + ",".join(p if keep else "" for p, keep in zip(r.paths, mask, strict=True))
-            + "\n"
-            for r, mask in rows
-        )
+        + "".join(f"query,{r.pid},{r.camid}," + ",".join(masked(r, mask).paths) + "\n" for r, mask in rows)
     )
-    many = tmp_path / "many"
-    args = [
-        "search",
-        str(index),
-        "--manifest",
-        str(manifest),
-        "--top-k",
-        "4",
-        "--out",
-        str(many),
-        "--device",
-        "cpu",
-    ]
-    assert index_main(args) == 0
-    result = json.loads((many / "results.json").read_text())
+    result = run_search(index, tmp_path / "many", "--manifest", str(manifest), "--top-k", "4")
     assert [r["pair"] for r in result] == ["R->RNT", "RNT->RNT"]
     for (record, mask), entry in zip(rows, result, strict=True):
-        q = extract_items(
-            model,
-            [replace(record, paths=tuple(p if k else "" for p, k in zip(record.paths, mask, strict=True)))],
-        )
+        q = extract_items(model, [masked(record, mask)])
         expected, _ = metric_order(q, gallery, entry["pair"].split("->")[0], "RNT", "code")
         assert [h["item"] for h in entry["hits"]] == expected[0][:4]
     with pytest.raises(SystemExit) as exc:
