@@ -81,11 +81,27 @@ def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> t
     return min(times), out
 
 
-def _peer_source(archive: Path, names, read: Callable[[str], bytes]) -> bytes:
-    """The bytes of ``rank_cy.pyx`` inside the downloaded archive."""
-    name = next((n for n in names if n.endswith(PEER_MEMBER)), None)
+def peer_file(workdir: Path, member: str) -> bytes:
+    """The bytes of ``member`` (a path ending) inside fast-reid's wheel or sdist, downloaded into ``workdir``
+    with pip (no dependencies, nothing installed)."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", PEER_PACKAGE, "-d", str(workdir)],
+        check=True,
+    )
+    (archive,) = [p for p in workdir.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
+    if archive.suffix == ".gz":
+        with tarfile.open(archive) as tar:
+            names = {m.name: m for m in tar.getmembers()}
+            read = lambda name: tar.extractfile(names[name]).read()  # noqa: E731
+            return _member(archive, member, names, read)
+    with zipfile.ZipFile(archive) as zf:
+        return _member(archive, member, zf.namelist(), zf.read)
+
+
+def _member(archive: Path, member: str, names, read: Callable[[str], bytes]) -> bytes:
+    name = next((n for n in names if n.endswith(member)), None)
     if name is None:
-        sys.exit(f"error: {archive.name} has no {PEER_MEMBER}; pin another fastreid version in PEER_PACKAGE")
+        sys.exit(f"error: {archive.name} has no {member}; pin another fastreid version in PEER_PACKAGE")
     return read(name)
 
 
@@ -95,19 +111,7 @@ def build_peer(workdir: Path) -> ModuleType:
         import Cython  # noqa: F401
     except ImportError:
         sys.exit("error: the peer kernel needs Cython: `pip install cython` (or run with --skip-peer)")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", PEER_PACKAGE, "-d", str(workdir)],
-        check=True,
-    )
-    (archive,) = [p for p in workdir.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
-    if archive.suffix == ".gz":
-        with tarfile.open(archive) as tar:
-            files = {m.name: m for m in tar.getmembers()}
-            read = lambda name: tar.extractfile(files[name]).read()  # noqa: E731
-            source = _peer_source(archive, files, read)
-    else:
-        with zipfile.ZipFile(archive) as zf:
-            source = _peer_source(archive, zf.namelist(), zf.read)
+    source = peer_file(workdir, PEER_MEMBER)
     pyx = workdir / "rank_cy.pyx"
     pyx.write_bytes(source)
     c_file = workdir / "rank_cy.c"

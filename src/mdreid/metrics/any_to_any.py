@@ -18,7 +18,8 @@ Speed: pairs whose distance matrices are identical are built and ranked once
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 
 import torch
 from torch import Tensor
@@ -34,7 +35,9 @@ from mdreid.metrics.functional import (
     summarize_rank_stats,
 )
 from mdreid.metrics.groups import PAPER_PAIRS, named_groups, pair_name
+from mdreid.metrics.pair_rerank import SideFeatures, reranked_pair_distance
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
+from mdreid.metrics.rerank import RerankSettings
 from mdreid.metrics.results import AnyToAnyResult
 from mdreid.modalities import LETTERS, NUM_MODALITIES, SUBSETS, all_pairs
 from mdreid.runtime.errors import MDReIDError
@@ -108,6 +111,8 @@ class AnyToAnyReID(Metric):
             pid and camera / scene are removed before ranking.
         max_rank: length of the CMC curves (>= 10, since R10 is reported).
         chunk_size: query rows ranked at a time (default: about 4M distances per chunk).
+        rerank: k-reciprocal re-ranking of every pair (``pair_rerank``) with ``rerank_k1``, ``rerank_k2`` and
+            ``rerank_lambda`` (the paper's k1, k2, lambda).
         kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
     """
 
@@ -122,6 +127,10 @@ class AnyToAnyReID(Metric):
         junk: str = "camera",
         max_rank: int = 50,
         chunk_size: int | None = None,
+        rerank: bool = False,
+        rerank_k1: int = 20,
+        rerank_k2: int = 6,
+        rerank_lambda: float = 0.3,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -138,6 +147,9 @@ class AnyToAnyReID(Metric):
         self.junk = junk
         self.max_rank = max_rank
         self.chunk_size = chunk_size
+        if not isinstance(rerank, bool):
+            raise MDReIDError(f"eval.rerank: must be true or false, got {rerank!r}")
+        self.rerank = RerankSettings(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
         for name in _STATES:
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -252,15 +264,20 @@ class AnyToAnyReID(Metric):
                     f"pair {pair_name(q_subset, g_subset)}: no query has all of modalities {q_subset}; "
                     "check the presence mask or drop this pair from eval.pairs"
                 )
-        distinct, which = distances.distinct_pairs(self.pairs, self.similarity)
+        if self.rerank is None:
+            distinct, which = distances.distinct_pairs(self.pairs, self.similarity)
+            chunks = ((rows, enumerate(d)) for rows, d in distances.chunks(distinct, self.similarity))
+        else:  # Q -> Q and G -> G distances differ even where Q -> G ones coincide: no pair is shared
+            distinct, which = list(self.pairs), list(range(len(self.pairs)))
+            chunks = self._reranked_chunks(data, distinct, distances.chunk_size)
         stats: list[list[QueryRankStats]] = [[] for _ in distinct]
         workspace = rank_workspace(
             min(distances.chunk_size, distances.num_query), distances.num_gallery, torch.float32, q_pid.device
         )
-        for rows, dists in distances.chunks(distinct, self.similarity):
+        for rows, dists in chunks:  # dists: (pair position, distance chunk) pairs
             masks = rank_masks(q_pid[rows], g_pid, q_group[rows], g_group)  # shared by every pair
-            for acc, dist in zip(stats, dists, strict=True):
-                acc.append(
+            for position, dist in dists:
+                stats[position].append(
                     query_rank_stats(dist, q_pid[rows], g_pid, q_group[rows], g_group, masks, workspace)
                 )
         merged = [QueryRankStats.cat(acc) for acc in stats]
@@ -284,4 +301,24 @@ class AnyToAnyReID(Metric):
                     "num_gallery": int(distances.gallery_mask(g_subset).sum()),
                 }
             )
-        return AnyToAnyResult(result_rows, cmc, named_groups(result_rows), self.similarity, self.junk)
+        rerank = None if self.rerank is None else asdict(self.rerank)
+        return AnyToAnyResult(
+            result_rows, cmc, named_groups(result_rows), self.similarity, self.junk, rerank=rerank
+        )
+
+    def _reranked_chunks(
+        self, data: dict[str, Tensor | None], pairs: list[tuple[str, str]], chunk_size: int
+    ) -> Iterator[tuple[slice, list[tuple[int, Tensor]]]]:
+        """Per pair, its re-ranked distances in query chunks: ``(rows, [(pair position, chunk)])``."""
+        q, g = data["is_query"], data["is_gallery"]
+        side = lambda keep: SideFeatures(  # noqa: E731
+            *(None if data[k] is None else data[k][keep] for k in ("sp", "sh")), data["present"][keep]
+        )
+        query, gallery = side(q), side(g)
+        for position, (q_subset, g_subset) in enumerate(pairs):
+            dist = reranked_pair_distance(
+                query, gallery, q_subset, g_subset, self.similarity, self.rerank, self.chunk_size
+            ).to(q.device)
+            for start in range(0, dist.shape[0], chunk_size):
+                rows = slice(start, min(start + chunk_size, dist.shape[0]))
+                yield rows, [(position, dist[rows])]

@@ -42,6 +42,7 @@ class AnyToAnyResult:
     groups: dict[str, float]  # groups.named_groups(rows)
     similarity: str  # pair_similarity.SIMILARITY_MODES
     junk: str  # "camera" or "scene"
+    rerank: dict | None = None  # k-reciprocal re-ranking's k1, k2, lambda_value; None: not re-ranked
 
     def row(self, query: str, gallery: str) -> dict:
         """The row of one pair; KeyError if it was not evaluated."""
@@ -75,6 +76,7 @@ class AnyToAnyResult:
         return {
             "similarity": self.similarity,
             "junk": self.junk,
+            "rerank": self.rerank,
             "rows": self.rows,
             "groups": self.groups,
             "cmc": {name: curve.tolist() for name, curve in self.cmc.items()},

@@ -42,6 +42,7 @@ VEHICLE_TILE = (128, 64)
 QUERY_COLOUR = (0, 0, 0)
 MATCH_COLOUR = (0, 255, 0)
 WRONG_COLOUR = (255, 0, 0)
+UNKNOWN_COLOUR = (128, 128, 128)  # identity of the query not known (gallery search)
 BACKGROUND = (255, 255, 255)
 
 
@@ -209,7 +210,7 @@ def _record(records: Sequence[Record], samples: Mapping[str, Tensor | None], pos
     return records[index]
 
 
-def _images(record: Record, modalities: Sequence[int]) -> dict[int, Image.Image]:
+def record_images(record: Record, modalities: Sequence[int]) -> dict[int, Image.Image]:
     keep = [m in modalities for m in range(NUM_MODALITIES)]
     return dict(zip(modalities, read_modalities(record, keep), strict=True))
 
@@ -240,29 +241,49 @@ def ranked_list_grid(
 ) -> Image.Image:
     """One block per query: rows = the pair's modalities, columns = query then ranks 1..topk.
 
-    ``records`` is the evaluation listing aligned with ``samples["index"]``. Tiles are 64x128 (persons)
-    or 128x64 (vehicles), picked from the first query image's aspect.
+    ``records`` is the evaluation listing aligned with ``samples["index"]`` (drawing: ``draw_ranked_lists``).
     """
     ranked = rank_queries(samples, pair, query_rows, similarity, junk, topk)
     q_mods, g_mods = subset_indices(pair[0]), subset_indices(pair[1])
-    used = sorted(set(q_mods) | set(g_mods))
-    query_images = [_images(_record(records, samples, r.query), q_mods) for r in ranked]
-    first = query_images[0][q_mods[0]]
+    blocks = [
+        (
+            record_images(_record(records, samples, r.query), q_mods),
+            [
+                (
+                    record_images(_record(records, samples, position), g_mods),
+                    MATCH_COLOUR if match else WRONG_COLOUR,
+                )
+                for position, match in zip(r.gallery, r.matches, strict=True)
+            ],
+        )
+        for r in ranked
+    ]
+    return draw_ranked_lists(pair, blocks, topk)
+
+
+def draw_ranked_lists(
+    pair: tuple[str, str],
+    blocks: Sequence[tuple[Mapping[int, Image.Image], Sequence[tuple[Mapping[int, Image.Image], tuple]]]],
+    topk: int,
+) -> Image.Image:
+    """The grid of ``ranked_list_grid`` from images: per query its images by modality and its ranked gallery
+    items as (images by modality, border colour). Tiles are 64x128 (persons) or 128x64 (vehicles), picked from
+    the first query image's aspect."""
+    used = sorted(set(subset_indices(pair[0])) | set(subset_indices(pair[1])))
+    first = next(iter(blocks[0][0].values()))
     tile = VEHICLE_TILE if first.width > first.height else PERSON_TILE
-    layout = GridLayout(tile, rows=len(used), columns=1 + topk, blocks=len(ranked))
+    layout = GridLayout(tile, rows=len(used), columns=1 + topk, blocks=len(blocks))
     canvas = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     for column in range(layout.columns):
         x = layout.origin(0, 0, column)[0]
         draw.text((x + BORDER, 1), f"Rank {column}" if column else "Query", fill=QUERY_COLOUR, font=font)
-    for block, (entry, images) in enumerate(zip(ranked, query_images, strict=True)):
+    for block, (query_images, gallery) in enumerate(blocks):
         for row, m in enumerate(used):
             y = layout.origin(block, row, 0)[1] + layout.cell[1] // 2
             draw.text((2, y), MODALITIES[m], fill=QUERY_COLOUR, font=font, anchor="lm")
-        _paste_column(canvas, layout, block, 0, images, used, QUERY_COLOUR)
-        for column, (position, match) in enumerate(zip(entry.gallery, entry.matches, strict=True), start=1):
-            gallery_images = _images(_record(records, samples, position), g_mods)
-            colour = MATCH_COLOUR if match else WRONG_COLOUR
+        _paste_column(canvas, layout, block, 0, query_images, used, QUERY_COLOUR)
+        for column, (gallery_images, colour) in enumerate(gallery, start=1):
             _paste_column(canvas, layout, block, column, gallery_images, used, colour)
     return canvas

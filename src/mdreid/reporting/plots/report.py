@@ -59,7 +59,10 @@ def write_plots(
     }
     written["cmc"] = save_figure(cmc_figure(result), out / "cmc.png")
     has_sp, has_sh = samples.get("sp") is not None, samples.get("sh") is not None
-    for q, g in resolve_pairs(list(pairs_for_lists)) if records is not None else ():
+    if result.rerank is not None:  # the lists rank by the plain distances, which the scores no longer use
+        log.warning("no ranked lists: they show the ranking without re-ranking, and eval.rerank=true")
+        pairs_for_lists = ()
+    for q, g in resolve_pairs(list(pairs_for_lists)) if records is not None and pairs_for_lists else ():
         try:
             plan_pair(q, g, similarity, has_sp, has_sh)
         except MDReIDError as err:

@@ -1,0 +1,203 @@
+"""Gallery index: exact search equals the metric's ranking, adding needs no rebuild, approximate recall, CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+
+from checkpoint_files import save_checkpoint
+from mdreid.factory import build_datamodule, load_module
+from mdreid.index.cli import main as index_main
+from mdreid.index.extract import extract_items
+from mdreid.index.pair_vectors import pair_vectors, similarity_to_distance
+from mdreid.index.search import search
+from mdreid.index.store import GalleryItems, GalleryStore
+from mdreid.metrics import PairDistances
+from mdreid.modalities import all_pairs, subset_indices
+from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.hydra import compose_config
+
+
+def random_items(n: int, seed: int, dim: int = 8, missing: bool = True) -> GalleryItems:
+    gen = torch.Generator().manual_seed(seed)
+    present = torch.ones(n, 3, dtype=torch.bool)
+    if missing:
+        present[torch.randperm(n, generator=gen)[: n // 4], torch.randint(0, 3, (n // 4,), generator=gen)] = (
+            False
+        )
+    return GalleryItems(
+        sp=torch.randn(n, 3, dim, generator=gen) * present[..., None],
+        sh=torch.randn(n, 3, dim, generator=gen) * present[..., None],
+        present=present,
+        pid=torch.arange(n) % 5,
+        camid=torch.arange(n) % 3,
+        sceneid=torch.full((n,), -1),
+        paths=[(f"r{i}.png", f"n{i}.png", f"t{i}.png") for i in range(n)],
+        stitched=[False] * n,
+    )
+
+
+def metric_order(queries: GalleryItems, gallery: GalleryItems, q_subset: str, g_subset: str, mode: str):
+    """Each query's gallery ids by the metric's distance (stable: ties by id), comparable items only."""
+    pd = PairDistances(queries.sp, queries.sh, queries.present, gallery.sp, gallery.sh, gallery.present)
+    dist = pd.distance(q_subset, g_subset, mode)
+    keep = gallery.present[:, list(subset_indices(g_subset))].all(dim=1)
+    order = torch.sort(dist, dim=1, stable=True).indices
+    return [[int(i) for i in row if keep[i]] for row in order], dist
+
+
+@pytest.mark.parametrize("mode", ["code", "paper"])
+def test_pair_vectors_give_the_metric_distance(mode) -> None:
+    items = random_items(30, seed=0)
+    pd = PairDistances(items.sp, items.sh, items.present, items.sp, items.sh, items.present)
+    for q_subset, g_subset in all_pairs():
+        qv, qk = pair_vectors(items.sp, items.sh, items.present, q_subset, g_subset, "query", mode)
+        gv, gk = pair_vectors(items.sp, items.sh, items.present, q_subset, g_subset, "gallery", mode)
+        expected = pd.distance(q_subset, g_subset, mode)[qk][:, gk]
+        torch.testing.assert_close(similarity_to_distance(qv @ gv.T, mode), expected, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["code", "paper"])
+def test_exact_search_is_the_metric_ranking(tmp_path: Path, mode) -> None:
+    gallery, queries = random_items(60, seed=1), random_items(6, seed=2, missing=False)
+    store = GalleryStore.create(tmp_path / "idx", gallery, {"checkpoint": "x", "similarity": mode})
+    for q_subset, g_subset in [("RNT", "RNT"), ("T", "R"), ("RT", "NT"), ("N", "RN")]:
+        expected, dist = metric_order(queries, gallery, q_subset, g_subset, mode)
+        hits = search(store, queries, q_subset, g_subset, k=len(gallery), kind="flat")
+        for row, (want, got) in enumerate(zip(expected, hits, strict=True)):
+            assert [h.item for h in got] == want
+            torch.testing.assert_close(
+                torch.tensor([h.distance for h in got]), dist[row, want], atol=2e-6, rtol=0
+            )
+    assert sorted(store.info["faiss"]) == ["N->RN/flat", "RNT->RNT/flat", "RT->NT/flat", "T->R/flat"]
+
+
+def test_add_appends_without_rebuilding(tmp_path: Path) -> None:
+    items = random_items(80, seed=3)
+    queries = random_items(4, seed=4, missing=False)
+    store = GalleryStore.create(
+        tmp_path / "idx", items.rows(0, 50), {"checkpoint": "x", "similarity": "code"}
+    )
+    search(store, queries, "RT", "N", k=5)  # makes the RT->N index over the first 50 items
+    first_shard = (tmp_path / "idx" / "items-00000.safetensors").read_bytes()
+    ids = store.append(items.rows(50, 80))
+    assert ids == range(50, 80)
+    reopened = GalleryStore.open(tmp_path / "idx")
+    got = search(reopened, queries, "RT", "N", k=80)
+    whole = GalleryStore.create(tmp_path / "whole", items, {"checkpoint": "x", "similarity": "code"})
+    assert [[h.item for h in q] for q in got] == [
+        [h.item for h in q] for q in search(whole, queries, "RT", "N", k=80)
+    ]
+    assert (tmp_path / "idx" / "items-00000.safetensors").read_bytes() == first_shard
+    entry = GalleryStore.open(tmp_path / "idx").info["faiss"]["RT->N/flat"]
+    assert entry["items_seen"] == 80 and entry["vectors"] == int(items.present[:, 1].sum())
+    (tmp_path / "idx" / entry["file"]).unlink()  # a deleted FAISS file is made afresh
+    again = search(GalleryStore.open(tmp_path / "idx"), queries, "RT", "N", k=80)
+    assert [[h.item for h in q] for q in again] == [[h.item for h in q] for q in got]
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_kinds_find_most_exact_neighbours(tmp_path: Path, kind) -> None:
+    gallery, queries = (
+        random_items(2000, seed=5, dim=16, missing=False),
+        random_items(20, seed=6, missing=False, dim=16),
+    )
+    store = GalleryStore.create(tmp_path / "idx", gallery, {"checkpoint": "x", "similarity": "code"})
+    exact = search(store, queries, "RNT", "RNT", k=10, kind="flat")
+    approx = search(store, queries, "RNT", "RNT", k=10, kind=kind, nprobe=32, ef_search=128)
+    recall = np.mean(
+        [len({h.item for h in a} & {h.item for h in e}) / 10 for a, e in zip(approx, exact, strict=True)]
+    )
+    assert recall >= 0.8
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    items = random_items(10, seed=7)
+    with pytest.raises(MDReIDError, match="no index.json"):
+        GalleryStore.open(tmp_path / "none")
+    store = GalleryStore.create(tmp_path / "idx", items, {"checkpoint": "x", "similarity": "code"})
+    with pytest.raises(MDReIDError, match="already holds an index"):
+        GalleryStore.create(tmp_path / "idx", items, {"checkpoint": "x", "similarity": "code"})
+    lacking = random_items(2, seed=8, missing=False)
+    lacking.present[0, 2] = False
+    with pytest.raises(MDReIDError, match=r"queries \[0\] lack a modality of the query subset RT"):
+        search(store, lacking, "RT", "R")
+    with pytest.raises(MDReIDError, match="index kind 'lsh'"):
+        search(store, random_items(1, seed=9, missing=False), "R", "R", kind="lsh")
+    no_sh = GalleryItems(
+        None,
+        *[getattr(items, k) for k in ("sp", "present", "pid", "camid", "sceneid")],
+        paths=items.paths,
+        stitched=items.stitched,
+    )
+    with pytest.raises(MDReIDError, match="the index \\['sp', 'sh'\\] of size 8"):
+        store.append(no_sh)
+    with pytest.raises(MDReIDError, match="features \\['sp', 'sh'\\] of size 4, the index"):
+        store.append(random_items(3, seed=10, dim=4))
+
+
+def run_search(index: Path, out: Path, *args: str) -> list:
+    assert index_main(["search", str(index), *args, "--out", str(out), "--device", "cpu"]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def masked(record, mask: tuple[bool, bool, bool]):
+    """The record with the modalities outside ``mask`` dropped."""
+    return replace(record, paths=tuple(p if keep else "" for p, keep in zip(record.paths, mask, strict=True)))
+
+
+@pytest.mark.slow
+def test_cli_on_the_synthetic_bench(
+    tiny_cfg: Callable[..., DictConfig], synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    """build from a dataset, search with image files: the order is the metric's, JSON and image written."""
+    ckpt = tmp_path / "m.ckpt"
+    save_checkpoint(tiny_cfg, ckpt)
+    data = [
+        "experiment=synthetic",
+        "data.synth.ids=12",
+        "data.image_size=[64,32]",
+        "data.num_workers=0",
+        f"paths.data_dir={synthetic_data_dir}",
+    ]
+    index = tmp_path / "idx"
+    assert index_main(["build", str(index), "--ckpt", str(ckpt), "--device", "cpu", *data]) == 0
+    bench = build_datamodule(compose_config("eval", [*data, "ckpt_path=x"])).benchmark
+    query = bench.query[0]
+    out = tmp_path / "hits"
+    files = ["--rgb", query.paths[0], "--tir", query.paths[2], "--camid", str(query.camid)]
+    result = run_search(index, out, *files, "--top-k", "5")
+    assert result[0]["pair"] == "RT->RNT" and len(result[0]["hits"]) == 5
+    model = load_module(ckpt)
+    gallery = extract_items(model, bench.gallery)
+    store = GalleryStore.open(index)
+    torch.testing.assert_close(store.items().sh, gallery.sh)
+    q = extract_items(model, [masked(query, (True, False, True))])
+    expected, _ = metric_order(q, gallery, "RT", "RNT", "code")
+    assert [h["item"] for h in result[0]["hits"]] == expected[0][:5]
+    assert result[0]["hits"][0]["paths"] == list(bench.gallery[expected[0][0]].paths)
+    assert Image.open(out / "ranked_list.png").size[0] > 0
+    # a manifest of queries with different modality subsets: each compared on its own modalities
+    manifest = tmp_path / "queries.csv"
+    rows = [(bench.query[1], (True, False, False)), (bench.query[2], (True, True, True))]
+    manifest.write_text(
+        "split,pid,camid,rgb,nir,tir\n"
+        + "".join(f"query,{r.pid},{r.camid}," + ",".join(masked(r, mask).paths) + "\n" for r, mask in rows)
+    )
+    result = run_search(index, tmp_path / "many", "--manifest", str(manifest), "--top-k", "4")
+    assert [r["pair"] for r in result] == ["R->RNT", "RNT->RNT"]
+    for (record, mask), entry in zip(rows, result, strict=True):
+        q = extract_items(model, [masked(record, mask)])
+        expected, _ = metric_order(q, gallery, entry["pair"].split("->")[0], "RNT", "code")
+        assert [h["item"] for h in entry["hits"]] == expected[0][:4]
+    with pytest.raises(SystemExit) as exc:
+        index_main(["search", str(index), "--rgb", query.paths[0], "--device", "cpu"])
+    assert exc.value.code == 2
