@@ -24,7 +24,7 @@ from mdreid.data.synthetic.streams import IDENTITY, SHAPE, SOURCES, keyed_rng
 from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.pretrain import pretrain, sha256
 from mdreid.pretraining.contrastive import supervised_contrastive
-from mdreid.pretraining.pool_data import IdentityOrder
+from mdreid.pretraining.pool_data import Augment, IdentityOrder, PoolDataset
 from mdreid.runtime.config import asset_path
 from mdreid.runtime.errors import MDReIDError
 
@@ -114,6 +114,51 @@ def test_identity_order_gives_whole_runs_of_k_views() -> None:
     assert [d[2] for d in order] != indices and list(IdentityOrder(labels, 2, 3)) == draws
 
 
+def test_intensity_curriculum_rates_and_views() -> None:
+    """Colour first, then a linear ramp to the final share; an intensity view is one monotone channel."""
+    aug = Augment(intensity=0.6, intensity_from=2, intensity_full=4, gamma=2.0)
+    assert [aug.intensity_rate(e) for e in range(6)] == pytest.approx([0, 0, 0.2, 0.4, 0.6, 0.6])
+    assert all(Augment().intensity_rate(e) == 0 for e in range(10))  # the shipped recipe: none
+    gen = torch.Generator().manual_seed(0)
+    colour = torch.rand(3, 6, 6, generator=gen)
+    torch.manual_seed(1)
+    view = aug.intensity_view(colour)
+    assert view.shape == colour.shape and torch.equal(view[0], view[1]) and torch.equal(view[1], view[2])
+    assert 0 <= float(view.min()) and float(view.max()) <= 1
+    gray = colour[:1].expand(3, -1, -1)  # equal channels: any mix gives them back, the gamma keeps the order
+    remapped = aug.intensity_view(gray)[0].flatten()
+    assert torch.equal(torch.argsort(remapped), torch.argsort(gray[0].flatten()))
+    torch.testing.assert_close(Augment(intensity=1.0).intensity_view(gray), gray)  # gamma 1: no remap
+
+
+def test_pool_dataset_applies_the_curriculum_by_epoch() -> None:
+    gen = np.random.default_rng(0)
+    images = gen.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    aug = Augment(
+        crop_scale=(1.0, 1.0),
+        jitter=0.0,
+        grayscale=0.0,
+        blur=0.0,
+        intensity=1.0,
+        intensity_from=1,
+        intensity_full=1,
+    )
+    dataset = PoolDataset(images, np.arange(4), aug, seed=0)
+    colour, _ = dataset[(0, 0, 2)]
+    single, label = dataset[(1, 0, 2)]
+    assert int(label) == 2 and not torch.equal(colour[0], colour[1])
+    assert torch.equal(single[0], single[1]) and torch.equal(single[1], single[2])
+    assert torch.equal(dataset[(1, 0, 2)][0], single)  # seeded by (seed, epoch, position)
+    for bad, match in (
+        ({"intensity": 1.5}, "intensity"),
+        ({"intensity_from": 3, "intensity_full": 2}, "from"),
+    ):
+        with pytest.raises(MDReIDError, match=match):
+            Augment(**bad)
+    with pytest.raises(MDReIDError, match="gamma"):
+        Augment(gamma=0.5)
+
+
 PRETRAIN_TINY = [
     "data.pool.ids=6",
     "data.pool.per_id=4",
@@ -126,6 +171,7 @@ PRETRAIN_TINY = [
     "~callbacks.progress_bar",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
+    "zero_shot.enabled=false",
 ]
 
 
@@ -134,7 +180,8 @@ def test_pretrain_end_to_end_resumes_and_loads_like_clip(tmp_path: Path) -> None
     """A tiny pretraining writes an open_clip tower with provenance; a resumed run continues from last.ckpt;
     the file loads through build_backbone(weights=...) at the fine-tuning grid, exactly as CLIP weights do."""
     common = [*PRETRAIN_TINY, f"paths.data_dir={tmp_path / 'data'}"]
-    first = compose_cfg("pretrain.yaml", [*common, "trainer.max_epochs=1"], tmp_path / "first")
+    diagnose = ["zero_shot.enabled=true", "zero_shot.data.synth.preset=tiny"]
+    first = compose_cfg("pretrain.yaml", [*common, *diagnose, "trainer.max_epochs=1"], tmp_path / "first")
     metrics = pretrain(first)
     assert np.isfinite(metrics["pretrain/loss_epoch"])
     out = Path(first.out)
@@ -142,6 +189,9 @@ def test_pretrain_end_to_end_resumes_and_loads_like_clip(tmp_path: Path) -> None
     assert record["sha256"] == sha256(out) and record["seed"] == first.seed and record["epochs"] == 1
     assert record["pool"]["ids"] == 6 and record["command"].startswith("python -m mdreid.pretrain")
     assert all(k.startswith("visual.") for k in load_file(str(out)))
+    scores = record["zero_shot"]  # the diagnostic ran on the tiny copy and landed in the provenance
+    assert len(scores["mAP"]) == 49 and scores["data"]["preset"] == "tiny"
+    assert all(0 < v <= 100 for v in [*scores["mAP"].values(), scores["grayscale_R->R"]["mAP"]])
 
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     resumed = compose_cfg(

@@ -40,7 +40,9 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float]) -> dict[str, Any]:
+def provenance(
+    cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float], zero_shot: dict[str, Any] | None
+) -> dict[str, Any]:
     """What a shipped weight file needs beside it to be trusted and regenerated."""
     return {
         "file": out.name,
@@ -60,6 +62,7 @@ def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, flo
         },
         "date": time.strftime("%Y-%m-%d"),
         "final": metrics,
+        "zero_shot": zero_shot,
     }
 
 
@@ -91,7 +94,22 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch")}
     out = save_visual_weights(model.visual_state_dict(), cfg.out)
-    record = provenance(cfg, out, time.time() - start, metrics)
+    wall_s = time.time() - start  # the training's cost; the diagnostic below is not part of it
+    scores = None
+    if cfg.zero_shot.enabled:
+        from mdreid.pretraining.zero_shot import zero_shot
+
+        backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+        scores = zero_shot(out, backbone, cfg.zero_shot.data)
+        log.info(
+            "zero-shot mAP: R->R %.1f, grayscale R->R %.1f, N->N %.1f, T->T %.1f, RNT->RNT %.1f",
+            scores["mAP"]["R->R"],
+            scores["grayscale_R->R"]["mAP"],
+            scores["mAP"]["N->N"],
+            scores["mAP"]["T->T"],
+            scores["mAP"]["RNT->RNT"],
+        )
+    record = provenance(cfg, out, wall_s, metrics, scores)
     atomic_write_json(out.with_suffix(".json"), record)
     log.info("wrote %s (sha256 %s) and its provenance %s", out, record["sha256"], out.with_suffix(".json"))
     return metrics
