@@ -3,6 +3,7 @@ to end (resume included), and the shipped weights (hash, provenance, loading thr
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,11 +18,20 @@ from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.generate import PRESETS
 from mdreid.data.synthetic.layouts import KINDS as BENCH_KINDS
 from mdreid.data.synthetic.layouts import PLANNERS
-from mdreid.data.synthetic.pool import POOL, PoolSpec, identity_key, kind_of, render_pool
+from mdreid.data.synthetic.pool import (
+    POOL,
+    PoolSpec,
+    identity_key,
+    kind_of,
+    palette_key,
+    pool_identity,
+    render_pool,
+)
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import SHAPES
 from mdreid.data.synthetic.streams import IDENTITY, SHAPE, SOURCES, keyed_rng
 from mdreid.models.backbone import backbone_kwargs, build_backbone
+from mdreid.models.clip_weights import save_visual_weights
 from mdreid.pretrain import pretrain, sha256
 from mdreid.pretraining.contrastive import supervised_contrastive
 from mdreid.pretraining.pool_data import Augment, IdentityOrder, PoolDataset
@@ -29,6 +39,7 @@ from mdreid.runtime.config import asset_path
 from mdreid.runtime.errors import MDReIDError
 
 SHIPPED = Path(asset_path("proxy_foundation_tiny.safetensors"))
+TINY_VISION = {"width": 128, "layers": 4, "heads": 4, "patch_size": 8}
 
 
 def preset_identity_keys(seeds: range) -> set[tuple[int, ...]]:
@@ -74,6 +85,27 @@ def test_pool_is_rgb_only_and_independent_of_processes() -> None:
     full = render_triplet(identity, setting, (1, POOL, 3, 0), size=(32, 32))
     alone = render_triplet(identity, setting, (1, POOL, 3, 0), size=(32, 32), rgb_only=True)
     assert len(alone.images) == 1 and np.array_equal(alone.images[0], full.images[0])
+
+
+def test_shared_palettes_share_colours_not_shapes() -> None:
+    """With palettes, identities of one kind wear one of a few colour sets; shape and textures stay their own."""
+    spec = PoolSpec(ids=8, per_id=2, size=32, cameras=2, palettes=2)
+    looks = {pid: pool_identity(spec, pid) for pid in range(8)}
+    same, other = (0, 4), (0, 2)  # persons: (pid // 2) % 2 picks the palette
+    assert np.array_equal(looks[0].looks[0].base, looks[4].looks[0].base)
+    assert np.array_equal(looks[0].looks[0].alt, looks[4].looks[0].alt)
+    assert not np.array_equal(looks[0].looks[0].base, looks[2].looks[0].base)
+    for a, b in (same, other):
+        assert looks[a].shape != looks[b].shape
+    own = make_identity(kind_of(4), identity_key(spec, 4))
+    assert looks[4].shape == own.shape and np.array_equal(looks[4].looks[0].texture, own.looks[0].texture)
+    assert PoolSpec(ids=8, per_id=2, size=32, cameras=2).digest() != spec.digest()
+    # a pool without palettes keeps the cache name it had before the knob existed
+    legacy = {"ids": 3000, "per_id": 12, "size": 64, "cameras": 48, "seed": 0}
+    assert PoolSpec().digest() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:12]
+    assert palette_key(spec, 4)[1] == POOL  # the pool's own source: no benchmark copy draws from it
+    with pytest.raises(MDReIDError, match="palettes"):
+        PoolSpec(palettes=-1)
 
 
 def test_pool_spec_rejects_bad_values() -> None:
@@ -207,11 +239,33 @@ def test_pretrain_end_to_end_resumes_and_loads_like_clip(tmp_path: Path) -> None
         weights=str(tmp_path / "resumed" / "proxy_foundation.safetensors"),
         image_size=(64, 32),
         embed_dim=128,
-        vision={"width": 128, "layers": 4, "heads": 4, "patch_size": 8},
+        vision=TINY_VISION,
     )
     stored = load_file(str(tmp_path / "resumed" / "proxy_foundation.safetensors"))
     assert torch.equal(visual.conv1.weight, stored["visual.conv1.weight"])
     assert visual.positional_embedding.shape == (1 + 8 * 4, 128)  # 4x4 grid resized to the 8x4 grid
+
+
+def test_a_later_stage_starts_from_an_earlier_tower(tmp_path: Path) -> None:
+    """init_weights loads the tower before training (lr 0 leaves it as it was) and the provenance names it."""
+    torch.manual_seed(0)
+    start = build_backbone(image_size=(32, 32), embed_dim=128, vision=TINY_VISION)
+    init = save_visual_weights(start.state_dict(), tmp_path / "stage1.safetensors")
+    (tmp_path / "stage1.json").write_text(json.dumps({"command": "stage one"}))
+    overrides = [*PRETRAIN_TINY, f"paths.data_dir={tmp_path / 'data'}", f"init_weights={init}"]
+    cfg = compose_cfg("pretrain.yaml", [*overrides, "trainer.max_epochs=1", "optim.lr=0"], tmp_path / "run")
+    pretrain(cfg)
+    out = Path(cfg.out)
+    assert all(torch.equal(v, load_file(str(init))[k]) for k, v in load_file(str(out)).items())
+    record = json.loads(out.with_suffix(".json").read_text())["init_weights"]
+    assert record == {
+        "file": "stage1.safetensors",
+        "sha256": sha256(init),
+        "provenance": {"command": "stage one"},
+    }
+    missing = compose_cfg("pretrain.yaml", [*overrides[:-1], "init_weights=nothing.safetensors"], tmp_path)
+    with pytest.raises(MDReIDError, match="no such tower file"):
+        pretrain(missing)
 
 
 def test_pretrain_refuses_a_starting_tower(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ loads converted CLIP weights. Resumable with ``ckpt_path=<run dir>/checkpoints/l
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -22,7 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.models.clip_weights import save_visual_weights
+from mdreid.models.clip_weights import load_clip_visual_weights, save_visual_weights
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.checkpoints import resolve_checkpoint
 from mdreid.runtime.config import config_dir
@@ -40,6 +41,16 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def init_record(path: str | None) -> dict[str, Any] | None:
+    """The tower a later curriculum stage started from: its name, hash and (when beside it) provenance, so the
+    chain of stages can be regenerated; never its absolute path."""
+    if not path:
+        return None
+    beside = Path(path).with_suffix(".json")
+    earlier = json.loads(beside.read_text()) if beside.is_file() else None
+    return {"file": Path(path).name, "sha256": sha256(path), "provenance": earlier}
+
+
 def provenance(
     cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float], zero_shot: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -53,6 +64,7 @@ def provenance(
         "epochs": cfg.trainer.max_epochs,
         "wall_time_s": round(wall_s, 1),
         "resumed_from": cfg.get("ckpt_path"),
+        "init_weights": init_record(cfg.init_weights),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
@@ -74,6 +86,8 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         raise MDReIDError(
             "backbone.weights must be null: the proxy foundation is trained from a random tower"
         )
+    if cfg.init_weights and not Path(cfg.init_weights).is_file():
+        raise MDReIDError(f"init_weights={cfg.init_weights}: no such tower file; use a .safetensors or null")
     if cfg.get("ckpt_path"):
         resolve_checkpoint(cfg.ckpt_path)  # a missing, folder or truncated path is one line, not a traceback
     keep_caches_in(cfg.paths.output_dir)
@@ -89,6 +103,8 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         image_size=datamodule.spec.size,
         **OmegaConf.to_container(cfg.optim, resolve=True),
     )
+    if cfg.init_weights:  # a later stage of a curriculum: continue from an earlier stage's tower
+        load_clip_visual_weights(model.visual, cfg.init_weights)
     datamodule.prepare_data()
     trainer = instantiate_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")), [])
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
