@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import load_file
 
 from conftest import compose_cfg
@@ -37,6 +38,8 @@ from mdreid.pretraining.contrastive import supervised_contrastive
 from mdreid.pretraining.pool_data import Augment, IdentityOrder, PoolDataset
 from mdreid.runtime.config import asset_path
 from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.hydra import instantiate_callbacks
+from mdreid.runtime.last_checkpoint import LastCheckpoint
 
 SHIPPED = Path(asset_path("proxy_foundation_tiny.safetensors"))
 TINY_VISION = {"width": 128, "layers": 4, "heads": 4, "patch_size": 8}
@@ -266,6 +269,16 @@ def test_a_later_stage_starts_from_an_earlier_tower(tmp_path: Path) -> None:
     missing = compose_cfg("pretrain.yaml", [*overrides[:-1], "init_weights=nothing.safetensors"], tmp_path)
     with pytest.raises(MDReIDError, match="no such tower file"):
         pretrain(missing)
+
+
+def test_pretrain_writes_its_resume_point_every_epoch(tmp_path: Path) -> None:
+    """last.ckpt comes from LastCheckpoint at each epoch's end, not from a ModelCheckpoint that never saves."""
+    cfg = compose_cfg("pretrain.yaml", [f"paths.data_dir={tmp_path}"], tmp_path / "run")
+    callbacks = instantiate_callbacks(cfg.callbacks)
+    last = [c for c in callbacks if isinstance(c, LastCheckpoint)]
+    assert len(last) == 1 and last[0].every_n_epochs == 1
+    assert last[0].path == tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert not any(isinstance(c, ModelCheckpoint) for c in callbacks)
 
 
 def test_pretrain_refuses_a_starting_tower(tmp_path: Path) -> None:
