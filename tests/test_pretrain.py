@@ -169,15 +169,13 @@ def test_intensity_curriculum_rates_and_views() -> None:
 def test_pool_dataset_applies_the_curriculum_by_epoch() -> None:
     gen = np.random.default_rng(0)
     images = gen.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
-    aug = Augment(
-        crop_scale=(1.0, 1.0),
-        jitter=0.0,
-        grayscale=0.0,
-        blur=0.0,
-        intensity=1.0,
-        intensity_from=1,
-        intensity_full=1,
-    )
+    plain = {
+        "crop_scale": (1.0, 1.0),
+        "jitter": 0.0,
+        "grayscale": 0.0,
+        "blur": 0.0,
+    }  # only the curriculum acts
+    aug = Augment(**plain, intensity=1.0, intensity_from=1, intensity_full=1)
     dataset = PoolDataset(images, np.arange(4), aug, seed=0)
     colour, _ = dataset[(0, 0, 2)]
     single, label = dataset[(1, 0, 2)]
