@@ -24,13 +24,12 @@ from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
 from mdreid.data.transforms import MEAN, STD
-from mdreid.metrics import AnyToAnyReID
 from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.output_dir import check_writable
+from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,8 @@ def score_tower(tower: nn.Module, batches: Iterable[Mapping[str, Tensor]], junk:
 
     Features go to the metric as shared features (``sh``), so cross-modal pairs compare them directly.
     """
+    from mdreid.metrics import AnyToAnyReID  # imports matplotlib: after the CLI has placed its caches
+
     was_training = tower.training
     tower.eval()
     colour = AnyToAnyReID(pairs="all", junk=junk)
@@ -115,6 +116,7 @@ def markdown(record: Mapping[str, Any], metric: str = "mAP") -> str:
 @cli_errors
 def run(cfg: DictConfig) -> dict[str, Any]:
     check_writable(cfg.paths.output_dir, "paths.output_dir")
+    keep_caches_in(cfg.paths.output_dir)
     record = zero_shot(cfg.out, OmegaConf.to_container(cfg.backbone, resolve=True), cfg.zero_shot.data)
     record["file"] = str(cfg.out)
     path = Path(cfg.paths.output_dir) / "zero_shot.json"
