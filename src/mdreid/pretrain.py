@@ -3,7 +3,9 @@
 Trains the tiny CLIP-layout ViT on the RGB-only pool of other identities (:mod:`mdreid.data.synthetic.pool`)
 and writes its visual tower as an open_clip ``.safetensors`` file, with a provenance JSON beside it (command,
 seed, wall time, machine, sha256). Fine-tuning loads it as ``model.backbone.weights=FILE``, exactly as it
-loads converted CLIP weights. Resumable with ``ckpt_path=<run dir>/checkpoints/last.ckpt``.
+loads converted CLIP weights. Resumable with ``ckpt_path=<run dir>/checkpoints/last.ckpt``. After training
+the tower is scored zero-shot on the synthetic bench copy (:mod:`mdreid.pretraining.zero_shot`, switched by
+``zero_shot.enabled``) and the scores go into the provenance.
 """
 
 from __future__ import annotations
