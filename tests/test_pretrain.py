@@ -277,6 +277,7 @@ def test_pretrain_writes_its_resume_point_every_epoch(tmp_path: Path) -> None:
     assert len(last) == 1 and last[0].every_n_epochs == 1
     assert last[0].path == tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert not any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    assert cfg.trainer.enable_checkpointing is False  # else Lightning adds its own epoch=N-step=M.ckpt writer
 
 
 def test_pretrain_refuses_a_starting_tower(tmp_path: Path) -> None:
