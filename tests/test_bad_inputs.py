@@ -109,6 +109,16 @@ CASES: dict[str, tuple[str, list[str], str]] = {
         [*PRETRAIN, "ckpt_path={root}/gone.ckpt"],
         "gone.ckpt' does not exist",
     ),
+    "pretrain/init_missing": (
+        "pretrain",
+        [*PRETRAIN, "init_weights={root}/gone.safetensors"],
+        "no such tower file",
+    ),
+    "zero_shot/tower_missing": (
+        "pretraining.zero_shot",
+        ["out={root}/gone.safetensors"],
+        "gone.safetensors not found",
+    ),
     "data/missing_root": ("data", ["stats", "--dataset", "rgbnt201", "--root", "{root}/nowhere"], "nowhere"),
 }
 

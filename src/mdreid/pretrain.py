@@ -3,12 +3,15 @@
 Trains the tiny CLIP-layout ViT on the RGB-only pool of other identities (:mod:`mdreid.data.synthetic.pool`)
 and writes its visual tower as an open_clip ``.safetensors`` file, with a provenance JSON beside it (command,
 seed, wall time, machine, sha256). Fine-tuning loads it as ``model.backbone.weights=FILE``, exactly as it
-loads converted CLIP weights. Resumable with ``ckpt_path=<run dir>/checkpoints/last.ckpt``.
+loads converted CLIP weights. Resumable with ``ckpt_path=<run dir>/checkpoints/last.ckpt``. After training
+the tower is scored zero-shot on the synthetic bench copy (:mod:`mdreid.pretraining.zero_shot`, switched by
+``zero_shot.enabled``) and the scores go into the provenance.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -23,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mdreid.checkpoints import resolve_checkpoint
-from mdreid.models.clip_weights import save_visual_weights
+from mdreid.models.clip_weights import load_clip_visual_weights, save_visual_weights
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
@@ -43,7 +46,19 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float]) -> dict[str, Any]:
+def init_record(path: str | None) -> dict[str, Any] | None:
+    """The tower a later curriculum stage started from: its name, hash and (when beside it) provenance, so the
+    chain of stages can be regenerated; never its absolute path."""
+    if not path:
+        return None
+    beside = Path(path).with_suffix(".json")
+    earlier = json.loads(beside.read_text()) if beside.is_file() else None
+    return {"file": Path(path).name, "sha256": sha256(path), "provenance": earlier}
+
+
+def provenance(
+    cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float], zero_shot: dict[str, Any] | None
+) -> dict[str, Any]:
     """What a shipped weight file needs beside it to be trusted and regenerated; paths in it are relative to
     the folder of ``out`` (and of this record)."""
     resumed = cfg.get("ckpt_path")
@@ -56,6 +71,7 @@ def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, flo
         "epochs": cfg.trainer.max_epochs,
         "wall_time_s": round(wall_s, 1),
         "resumed_from": portable(resumed, out.parent) if resumed else None,
+        "init_weights": init_record(cfg.init_weights),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
@@ -65,6 +81,7 @@ def provenance(cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, flo
         },
         "date": time.strftime("%Y-%m-%d"),
         "final": metrics,
+        "zero_shot": zero_shot,
     }
 
 
@@ -78,6 +95,8 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
             "backbone.weights must be null: the proxy foundation is trained from a random tower"
         )
     trust = bool(cfg.get("trust_checkpoint"))
+    if cfg.init_weights and not Path(cfg.init_weights).is_file():
+        raise MDReIDError(f"init_weights={cfg.init_weights}: no such tower file; use a .safetensors or null")
     if cfg.get("ckpt_path"):
         # a missing, folder, truncated or code-carrying file is one line, not a traceback
         resolve_checkpoint(cfg.ckpt_path, trust=trust)
@@ -95,13 +114,30 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         image_size=datamodule.spec.size,
         **OmegaConf.to_container(cfg.optim, resolve=True),
     )
+    if cfg.init_weights:  # a later stage of a curriculum: continue from an earlier stage's tower
+        load_clip_visual_weights(model.visual, cfg.init_weights)
     datamodule.prepare_data()
     trainer = instantiate_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")), [])
     with checkpoint_globals():
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not trust)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch")}
     out = save_visual_weights(model.visual_state_dict(), cfg.out)
-    record = provenance(cfg, out, time.time() - start, metrics)
+    wall_s = time.time() - start  # the training's cost; the diagnostic below is not part of it
+    scores = None
+    if cfg.zero_shot.enabled:
+        from mdreid.pretraining.zero_shot import zero_shot
+
+        backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+        scores = zero_shot(out, backbone, cfg.zero_shot.data)
+        log.info(
+            "zero-shot mAP: R->R %.1f, grayscale R->R %.1f, N->N %.1f, T->T %.1f, RNT->RNT %.1f",
+            scores["mAP"]["R->R"],
+            scores["grayscale_R->R"]["mAP"],
+            scores["mAP"]["N->N"],
+            scores["mAP"]["T->T"],
+            scores["mAP"]["RNT->RNT"],
+        )
+    record = provenance(cfg, out, wall_s, metrics, scores)
     atomic_write_json(out.with_suffix(".json"), record)
     log.info("wrote %s (sha256 %s) and its provenance %s", out, record["sha256"], out.with_suffix(".json"))
     return metrics

@@ -22,7 +22,15 @@ _AUG_STREAM = 0x5EED_0101  # separates the pool's augmentation seeds from every 
 
 @dataclass(frozen=True)
 class Augment:
-    """Generic photo augmentation, as a CLIP-like pretraining sees: never a NIR or TIR rendering."""
+    """Generic photo augmentation, as a CLIP-like pretraining sees: never a NIR or TIR rendering.
+
+    The ``intensity`` views are the photometric curriculum: a view loses its colour through a random mix of
+    its channels into one intensity (Dirichlet weights, so plain luma is one case among many), then a random
+    gamma remaps the intensities (monotone: bright stays brighter, nothing is inverted). Colour-first: no such
+    view before epoch ``intensity_from``, then a linearly growing share that reaches ``intensity`` at epoch
+    ``intensity_full`` (0-based epochs). A batch then holds colour and intensity views of one identity as
+    positives, so the features must carry what survives the loss of colour (shape, texture, brightness order).
+    """
 
     crop_scale: tuple[float, float] = (0.5, 1.0)  # RandomResizedCrop area range
     flip: float = 0.5
@@ -30,8 +38,26 @@ class Augment:
     jitter: float = 0.2
     grayscale: float = 0.1
     blur: float = 0.2  # probability of a Gaussian blur
+    intensity: float = 0.0  # final probability of an intensity view; 0 = off (the shipped recipe)
+    intensity_from: int = 0  # first epoch with intensity views
+    intensity_full: int = 0  # epoch from which the probability is ``intensity``
+    gamma: float = 1.0  # intensity views: gamma drawn log-uniformly in [1/gamma, gamma]; 1 = none
+
+    def __post_init__(self) -> None:
+        for key in ("flip", "grayscale", "blur", "intensity"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise MDReIDError(f"data.augment.{key}={value!r}: use a probability in [0, 1]")
+        if not 0 <= self.intensity_from <= self.intensity_full:
+            raise MDReIDError(
+                f"data.augment.intensity_from={self.intensity_from} / intensity_full={self.intensity_full}: "
+                "use 0 <= intensity_from <= intensity_full (epochs)"
+            )
+        if self.gamma < 1.0:
+            raise MDReIDError(f"data.augment.gamma={self.gamma!r}: use a value >= 1 (1 = no remap)")
 
     def pipeline(self, size: int) -> v2.Compose:
+        """Geometric and generic photometric steps, ending in float pixels in [0, 1] (not normalised)."""
         j = self.jitter
         return v2.Compose(
             [
@@ -42,9 +68,26 @@ class Augment:
                 v2.RandomGrayscale(self.grayscale),
                 v2.RandomApply([v2.GaussianBlur(5, (0.1, 1.5))], p=self.blur),
                 v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(MEAN, STD),
             ]
         )
+
+    def intensity_rate(self, epoch: int) -> float:
+        """The share of intensity views at ``epoch`` (the curriculum)."""
+        if epoch < self.intensity_from:
+            return 0.0
+        ramp = (epoch - self.intensity_from + 1) / (self.intensity_full - self.intensity_from + 1)
+        return self.intensity * min(1.0, ramp)
+
+    def intensity_view(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` [3, H, W] in [0, 1] as one random channel mix, gamma-remapped, in all three channels;
+        draws from torch's default generator (seeded per item by the caller)."""
+        weights = -torch.log(torch.rand(3).clamp_min(1e-12))  # Dirichlet(1, 1, 1) up to the sum
+        mixed = (weights / weights.sum()).view(3, 1, 1).mul(image).sum(0, keepdim=True).clamp(0.0, 1.0)
+        gamma = self.gamma ** (2.0 * float(torch.rand(())) - 1.0)
+        return mixed.pow(gamma).expand(3, -1, -1)
+
+
+_NORMALIZE = v2.Normalize(MEAN, STD)
 
 
 class IdentityOrder(Sampler):
@@ -78,7 +121,7 @@ class IdentityOrder(Sampler):
 
 class PoolDataset(Dataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray, augment: Augment, seed: int) -> None:
-        self.images, self.labels, self.seed = images, labels, seed
+        self.images, self.labels, self.seed, self.augment = images, labels, seed, augment
         self.transform = augment.pipeline(images.shape[1])
 
     def __len__(self) -> int:
@@ -89,7 +132,9 @@ class PoolDataset(Dataset):
         seed = int(np.random.SeedSequence([self.seed, _AUG_STREAM, epoch, position]).generate_state(1)[0])
         with seeded_rngs(seed):
             image = self.transform(self.images[index])
-        return image, torch.tensor(self.labels[index])
+            if float(torch.rand(())) < self.augment.intensity_rate(epoch):
+                image = self.augment.intensity_view(image)
+        return _NORMALIZE(image), torch.tensor(self.labels[index])
 
 
 class PoolDataModule(L.LightningDataModule):

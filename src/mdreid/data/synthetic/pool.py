@@ -6,28 +6,32 @@ are not the benchmark's identities, then fine-tuned on aligned RGB/NIR/TIR tripl
 - draws its identities, cameras and images under its own random source (``SOURCES["pool"]``), which no
   benchmark copy uses: no preset's train or test identity can appear in it, whatever the seeds;
 - renders RGB only (never a NIR or TIR image), persons and vehicles alike, in square crops as a
-  photograph would frame them, each identity seen by several of the pool's own cameras.
+  photograph would frame them, each identity seen by several of the pool's own cameras;
+- optionally (``palettes``) lets many identities wear the same colours, as a winter campus full of dark
+  coats does, so that colour alone cannot tell them apart: each identity keeps its own shape and texture
+  geometry but takes its RGB colours from one of ``palettes`` shared palettes of its kind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from mdreid.data.synthetic.appearance import make_identity
+from mdreid.data.synthetic.appearance import Identity, make_identity
 from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import KINDS
-from mdreid.data.synthetic.streams import IDENTITY, IMAGE, SETTING, SOURCES
+from mdreid.data.synthetic.streams import IDENTITY, IMAGE, PLAN, SETTING, SOURCES
 from mdreid.runtime.atomic_io import atomic_write
 from mdreid.runtime.errors import MDReIDError
 
 POOL = SOURCES["pool"]
+PALETTE = max(IDENTITY, SETTING, PLAN, IMAGE) + 1  # the role of a shared colour palette in the pool's keys
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class PoolSpec:
     size: int = 64  # square crop side in pixels
     cameras: int = 48  # cameras per kind, each with its own background, light and viewpoint
     seed: int = 0
+    palettes: int = 0  # shared RGB palettes per kind; 0 = every identity its own colours
 
     def __post_init__(self) -> None:
         for key in ("ids", "per_id", "size", "cameras"):
@@ -47,9 +52,14 @@ class PoolSpec:
                 raise MDReIDError(f"pool.{key}={value!r}: use a positive integer (ids >= 2)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise MDReIDError(f"pool.seed={self.seed!r}: use a non-negative integer")
+        if isinstance(self.palettes, bool) or not isinstance(self.palettes, int) or self.palettes < 0:
+            raise MDReIDError(f"pool.palettes={self.palettes!r}: use a non-negative integer (0 = off)")
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        fields = asdict(self)
+        if not self.palettes:  # pools rendered before the knob existed keep their cache name
+            del fields["palettes"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def identity_key(spec: PoolSpec, pid: int) -> tuple[int, ...]:
@@ -61,11 +71,27 @@ def kind_of(pid: int) -> str:
     return KINDS[pid % len(KINDS)]
 
 
+def palette_key(spec: PoolSpec, pid: int) -> tuple[int, ...]:
+    """The random key of the shared palette pool identity ``pid`` wears (``spec.palettes`` > 0)."""
+    return (spec.seed, POOL, PALETTE, pid % len(KINDS), pid // len(KINDS) % spec.palettes)
+
+
+def pool_identity(spec: PoolSpec, pid: int) -> Identity:
+    """Pool identity ``pid``: its own shape, textures and looks, with a shared palette's RGB colours if any."""
+    kind = kind_of(pid)
+    identity = make_identity(kind, identity_key(spec, pid))
+    if not spec.palettes:
+        return identity
+    colours = make_identity(kind, palette_key(spec, pid)).looks[0]
+    rgb = replace(identity.looks[0], base=colours.base, alt=colours.alt)
+    return replace(identity, looks=(rgb, *identity.looks[1:]))
+
+
 def _render_identity(args: tuple[PoolSpec, int]) -> np.ndarray:
     """The ``per_id`` RGB crops of one identity, (per_id, size, size, 3) uint8."""
     spec, pid = args
     kind = kind_of(pid)
-    identity = make_identity(kind, identity_key(spec, pid))
+    identity = pool_identity(spec, pid)
     cams = np.random.default_rng([spec.seed, POOL, pid]).choice(
         spec.cameras, min(4, spec.cameras), replace=False
     )
