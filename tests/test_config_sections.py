@@ -17,7 +17,7 @@ TINY = {
     "embed_dim": 16,
     "vision": {"width": 32, "layers": 1, "heads": 2, "patch_size": 8},
 }
-LOSS_KEYS = "id_weight, label_smoothing, triplet_weight, shared_weight, rol_weight, rol_order, kdl_weight"
+LOSS_KEYS = "id_weight, label_smoothing, triplet_weight, shared_weight, rol_weight, rol_order, kdl_weight, extra_terms"
 
 
 def module(**sections) -> ReIDModule:

@@ -206,5 +206,6 @@ def test_official_defaults_in_mdreid_config() -> None:
         "rol_weight": 1.5,
         "rol_order": 2,
         "kdl_weight": 5.25,
+        "extra_terms": {},
     }
     assert cfg.sie_coe == 1.0 and cfg.optim.backbone_lr == 5.0e-6
