@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from mdreid.modalities import MODALITIES, NUM_MODALITIES
-from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdl_encoder import MDLEncoder
 from mdreid.models.net_output import NetOutput
+from mdreid.models.tower import build_tower
 
 
 def fill_absent_with_mean(feats: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -50,8 +50,13 @@ class MDReIDNet(nn.Module):
         decoupled: bool = True,
     ) -> None:
         super().__init__()
-        tower = build_backbone(**backbone_kwargs(backbone), image_size=tuple(image_size))
-        self.mdl = MDLEncoder(tower, num_cameras, sie_coe=sie_coe, tie_tokens=tie_tokens, decoupled=decoupled)
+        self.mdl = MDLEncoder(
+            build_tower(backbone, image_size),
+            num_cameras,
+            sie_coe=sie_coe,
+            tie_tokens=tie_tokens,
+            decoupled=decoupled,
+        )
         self.decoupled = decoupled
         dim = self.mdl.out_dim
         if decoupled:
