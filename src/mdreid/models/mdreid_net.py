@@ -32,8 +32,8 @@ def fill_absent_with_mean(feats: torch.Tensor, present: torch.Tensor) -> torch.T
 class MDReIDNet(nn.Module):
     """Decoupled MDReID (``decoupled=True``) or the single-token baseline (``decoupled=False``).
 
-    Parameter names for the optimiser: the CLIP tower is under ``mdl.encoder.`` (backbone LR) except
-    ``mdl.encoder.positional_embedding`` (BASE_LR); ``mdl.cv_embed``, ``mdl.shared_token`` (untied only) and
+    Parameter names for the optimiser: the tower (``model.backbone``) is under ``mdl.encoder.`` (backbone LR)
+    except ``mdl.encoder.positional_embedding`` (BASE_LR); ``mdl.cv_embed``, ``mdl.shared_token`` (untied only) and
     the heads (``heads_sp.*``, ``head_sh.*``; baseline ``head.*``) are outside it.
     """
 
