@@ -3,8 +3,8 @@ and a tower (a backbone that is not open_clip's)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
