@@ -83,7 +83,9 @@ def analytic_train_flops(net: MDReIDNet, triplets: int) -> AnalyticFlops:
     """
     tower = net.mdl.encoder
     if not isinstance(tower, OpenCLIPTower):
-        raise MDReIDError(f"analytic FLOPs know the open_clip ViT's weights only, not a {type(tower).__name__}")
+        raise MDReIDError(
+            f"analytic FLOPs know the open_clip ViT's weights only, not a {type(tower).__name__}"
+        )
     images = 3 * triplets
     width = int(tower.transformer.width)
     layers = len(tower.transformer.resblocks)
