@@ -14,11 +14,12 @@ with Hydra's ``instantiate`` from the section's other keys plus ``image_size``.
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from torch import nn
 
 from mdreid.models.backbone import backbone_kwargs, build_backbone
@@ -80,10 +81,10 @@ def check_tower_section(section: Mapping[str, Any]) -> None:
         backbone_kwargs(section)
         return
     try:
-        get_object(str(section[TARGET]))
-    except Exception as err:  # noqa: BLE001 - Hydra wraps every import failure in its own exception
+        pkgutil.resolve_name(str(section[TARGET]))
+    except (ImportError, AttributeError, ValueError) as err:
         raise MDReIDError(
-            f"model.backbone._target_={section[TARGET]!r} cannot be imported ({err}); give the dotted path of "
+            f"model.backbone._target_={section[TARGET]!r} cannot be imported ({type(err).__name__}: {err}); give the dotted path of "
             "your tower class (its module importable, e.g. installed or on PYTHONPATH)"
         ) from err
 
