@@ -67,8 +67,8 @@ class Tower(Protocol):
         ...
 
 
-# the protocol's members, named in the error for a tower that lacks some
-TOWER_MEMBERS = ("class_token", "out_dim", "use_prefix_tokens", "embed_patches", "encode", "project")
+# the protocol's members in their order above, named in the error for a tower that lacks some
+TOWER_MEMBERS = tuple(name for name in vars(Tower) if not name.startswith("_"))
 
 
 def _tower_args(section: Mapping[str, Any]) -> dict[str, Any]:
