@@ -107,12 +107,14 @@ def test_the_toy_tower_trains_a_step_and_its_checkpoint_evaluates(site: Path, tm
     assert scores["test/score"] > 0
 
 
-def test_a_target_that_is_no_tower_is_one_line() -> None:
+def test_a_target_that_is_no_tower_or_a_misspelt_key_is_one_line() -> None:
     with pytest.raises(MDReIDError, match=r"missing: class_token, out_dim, use_prefix_tokens, embed_patches"):
         build_tower({"_target_": "torch.nn.Identity"}, (64, 32))
     with pytest.raises(MDReIDError, match=r"toy_plugins\.NoTower.*cannot be imported"):
         check_tower_section({"_target_": "toy_plugins.NoTower"})
-    check_tower_section({"_target_": "toy_plugins.ToyTower", "allow_random_init": True})
+    with pytest.raises(MDReIDError, match=r"toy_plugins\.ToyTower cannot be called .*'widht'"):
+        check_tower_section({"_target_": "toy_plugins.ToyTower", "widht": 32})
+    check_tower_section({"_target_": "toy_plugins.ToyTower", "allow_random_init": True, "weights": None})
 
 
 def test_a_loss_term_without_a_target_is_one_line(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ with Hydra's ``instantiate`` from the section's other keys plus ``image_size``.
 
 from __future__ import annotations
 
+import inspect
 import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -71,31 +72,48 @@ class Tower(Protocol):
 TOWER_MEMBERS = tuple(name for name in vars(Tower) if not name.startswith("_"))
 
 
-def _tower_args(section: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in section.items() if k not in _NOT_TOWER_ARGS}
-
-
-def check_tower_section(section: Mapping[str, Any]) -> None:
-    """The cheap start-up check of ``model.backbone``: the open_clip keys, or that ``_target_`` imports."""
-    if TARGET not in section:
-        backbone_kwargs(section)
-        return
+def _check_target(section: Mapping[str, Any]) -> None:
+    """A ``_target_`` tower's section checked against the target's signature: a misspelt or missing key (or a
+    tower that does not take ``weights``, which a checkpoint's rebuild passes) is one line."""
+    target = section[TARGET]
     try:
-        pkgutil.resolve_name(str(section[TARGET]))
+        build = pkgutil.resolve_name(str(target))
     except (ImportError, AttributeError, ValueError) as err:
         raise MDReIDError(
-            f"model.backbone._target_={section[TARGET]!r} cannot be imported ({type(err).__name__}: {err}); give the dotted path of "
-            "your tower class (its module importable, e.g. installed or on PYTHONPATH)"
+            f"model.backbone._target_={target!r} cannot be imported ({type(err).__name__}: {err}); give the "
+            "dotted path of your tower class, its module importable (installed, or on PYTHONPATH)"
+        ) from err
+    args = {k: v for k, v in section.items() if not k.startswith("_") and k not in _NOT_TOWER_ARGS}
+    try:
+        signature = inspect.signature(build)
+    except (TypeError, ValueError):  # no signature to check (a builtin): the call itself will tell
+        return
+    try:
+        signature.bind(image_size=None, **args)
+    except TypeError as err:
+        raise MDReIDError(
+            f"model.backbone: {target} cannot be called with image_size and the section's keys "
+            f"{sorted(args)} ({err}); match the section to its arguments"
         ) from err
 
 
-def build_tower(section: Mapping[str, Any], image_size: Sequence[int]) -> nn.Module:
+def check_tower_section(section: Mapping[str, Any]) -> None:
+    """The cheap start-up check of ``model.backbone``: the open_clip keys, or the ``_target_`` and its keys."""
+    if TARGET in section:
+        _check_target(section)
+    else:
+        backbone_kwargs(section)
+
+
+def build_tower(section: Mapping[str, Any], image_size: Sequence[int]) -> Tower:
     """The tower ``model.backbone`` describes, for ``(H, W)`` images: an open_clip ViT, or your ``_target_``
     called with the section's other keys and ``image_size``; a result without the protocol is refused."""
     size = (int(image_size[0]), int(image_size[1]))
     if TARGET not in section:
         return OpenCLIPTower(build_backbone(**backbone_kwargs(section), image_size=size))
-    tower = instantiate(_tower_args(section), image_size=list(size), _convert_="all")
+    _check_target(section)
+    spec = {k: v for k, v in section.items() if k not in _NOT_TOWER_ARGS}
+    tower = instantiate(spec, image_size=list(size), _convert_="all")
     missing = [name for name in TOWER_MEMBERS if not hasattr(tower, name)]
     if not isinstance(tower, nn.Module) or missing:
         raise MDReIDError(
