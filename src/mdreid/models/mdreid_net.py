@@ -50,13 +50,8 @@ class MDReIDNet(nn.Module):
         decoupled: bool = True,
     ) -> None:
         super().__init__()
-        self.mdl = MDLEncoder(
-            build_tower(backbone, image_size),
-            num_cameras,
-            sie_coe=sie_coe,
-            tie_tokens=tie_tokens,
-            decoupled=decoupled,
-        )
+        tower = build_tower(backbone, image_size)
+        self.mdl = MDLEncoder(tower, num_cameras, sie_coe=sie_coe, tie_tokens=tie_tokens, decoupled=decoupled)
         self.decoupled = decoupled
         dim = self.mdl.out_dim
         if decoupled:
