@@ -1,5 +1,6 @@
 """docs/extending.md's plugins, written as a user would outside ``src/`` (tests/toy_plugins.py): a dataset
-reader registered by decorator and a loss term from the config, each trained for a step."""
+reader registered by decorator, a loss term and a tower from the config, each trained for a step; the tower's
+checkpoint is evaluated through the factory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import toy_plugins
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.readers import junk_rule, load_benchmark, register_reader, sources
 from mdreid.data.synthetic.generate import generate
+from mdreid.eval import evaluate
+from mdreid.factory import load_module
+from mdreid.models.tower import Tower, build_tower, check_tower_section
+from mdreid.optim.param_groups import build_param_groups
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 
@@ -55,6 +60,61 @@ def test_the_toy_reader_and_the_toy_loss_term_train_a_step(site: Path, tmp_path:
     assert norm > 0 and torch.isfinite(torch.tensor(norm))
     parts = sum(metrics[f"train/{k}"] for k in ("id", "triplet", "rol", "kdl", "norm"))
     assert metrics["train/loss"] == pytest.approx(parts, rel=1e-5)
+
+
+def test_the_toy_tower_trains_a_step_and_its_checkpoint_evaluates(site: Path, tmp_path: Path) -> None:
+    data = ["data.dataset=toy_two_cameras", f"data.root={site}", "data.synth=null"]
+    tower = ["~model.backbone", "+model.backbone={_target_: toy_plugins.ToyTower, width: 32, patch_size: 16}"]
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith(("callbacks=", "model.backbone."))]
+    last_checkpoint_only = [
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+        "~callbacks.model_checkpoint",
+    ]
+    steps = [
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=0",
+        "test=true",
+    ]
+    run = tmp_path / "run"
+    trained = train(
+        compose_cfg(
+            "train.yaml", [*tiny, "callbacks=default", *last_checkpoint_only, *steps, *data, *tower], run
+        )
+    )
+    assert torch.isfinite(torch.tensor(trained["train/loss"]))
+
+    # the checkpoint's hyper-parameters rebuild the toy tower (no weights file: the checkpoint has them all)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    model = load_module(ckpt)
+    net = model.net
+    assert isinstance(net.mdl.encoder, toy_plugins.ToyTower) and isinstance(net.mdl.encoder, Tower)
+    assert net.mdl.encoder.positional_embedding.shape == (2 + 4 * 2, 32)  # the class row twice, 4x2 patches
+    assert net.mdl.out_dim == 16 and net.heads_sp[0].bn.num_features == 16
+    groups = {
+        n: g["name"]
+        for g in build_param_groups(net.named_parameters(), model.lr_rules)
+        for n in g["param_names"]
+    }
+    assert groups["mdl.encoder.block.linear1.weight"] == groups["mdl.encoder.block.linear1.bias"] == "encoder"
+    assert groups["mdl.encoder.class_embedding"] == groups["mdl.encoder.patches.weight"] == "encoder"
+    assert groups["mdl.encoder.positional_embedding"] == "token_pos"
+
+    # evaluating the checkpoint gives the scores the run itself measured with the same weights
+    scores = evaluate(compose_cfg("eval.yaml", [*tiny, *data, f"ckpt_path={ckpt}"], tmp_path / "eval"))
+    assert scores["test/score"] == pytest.approx(trained["test/score"], abs=1e-6)
+    assert scores["test/score"] > 0
+
+
+def test_a_target_that_is_no_tower_or_a_misspelt_key_is_one_line() -> None:
+    with pytest.raises(MDReIDError, match=r"missing: class_token, out_dim, use_prefix_tokens, embed_patches"):
+        build_tower({"_target_": "torch.nn.Identity"}, (64, 32))
+    with pytest.raises(MDReIDError, match=r"toy_plugins\.NoTower.*cannot be imported"):
+        check_tower_section({"_target_": "toy_plugins.NoTower"})
+    with pytest.raises(MDReIDError, match=r"toy_plugins\.ToyTower cannot be called .*'widht'"):
+        check_tower_section({"_target_": "toy_plugins.ToyTower", "widht": 32})
+    check_tower_section({"_target_": "toy_plugins.ToyTower", "allow_random_init": True, "weights": None})
 
 
 def test_a_loss_term_without_a_target_is_one_line(tmp_path: Path) -> None:

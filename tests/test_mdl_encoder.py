@@ -1,4 +1,5 @@
-"""The MDL token layout: tied/untied shared token, duplicated CLS positional row, SIE on token 0 only."""
+"""The MDL token layout: tied/untied shared token, duplicated CLS positional row, SIE on token 0 only; the
+open_clip ViT driven through the tower protocol, with open_clip's parameter names and numbers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import torch
 
 from mdreid.models.backbone import build_backbone
 from mdreid.models.mdl_encoder import MDLEncoder
+from mdreid.models.openclip_tower import OpenCLIPTower
+from mdreid.models.tower import Tower
+from mdreid.runtime.errors import MDReIDError
+
+TINY_VISION = {"width": 32, "layers": 2, "heads": 2, "patch_size": 8}
 
 
-def tower(seed: int = 0):
+def clip_vit(seed: int = 0, **kwargs):
     torch.manual_seed(seed)
-    return build_backbone(
-        image_size=(32, 16), vision={"width": 32, "layers": 2, "heads": 2, "patch_size": 8}, embed_dim=16
-    )
+    return build_backbone(image_size=(32, 16), vision={**TINY_VISION, **kwargs}, embed_dim=16)
+
+
+def tower(seed: int = 0) -> OpenCLIPTower:
+    return OpenCLIPTower(clip_vit(seed))
 
 
 def encoder(seed: int = 0, **kwargs) -> MDLEncoder:
@@ -101,12 +109,43 @@ def test_tokens_differ_only_by_the_camera_embedding_at_init() -> None:
 
 def test_baseline_without_camera_embedding_matches_open_clip() -> None:
     """The single-token path is CLIP's own forward plus SIE: with SIE off it equals open_clip's pooled output."""
-    mdl = encoder(seed=4, decoupled=False, sie_coe=0.0)
+    visual = clip_vit(seed=4)
+    mdl = MDLEncoder(OpenCLIPTower(visual), num_cameras=3, decoupled=False, sie_coe=0.0)
     images = torch.randn(2, 3, 32, 16)
     with torch.no_grad():
         ours = mdl(images, torch.tensor([1, 2]))[:, 0]
-        reference = mdl.encoder(images)
+        reference = visual(images)
     assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_the_open_clip_tower_keeps_open_clips_names_and_tensors() -> None:
+    """Checkpoints, CLIP weight files, the official layout and the LR rules read these names."""
+    visual = clip_vit()
+    state = visual.state_dict(keep_vars=True)
+    adapted = OpenCLIPTower(visual)
+    assert isinstance(adapted, Tower)
+    assert list(adapted.state_dict()) == list(state)
+    assert all(adapted.state_dict(keep_vars=True)[k] is v for k, v in state.items())
+    assert adapted.class_token is visual.class_embedding and adapted.out_dim == 16
+    mdl = MDLEncoder(adapted, num_cameras=2, tie_tokens=False)
+    assert list(mdl.state_dict()) == ["cv_embed", "shared_token", *(f"encoder.{k}" for k in state)]
+
+
+def test_a_fixed_positional_table_stays_fixed() -> None:
+    visual = clip_vit()
+    visual.positional_embedding.requires_grad_(False)  # open_clip's sin-cos tables are not trained
+    mdl = MDLEncoder(OpenCLIPTower(visual), num_cameras=2)
+    assert mdl.encoder.positional_embedding.shape[0] == 2 + 8
+    assert not mdl.encoder.positional_embedding.requires_grad
+
+
+def test_pooling_the_encoder_cannot_reproduce_is_refused() -> None:
+    visual = clip_vit()
+    visual.pool_type = "avg"
+    with pytest.raises(MDReIDError, match="pooled by its class token"):
+        OpenCLIPTower(visual)
+    with pytest.raises(ValueError, match="already has 2 prefix rows"):
+        encoder().encoder.use_prefix_tokens(3)
 
 
 def test_num_cameras_must_be_positive() -> None:

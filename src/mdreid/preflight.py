@@ -6,8 +6,8 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from mdreid.losses.loss_config import LossConfig
-from mdreid.models.backbone import backbone_kwargs
 from mdreid.models.mdl_encoder import MDLConfig
+from mdreid.models.tower import check_tower_section
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.optim.param_groups import LrRules
 from mdreid.runtime.config_sections import plain, typed_section
@@ -48,5 +48,5 @@ def check_train_config(cfg: DictConfig) -> None:
         )
     for name, cls in MODEL_SECTIONS:
         typed_section(cls, plain(cfg.model.get(name)), f"model.{name}")
-    backbone_kwargs(plain(cfg.model.backbone))
+    check_tower_section(plain(cfg.model.backbone))
     check_pretrained_weights(cfg)

@@ -22,6 +22,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from mdreid.models.mdreid_net import MDReIDNet
+from mdreid.models.openclip_tower import OpenCLIPTower
+from mdreid.runtime.errors import MDReIDError
 
 aten = torch.ops.aten
 
@@ -80,6 +82,10 @@ def analytic_train_flops(net: MDReIDNet, triplets: int) -> AnalyticFlops:
     projection over the prefix tokens only (the MDL encoder projects just those); per triplet: the heads.
     """
     tower = net.mdl.encoder
+    if not isinstance(tower, OpenCLIPTower):
+        raise MDReIDError(
+            f"analytic FLOPs know the open_clip ViT's weights only, not a {type(tower).__name__}"
+        )
     images = 3 * triplets
     width = int(tower.transformer.width)
     layers = len(tower.transformer.resblocks)

@@ -1,18 +1,19 @@
-"""The modality-decoupled encoder (MDL, docs/method.md §2.2-2.4): one CLIP ViT run on
-``[specific, shared, patches]``.
+"""The modality-decoupled encoder (MDL, docs/method.md §2.2-2.4): one vision transformer run on
+``[specific, shared, patches]``, driven only through the tower protocol (:mod:`mdreid.models.tower`).
 
-* Token 0 is CLIP's ``class_embedding`` (the modality-*specific* token) plus the camera embedding (SIE).
+* Token 0 is the tower's class token (CLIP's ``class_embedding``, the modality-*specific* token) plus the
+  camera embedding (SIE).
 * Token 1 is the modality-*shared* token. ``tie_tokens=True`` reproduces the official code, where it is the
-  very same ``nn.Parameter`` as ``class_embedding`` (so it appears once in ``named_parameters``);
+  very same ``nn.Parameter`` as the class token (so it appears once in ``named_parameters``);
   ``tie_tokens=False`` is the paper's reading: a separate parameter ``shared_token`` initialised from it.
-* The positional table gets CLIP's class row twice (rows 0 and 1), then the patch grid. It replaces the
-  tower's ``positional_embedding`` in place, so the parameter keeps CLIP's name.
-* ``ln_pre`` -> blocks -> ``ln_post`` -> ``proj``. Both are per-token maps, so applying them to the prefix
-  tokens only gives exactly the official numbers (which apply them to all tokens and then slice).
+* The tower's positional table gets its class row twice (rows 0 and 1), then the patch grid
+  (``use_prefix_tokens(2)``).
+* Only the prefix tokens are projected: the official code projects all tokens and then slices, with the
+  same numbers.
 
-``decoupled=False`` is the single-token baseline: ``[CLS + SIE, patches]`` and the usual CLIP table.
+``decoupled=False`` is the single-token baseline: ``[CLS + SIE, patches]`` and the tower's usual table.
 
-Parameter names: the CLIP tower lives under ``encoder.`` (official backbone LR), while ``cv_embed`` and
+Parameter names: the tower lives under ``encoder.`` (official backbone LR), while ``cv_embed`` and
 ``shared_token`` sit outside it (official BASE_LR), as do the positional rows by name.
 """
 
@@ -21,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from open_clip.transformer import VisionTransformer
 from torch import nn
+
+from mdreid.models.tower import Tower
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class MDLEncoder(nn.Module):
 
     def __init__(
         self,
-        encoder: VisionTransformer,
+        tower: Tower,
         num_cameras: int,
         sie_coe: float = 1.0,
         tie_tokens: bool = True,
@@ -47,43 +49,40 @@ class MDLEncoder(nn.Module):
         super().__init__()
         if num_cameras < 1:
             raise ValueError(f"num_cameras must be >= 1, got {num_cameras}")
-        self.encoder = encoder
+        if not isinstance(tower, nn.Module):
+            raise TypeError(
+                f"the tower must be an nn.Module (its parameters train with it), got {type(tower)}"
+            )
+        self.encoder = tower
         self.decoupled = decoupled
         self.num_tokens = 2 if decoupled else 1
         self.sie_coe = float(sie_coe)
-        width = encoder.class_embedding.shape[0]
+        width = tower.class_token.shape[0]
         self.cv_embed = nn.Parameter(torch.empty(num_cameras, 1, width))
         nn.init.trunc_normal_(self.cv_embed, std=0.02)
+        tower.use_prefix_tokens(self.num_tokens)
         self.shared_token: nn.Parameter | None = None
-        if decoupled:
-            table = encoder.positional_embedding.detach()
-            encoder.positional_embedding = nn.Parameter(
-                torch.cat([table[:1], table[:1], table[1:]], dim=0).clone()
-            )
-            if not tie_tokens:
-                self.shared_token = nn.Parameter(encoder.class_embedding.detach().clone())
+        if decoupled and not tie_tokens:
+            self.shared_token = nn.Parameter(tower.class_token.detach().clone())
 
     @property
     def out_dim(self) -> int:
-        return int(self.encoder.output_dim)
+        return int(self.encoder.out_dim)
 
     def _prefix(self, camid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[N, num_tokens, width]`` input tokens; the camera embedding goes to token 0 only. A camera id of
         -1 marks an image without one (a camera the model never saw)."""
         n = camid.shape[0]
-        cls = self.encoder.class_embedding.view(1, 1, -1).expand(n, 1, -1)
+        cls = self.encoder.class_token.view(1, 1, -1).expand(n, 1, -1)
         camera = self.cv_embed[camid.clamp(min=0)] * (camid >= 0).view(n, 1, 1).to(self.cv_embed.dtype)
         tokens = [cls + self.sie_coe * camera]
         if self.decoupled:
-            shared = self.shared_token if self.shared_token is not None else self.encoder.class_embedding
+            shared = self.shared_token if self.shared_token is not None else self.encoder.class_token
             tokens.append(shared.view(1, 1, -1).expand(n, 1, -1))
         return torch.cat(tokens, dim=1).to(dtype)
 
     def forward(self, images: torch.Tensor, camid: torch.Tensor) -> torch.Tensor:
         """``images [N,3,H,W]``, ``camid [N]`` -> ``[N, num_tokens, D]`` (token 0 specific, token 1 shared)."""
-        enc = self.encoder
-        patches = enc.conv1(images).flatten(2).transpose(1, 2)  # [N, grid_h*grid_w, width]
-        x = torch.cat([self._prefix(camid, patches.dtype), patches], dim=1)
-        x = enc.ln_pre(x + enc.positional_embedding.to(x.dtype))
-        x = enc.transformer(x)
-        return enc.ln_post(x[:, : self.num_tokens]) @ enc.proj
+        patches = self.encoder.embed_patches(images)  # [N, P, width]
+        x = self.encoder.encode(torch.cat([self._prefix(camid, patches.dtype), patches], dim=1))
+        return self.encoder.project(x[:, : self.num_tokens])

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from mdreid.modalities import MODALITIES, NUM_MODALITIES
-from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdl_encoder import MDLEncoder
 from mdreid.models.net_output import NetOutput
+from mdreid.models.tower import build_tower
 
 
 def fill_absent_with_mean(feats: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -32,8 +32,8 @@ def fill_absent_with_mean(feats: torch.Tensor, present: torch.Tensor) -> torch.T
 class MDReIDNet(nn.Module):
     """Decoupled MDReID (``decoupled=True``) or the single-token baseline (``decoupled=False``).
 
-    Parameter names for the optimiser: the CLIP tower is under ``mdl.encoder.`` (backbone LR) except
-    ``mdl.encoder.positional_embedding`` (BASE_LR); ``mdl.cv_embed``, ``mdl.shared_token`` (untied only) and
+    Parameter names for the optimiser: the tower (``model.backbone``) is under ``mdl.encoder.`` (backbone LR)
+    except ``mdl.encoder.positional_embedding`` (BASE_LR); ``mdl.cv_embed``, ``mdl.shared_token`` (untied only) and
     the heads (``heads_sp.*``, ``head_sh.*``; baseline ``head.*``) are outside it.
     """
 
@@ -50,7 +50,7 @@ class MDReIDNet(nn.Module):
         decoupled: bool = True,
     ) -> None:
         super().__init__()
-        tower = build_backbone(**backbone_kwargs(backbone), image_size=tuple(image_size))
+        tower = build_tower(backbone, image_size)
         self.mdl = MDLEncoder(tower, num_cameras, sie_coe=sie_coe, tie_tokens=tie_tokens, decoupled=decoupled)
         self.decoupled = decoupled
         dim = self.mdl.out_dim

@@ -1,8 +1,8 @@
 """Per-parameter learning rates of the official recipe (docs/method.md §4.3).
 
 The official code walks ``named_parameters()`` and applies these rules in order, each overriding the last:
-default BASE_LR; names containing ``bias`` get ``bias_lr_factor`` x BASE_LR; anything inside the CLIP encoder
-(``MDReIDNet.ENCODER_PREFIX``) gets ``backbone_lr`` (its biases too); the positional embedding and an untied shared token go back to
+default BASE_LR; names containing ``bias`` get ``bias_lr_factor`` x BASE_LR; anything inside the tower
+(``MDReIDNet.ENCODER_PREFIX``, CLIP's or your own) gets ``backbone_lr`` (its biases too); the positional embedding and an untied shared token go back to
 BASE_LR. Weight decay is coupled L2 (Adam, not AdamW) on every parameter. Parameters with
 ``requires_grad=False`` (the frozen BNNeck biases) are left out.
 """
