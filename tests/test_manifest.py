@@ -244,7 +244,9 @@ def test_synthetic_manifest_experiment_trains_and_evaluates_from_an_empty_folder
         "data.synth.ids=12",
         f"paths.data_dir={tmp_path / 'data'}",
     ]
-    cfg = compose_cfg("train.yaml", [*overrides, "trainer.max_epochs=1", "eval.plots=false"], tmp_path / "run")
+    cfg = compose_cfg(
+        "train.yaml", [*overrides, "trainer.max_epochs=1", "eval.plots=false"], tmp_path / "run"
+    )
     metrics = train(cfg)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     manifest = tmp_path / "data" / "synthetic_unpaired" / "unpaired.csv"

@@ -141,7 +141,9 @@ def check_overrides(cfg: DictConfig, saved: Mapping[str, Any], source: str | Pat
         )
 
 
-def _rebuilt(ckpt: Checkpoint, evaluation: EvalConfig | None, junk: str | None) -> ReIDModule:
+def _rebuilt(
+    ckpt: Checkpoint, evaluation: EvalConfig | Mapping[str, Any] | None, junk: str | None
+) -> ReIDModule:
     """The model of the checkpoint's saved hyper-parameters, without the backbone's ``weights`` file (the
     checkpoint holds every weight, and the CLIP file it was initialised from need not exist here), scored
     with this run's evaluation settings and junk rule where given."""
@@ -157,13 +159,14 @@ def load_module(
     ckpt: str | Path | Checkpoint,
     model: ReIDModule | None = None,
     image_size: Sequence[int] | None = None,
-    evaluation: EvalConfig | None = None,
+    evaluation: EvalConfig | Mapping[str, Any] | None = None,
     junk: str | None = None,
 ) -> ReIDModule:
     """A checkpoint's weights, loaded strictly, in eval mode: into ``model`` (a fine-tuning run's, built from
     its config) or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for
     an official ``.pth`` its tensors' shapes; ``image_size`` then settles a grid the benchmark does not
-    identify), scored with ``evaluation`` and ``junk`` where given.
+    identify), scored with ``evaluation`` (an ``EvalConfig``, or the ``eval`` section it parses) and ``junk``
+    where given.
 
     A checkpoint that does not fit fails with the list of mismatched keys instead of evaluating noise.
     """

@@ -4,8 +4,9 @@ the model their shapes describe, and a strict fill that names any contradiction 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mdreid.checkpoints import Checkpoint, find_state_dict, key_mismatch, resolve_checkpoint
 from mdreid.metrics.eval_config import EvalConfig
@@ -31,7 +32,7 @@ def official_module(
     converted: Converted,
     image_size: Sequence[int] | None,
     source: str,
-    evaluation: EvalConfig | None = None,
+    evaluation: EvalConfig | Mapping[str, Any] | None = None,
     junk: str = "camera",
 ) -> ReIDModule:
     """The ``ReIDModule`` an official checkpoint describes (sizes from its tensors), weights not yet loaded."""
