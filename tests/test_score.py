@@ -54,6 +54,7 @@ def test_saved_features_score_to_eval_metrics(
         compose_cfg("eval.yaml", [*common, f"ckpt_path={ckpt}", "eval.save_features=true"], tmp_path / "eval")
     )
     saved = tmp_path / "eval" / "features.safetensors"
+    assert (tmp_path / "eval" / "metrics.json").is_file() and not (tmp_path / "eval" / "plots").exists()
     same_eval = ["eval.max_rank=10", "eval.plots=false", *extra]  # the eval section eval ran with
     scored = score(compose_cfg("score.yaml", [f"file={saved}", *same_eval], tmp_path / "score"))
     evaluated, rescored = _metrics(tmp_path / "eval"), _metrics(tmp_path / "score")

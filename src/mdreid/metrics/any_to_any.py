@@ -61,7 +61,7 @@ def check_metric_arguments(
     similarity: str, max_rank: int, rerank: bool, rerank_k1: int, rerank_k2: int, rerank_lambda: float
 ) -> RerankSettings | None:
     """The checks on the metric's configurable arguments (the ``eval`` section runs them too, at start-up);
-    returns the re-ranking settings, None without re-ranking."""
+    returns the re-ranking settings, None without re-ranking (bad settings are an error either way)."""
     if similarity not in SIMILARITY_MODES:
         raise MDReIDError(
             f"eval.similarity: unknown mode {similarity!r}: use one of {', '.join(SIMILARITY_MODES)}"
@@ -70,7 +70,8 @@ def check_metric_arguments(
         raise MDReIDError(f"eval.max_rank: must be >= 10 (R10 is reported), got {max_rank}")
     if not isinstance(rerank, bool):
         raise MDReIDError(f"eval.rerank: must be true or false, got {rerank!r}")
-    return RerankSettings(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
+    settings = RerankSettings(rerank_k1, rerank_k2, rerank_lambda)
+    return settings if rerank else None
 
 
 def _cat(state: list[Tensor] | Tensor) -> Tensor | None:
