@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed steps first, >= 1; step 0 is FLOP-counted")
     parser.add_argument("--batch", type=int, help="triplets per step (data.batch_size; a multiple of K)")
     parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: the config's torch_threads=auto)"
+        "--threads", type=int, help="torch CPU threads (default: the config's runtime.torch_threads=auto)"
     )
     parser.add_argument(
         "--peak-tflops",
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"data.root={args.data_root or Path(tmp) / 'data'}",
             f"data.synth.preset={args.synth_preset}",
             *([f"data.batch_size={args.batch}"] if args.batch else []),
-            *([f"torch_threads={args.threads}"] if args.threads else []),
+            *([f"runtime.torch_threads={args.threads}"] if args.threads else []),
             *args.overrides,
         ]
         cfg = bench_config(args.preset, overrides, str(Path(tmp) / "run"))

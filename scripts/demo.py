@@ -46,7 +46,7 @@ def main() -> None:
         "experiment=synthetic",
         f"hydra.run.dir={out / 'train'}",
         "test=false",
-        "plots=false",
+        "eval.plots=false",
     ]
     if args.epochs:
         train.append(f"trainer.max_epochs={args.epochs}")

@@ -66,7 +66,7 @@ def run(manifest: Path, extra: list[str], seed: int, epochs: int, run_dir: Path)
             f"data.manifest={manifest}",
             "data.synth=null",
             "logger=csv",
-            "plots=false",
+            "eval.plots=false",
             f"seed={seed}",
             f"trainer.max_epochs={epochs}",
             f"trainer.check_val_every_n_epoch={epochs}",

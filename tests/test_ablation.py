@@ -135,7 +135,7 @@ def test_plan_skips_finished_runs_and_resumes_killed_ones(tmp_path: Path, monkey
     variants = plan.select_variants(["full", "baseline"])  # table order, whatever the CLI order
     assert [v.name for v in variants] == ["baseline", "full"]
     common = plan.common_overrides("synthetic", 5, tmp_path / "data")
-    runs = plan.plan_runs(variants, [0, 1], tmp_path, common, ["torch_threads=1"])
+    runs = plan.plan_runs(variants, [0, 1], tmp_path, common, ["runtime.torch_threads=1"])
     assert [r.name for r in runs] == ["baseline/seed0", "full/seed0", "baseline/seed1", "full/seed1"]
     write_run(runs[0].run_dir, 0)  # finished
     last = runs[1].run_dir / "checkpoints" / "last.ckpt"  # killed after an epoch
@@ -162,7 +162,11 @@ def test_plan_skips_finished_runs_and_resumes_killed_ones(tmp_path: Path, monkey
     assert calls[0][:3] == [sys.executable, "-m", "mdreid.train"]
     assert f"ckpt_path={last}" in calls[0] and not any("ckpt_path" in a for c in calls[1:] for a in c)
     assert "model=baseline" in calls[1] and "seed=1" in calls[1] and "trainer.max_epochs=5" in calls[1]
-    assert calls[1].index("model=baseline") < calls[1].index("seed=1") < calls[1].index("torch_threads=1")
+    assert (
+        calls[1].index("model=baseline")
+        < calls[1].index("seed=1")
+        < calls[1].index("runtime.torch_threads=1")
+    )
     timing = json.loads((runs[1].run_dir / WALL_TIME_FILE).read_text())
     assert timing["attempts"][0]["resumed_from"] == str(last) and timing["attempts"][0]["returncode"] == 0
     assert not (runs[0].run_dir / WALL_TIME_FILE).exists()
@@ -174,7 +178,9 @@ def test_run_folders_of_another_budget_are_refused(tmp_path: Path) -> None:
     recorded = run.run_dir / ".hydra" / "overrides.yaml"
     recorded.parent.mkdir(parents=True)
     # what Hydra recorded for an earlier attempt: same overrides, plus keys that do not change the numbers
-    recorded.write_text("".join(f"- '{o}'\n" for o in (*run.overrides, "ckpt_path=x", "torch_threads=2")))
+    recorded.write_text(
+        "".join(f"- '{o}'\n" for o in (*run.overrides, "ckpt_path=x", "runtime.torch_threads=2"))
+    )
     plan.check_recorded(run)
     recorded.write_text(recorded.read_text().replace("max_epochs=5", "max_epochs=7"))
     with pytest.raises(MDReIDError, match="recorded: trainer.max_epochs=7; planned: trainer.max_epochs=5"):

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mdreid.metrics import AnyToAnyReID, PairDistances, rank_metrics, resolve_pairs
+from mdreid.metrics import AnyToAnyReID, PairDistances, PairSelection, rank_metrics
 from mdreid.metrics.groups import MISMATCHED, PAPER_PAIRS
 from mdreid.modalities import SUBSETS, all_pairs
 from mdreid.runtime.errors import MDReIDError
@@ -158,11 +158,18 @@ def test_groups_scalars_and_serialisation():
 
 @pytest.mark.filterwarnings("ignore:The ``compute`` method")
 def test_pair_resolution_and_validation():
-    assert resolve_pairs("paper") == list(PAPER_PAIRS) and len(PAPER_PAIRS) == 11
-    assert resolve_pairs(["tr->n", ("N", "RT"), "RT->N"]) == [("RT", "N"), ("N", "RT")]
-    for bad in ("some", ["R->X"], ["RR->N"], ["R-N"], []):
+    assert PairSelection.parse("paper").pairs == PAPER_PAIRS and len(PAPER_PAIRS) == 11
+    explicit = PairSelection.parse(["tr->n", ("N", "RT"), "RT->N"])
+    assert explicit.pairs == (("RT", "N"), ("N", "RT")) and explicit.plain() == ["RT->N", "N->RT"]
+    for named in ("all", "paper", ["R->N", "RNT->T"]):  # the plain form a checkpoint stores reads back
+        assert PairSelection.parse(PairSelection.parse(named).plain()) == PairSelection.parse(named)
+    assert AnyToAnyReID(pairs=explicit).pairs is explicit
+    assert AnyToAnyReID(pairs=["r->n"]).pairs == PairSelection((("R", "N"),))
+    for bad in ("some", ["R->X"], ["RR->N"], ["R-N"], [], 3, [7]):
         with pytest.raises(MDReIDError, match=", ".join(SUBSETS)):
-            resolve_pairs(bad)
+            PairSelection.parse(bad)
+        with pytest.raises(MDReIDError, match=", ".join(SUBSETS)):
+            AnyToAnyReID(pairs=bad)  # Python users' plain values are checked at the metric's boundary
     with pytest.raises(MDReIDError, match="camera, scene"):
         AnyToAnyReID(junk="view")
     with pytest.raises(MDReIDError, match="code, paper"):

@@ -16,7 +16,7 @@ from mdreid.module import ReIDModule
 
 pytestmark = pytest.mark.slow
 
-TRAIN = [*TINY_OVERRIDES, "trainer.max_epochs=1", "plots=false", "torch_threads=1"]
+TRAIN = [*TINY_OVERRIDES, "trainer.max_epochs=1", "eval.plots=false", "runtime.torch_threads=1"]
 EVAL = [o for o in TRAIN if not o.startswith("callbacks=")]  # eval.yaml has no callbacks group
 PRETRAIN = ["data.pool.ids=8", "trainer.max_epochs=1"]
 

@@ -39,8 +39,8 @@ RUN = [
     f"trainer.max_epochs={EPOCHS}",
     f"model.schedule.epochs={EPOCHS}",  # the LR schedule must not depend on where a run stopped
     f"trainer.check_val_every_n_epoch={VAL_EVERY}",
-    "plots=false",
-    "torch_threads=1",
+    "eval.plots=false",
+    "runtime.torch_threads=1",
 ]
 
 
@@ -165,7 +165,7 @@ def test_training_losses_do_not_depend_on_num_workers(tiny_cfg, tmp_path: Path, 
             "trainer.log_every_n_steps=1",
             "+trainer.limit_val_batches=0",
             "test=false",
-            "torch_threads=1",
+            "runtime.torch_threads=1",
             output_dir=run_dir,
         )
         metrics = train(cfg)

@@ -116,7 +116,7 @@ def test_tiny_training_logs_progress_lines_and_no_noise(synthetic_data_dir: Path
         "trainer.enable_model_summary=true",
         "callbacks.progress_bar.every_n_steps=1",
         "test=false",
-        "plots=false",
+        "eval.plots=false",
     ]
     out = run_train(overrides, tmp_path, env)
     assert list((run_dir / "wandb").glob("offline-run-*")), "the W&B logger did not start: " + out[-2000:]

@@ -53,7 +53,7 @@ def test_manifest_of_a_benchmark_reads_back_the_same_records(name: str, copies: 
 
 def _eval_overrides(data_dir: Path, *extra: str) -> list[str]:
     tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]
-    return [*tiny, f"paths.data_dir={data_dir}", "plots=false", *extra]
+    return [*tiny, f"paths.data_dir={data_dir}", "eval.plots=false", *extra]
 
 
 @pytest.mark.slow
@@ -244,7 +244,9 @@ def test_synthetic_manifest_experiment_trains_and_evaluates_from_an_empty_folder
         "data.synth.ids=12",
         f"paths.data_dir={tmp_path / 'data'}",
     ]
-    cfg = compose_cfg("train.yaml", [*overrides, "trainer.max_epochs=1", "plots=false"], tmp_path / "run")
+    cfg = compose_cfg(
+        "train.yaml", [*overrides, "trainer.max_epochs=1", "eval.plots=false"], tmp_path / "run"
+    )
     metrics = train(cfg)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     manifest = tmp_path / "data" / "synthetic_unpaired" / "unpaired.csv"

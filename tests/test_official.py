@@ -257,7 +257,9 @@ TOWER.append("model.backbone.embed_dim=32")
 def eval_cfg(data_dir: Path, out: Path, *extra: str) -> DictConfig:
     """``python -m mdreid.eval`` on the tiny synthetic data with the official file's tower."""
     tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]  # eval.yaml has no callbacks group
-    return compose_cfg("eval.yaml", [*tiny, *TOWER, f"paths.data_dir={data_dir}", "plots=false", *extra], out)
+    return compose_cfg(
+        "eval.yaml", [*tiny, *TOWER, f"paths.data_dir={data_dir}", "eval.plots=false", *extra], out
+    )
 
 
 @pytest.fixture

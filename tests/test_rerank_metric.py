@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mdreid.metrics import AnyToAnyReID, PairDistances, rank_metrics
-from mdreid.metrics.eval_options import build_metric
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import subset_indices
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.hydra import compose_config
@@ -88,7 +88,7 @@ def test_bad_rerank_settings_fail_at_construction() -> None:
 
 def test_eval_config_reaches_the_metric() -> None:
     cfg = compose_config("eval", ["ckpt_path=x", "eval.rerank=true", "eval.rerank_k2=1"])
-    metric = build_metric(cfg.eval, junk="camera")  # what the module and mdreid.score build
+    metric = EvalConfig.parse(cfg.eval).build_metric(junk="camera")  # what the module and mdreid.score build
     assert metric.rerank is not None and (metric.rerank.k1, metric.rerank.k2) == (20, 1)
     assert metric.rerank.lambda_value == pytest.approx(0.3)
 

@@ -35,7 +35,12 @@ from mdreid.runtime.errors import MDReIDError
 pytestmark = pytest.mark.slow
 
 Proc = subprocess.CompletedProcess[str]
-TRAIN = [*TINY_OVERRIDES, "trainer.max_epochs=1", "plots=false", "torch_threads=1"]  # two runs share 2 cores
+TRAIN = [
+    *TINY_OVERRIDES,
+    "trainer.max_epochs=1",
+    "eval.plots=false",
+    "runtime.torch_threads=1",
+]  # two runs share 2 cores
 EVAL = [o for o in TRAIN if not o.startswith("callbacks=")]  # eval.yaml has no callbacks group
 CHECKPOINTING = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summary"]
 EXPERIMENTS = ("msvr310", "rgbnt100", "rgbnt201", "synthetic")

@@ -4,6 +4,7 @@ plain per-query loop, and every malformed file is one error naming the file and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
 from mdreid.factory import build_datamodule, build_module
 from mdreid.feature_file import FORMAT, read_feature_file
-from mdreid.metrics.eval_options import metric_options
+from mdreid.metrics import PairSelection
+from mdreid.metrics.eval_config import EvalConfig, metric_keys
 from mdreid.modalities import NUM_MODALITIES, all_pairs, subset_indices
 from mdreid.runtime.errors import MDReIDError
 from mdreid.score import file_argument, score
@@ -43,7 +45,7 @@ def test_saved_features_score_to_eval_metrics(
 ) -> None:
     tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]
     common = [*tiny, f"paths.data_dir={synthetic_data_dir}", f"data.dataset={dataset}"]
-    common += [f"data.synth.like={dataset}", "plots=false", *extra]
+    common += [f"data.synth.like={dataset}", "eval.plots=false", *extra]
     cfg = compose_cfg("eval.yaml", common, tmp_path / "eval")
     torch.manual_seed(0)
     module = build_module(cfg, build_datamodule(cfg))
@@ -52,7 +54,8 @@ def test_saved_features_score_to_eval_metrics(
         compose_cfg("eval.yaml", [*common, f"ckpt_path={ckpt}", "eval.save_features=true"], tmp_path / "eval")
     )
     saved = tmp_path / "eval" / "features.safetensors"
-    same_eval = ["eval.max_rank=10", "plots=false", *extra]  # the eval section eval ran with
+    assert (tmp_path / "eval" / "metrics.json").is_file() and not (tmp_path / "eval" / "plots").exists()
+    same_eval = ["eval.max_rank=10", "eval.plots=false", *extra]  # the eval section eval ran with
     scored = score(compose_cfg("score.yaml", [f"file={saved}", *same_eval], tmp_path / "score"))
     evaluated, rescored = _metrics(tmp_path / "eval"), _metrics(tmp_path / "score")
     assert evaluated["junk"] == ("scene" if dataset == "msvr310" else "camera")
@@ -144,7 +147,7 @@ def test_random_projection_features_of_another_method_score_all_49_pairs(tmp_pat
             [
                 f"file={tmp_path / 'projections.safetensors'}",
                 "eval.similarity=common",
-                "plots=false",
+                "eval.plots=false",
                 "eval.pairs=paper",
             ],
             tmp_path / "run2",
@@ -238,11 +241,11 @@ def test_unreadable_files_and_pickles_are_refused(tmp_path: Path) -> None:
 
 def test_every_metric_argument_is_an_eval_option(tmp_path: Path) -> None:
     """An ``eval`` key reaches the metric exactly when it is an ``AnyToAnyReID`` argument, in score as in eval."""
-    options = metric_options({"pairs": "paper", "chunk_size": 3, "save_features": True, "junk": "scene"})
-    assert options == {
-        "pairs": "paper",
-        "chunk_size": 3,
-    }  # junk comes from the data, save_features is no metric's
+    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    assert set(metric_keys()) <= fields and "junk" not in fields  # junk comes from the data
+    options = EvalConfig.parse({"pairs": "paper", "chunk_size": 3, "save_features": True}).metric_options()
+    assert set(options) == set(metric_keys()) and options["chunk_size"] == 3  # save_features is no metric's
+    assert options["pairs"] == PairSelection.parse("paper")
     path = tmp_path / "f.safetensors"
     save_file(_good(), path, metadata=META)
     with pytest.raises(MDReIDError, match="no feature file given: python -m mdreid.score FILE"):

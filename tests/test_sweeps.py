@@ -25,7 +25,7 @@ from mdreid.metrics.groups import PAPER_PAIRS
 from mdreid.runtime.spawn_strategy import FileMetricsLauncher, SpawnDDPStrategy
 
 # On top of TINY_OVERRIDES: one epoch, no logger/callbacks/plots, the 11 paper pairs instead of 49.
-FAST = ["logger=none", "callbacks=none", "trainer.max_epochs=1", "plots=false", "eval.pairs=paper"]
+FAST = ["logger=none", "callbacks=none", "trainer.max_epochs=1", "eval.plots=false", "eval.pairs=paper"]
 ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
 
 

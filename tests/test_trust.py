@@ -146,7 +146,7 @@ def test_eval_builds_the_checkpoints_model_without_a_training_split(
 ) -> None:
     """No model override at all (eval.yaml's default tower is ViT-B/16), and a manifest with query and gallery
     rows only: the model, its input size and its identity count come from the checkpoint."""
-    reference = eval_cfg(f"ckpt_path={trained}", "plots=false", output_dir=tmp_path / "full")
+    reference = eval_cfg(f"ckpt_path={trained}", "eval.plots=false", output_dir=tmp_path / "full")
     evaluate(reference)
     bench = load_benchmark("rgbnt201", str(Path(reference.data.root)))
     manifest = write_manifest(bench, tmp_path / "all.csv")
@@ -162,7 +162,7 @@ def test_eval_builds_the_checkpoints_model_without_a_training_split(
         "data=manifest",
         f"data.manifest={test_only}",
         "data.num_workers=0",
-        "plots=false",
+        "eval.plots=false",
         "eval.max_rank=10",
         "trainer=cpu",
         "trainer.enable_progress_bar=false",
@@ -183,7 +183,7 @@ def test_cameras_the_model_never_saw(
     save_checkpoint(tiny_cfg, path, num_cameras=1)
     with pytest.raises(MDReIDError, match=r"camera ids \[1\].*has 1 rows.*eval\.unseen_cameras=no_embedding"):
         evaluate(eval_cfg(f"ckpt_path={path}"))
-    cfg = eval_cfg(f"ckpt_path={path}", "eval.unseen_cameras=no_embedding", "plots=false")
+    cfg = eval_cfg(f"ckpt_path={path}", "eval.unseen_cameras=no_embedding", "eval.plots=false")
     assert len(evaluate(cfg)) > 0
     model = load_module(path)
     images, present = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0)), torch.ones(2, 3)

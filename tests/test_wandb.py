@@ -78,7 +78,7 @@ def test_offline_run_holds_config_scalars_table_and_plots(tiny_cfg, wandb_offlin
         "train.yaml",
         "logger=wandb",
         "test=true",
-        "plots=true",
+        "eval.plots=true",
         "trainer.max_epochs=1",
         "trainer.check_val_every_n_epoch=10",
     )
@@ -120,7 +120,7 @@ def test_an_offline_run_writes_nothing_outside_its_run_folder(
 ) -> None:
     """wandb's cache, staging and settings folders (~/.cache/wandb, ~/.local/share/wandb, ~/.config/wandb)
     go to <run dir>/wandb/ instead, and matplotlib's font cache to <run dir>/.matplotlib."""
-    args = [*TINY_OVERRIDES, "logger=wandb", "trainer.max_epochs=1", "plots=false", "eval.pairs=paper"]
+    args = [*TINY_OVERRIDES, "logger=wandb", "trainer.max_epochs=1", "eval.plots=false", "eval.pairs=paper"]
     args += [f"paths.data_dir={synthetic_data_dir}", f"hydra.run.dir={tmp_path / 'work' / 'run'}"]
     proc, outside = run_in_fresh_home("train", args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from mdreid.run_config import RunConfig
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import cli_errors
@@ -20,11 +21,12 @@ from mdreid.runtime.output_dir import check_writable, keep_caches_in
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score every configured modality pair; publish tables, metrics.json, metrics.csv and plots."""
     check_writable(cfg.paths.output_dir, "paths.output_dir")
+    run = RunConfig.parse(cfg)
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load Lightning
     from mdreid.checkpoints import resolve_checkpoint
 
     # a bad path or an unsafe file fails before Lightning, the data or the model
-    ckpt = resolve_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
+    ckpt = resolve_checkpoint(run.ckpt_path, trust=run.trust_checkpoint)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
@@ -37,9 +39,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         load_module,
         saved_hparams,
     )
+    from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.results_callback import PublishResults
     from mdreid.runtime.hydra import instantiate_loggers, instantiate_trainer
 
+    evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(cfg.seed, workers=True)
     arch = architecture(ckpt, cfg.data.get("image_size"))
     check_overrides(cfg, arch if ckpt.official else {**saved_hparams(ckpt), **arch}, ckpt.path, training=True)
@@ -47,16 +51,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg.data.image_size = arch["image_size"]  # the images are resized to what the model was trained on
     adopt_image_rule(cfg, ckpt)  # and 16-bit / float images are mapped as they were in training
     datamodule = build_datamodule(cfg)
-    model = load_module(ckpt, image_size=arch["image_size"], evaluation=cfg.eval, junk=datamodule.junk_rule)
-    check_cameras(model, datamodule, str(cfg.eval.get("unseen_cameras", "error")))
+    model = load_module(ckpt, image_size=arch["image_size"], evaluation=evaluation, junk=datamodule.junk_rule)
+    check_cameras(model, datamodule, evaluation)
     publisher = PublishResults.from_config(
         cfg,
-        ckpt_path=str(cfg.ckpt_path),
+        evaluation,
+        ckpt_path=str(run.ckpt_path),
         selection="checkpoint",
         epoch=ckpt.epoch,  # the checkpoint's, not this trainer's 0
         global_step=ckpt.global_step,
     )
-    trainer = instantiate_trainer(cfg, [publisher], instantiate_loggers(cfg.get("logger")))
+    trainer = instantiate_trainer(cfg, [publisher], instantiate_loggers(run.logger))
     trainer.test(model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from mdreid.models.feature_extractor import FeatureExtractor
+from mdreid.run_config import RunConfig
 from mdreid.runtime.atomic_io import atomic_write
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
@@ -117,16 +118,17 @@ def export(cfg: DictConfig) -> Path:
     """Rebuild the model from ``cfg.ckpt_path``, write its feature extractor, print the file and its I/O."""
     fmt = str(cfg.format)
     suffix = check_format(fmt)
-    if cfg.get("paths") is not None:  # a CLI run; a config built in code may name no run folder
-        keep_caches_in(cfg.paths.output_dir)
+    run = RunConfig.parse(cfg)
+    if run.paths is not None:  # a CLI run; a config built in code may name no run folder
+        keep_caches_in(run.paths.output_dir)
     from mdreid.checkpoints import resolve_checkpoint
     from mdreid.factory import (
         load_module,  # imports Lightning, hence matplotlib: after the line above
     )
 
-    ckpt = resolve_checkpoint(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
-    module = load_module(ckpt, image_size=cfg.get("image_size"))
-    out = Path(cfg.out) if cfg.get("out") else Path(cfg.ckpt_path).with_suffix(suffix)
+    ckpt = resolve_checkpoint(run.ckpt_path, trust=run.trust_checkpoint)
+    module = load_module(ckpt, image_size=run.image_size)
+    out = Path(run.out) if run.out else Path(run.ckpt_path).with_suffix(suffix)
     hp = module.hparams
     example = example_inputs(
         tuple(hp["image_size"]), int(hp["num_cameras"]), int(cfg.batch_size), int(cfg.seed)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint
 from mdreid.data.bit_depth import BitDepthRule
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import resolve_image_size
 from mdreid.official.reader import load_official, official_module, read_official
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 ARCHITECTURE = ("backbone", "mdl", "sie_coe")
 # backbone keys about where the starting weights come from, not what the network is
 _NOT_ARCHITECTURE = ("backbone.weights", "backbone.allow_random_init")
-# eval.unseen_cameras: what happens to evaluation images whose camera the model has no embedding for
-UNSEEN_CAMERAS = ("error", "no_embedding")
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -44,16 +43,17 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     return datamodule
 
 
-def build_module(cfg: DictConfig, datamodule: Any) -> ReIDModule:
+def build_module(cfg: DictConfig, datamodule: Any, evaluation: EvalConfig | None = None) -> ReIDModule:
     """The LightningModule of ``cfg.model`` (its ``_target_``: ReIDModule or a subclass) sized from the data:
-    identities, cameras, junk rule; ``cfg.eval`` sets the evaluation."""
+    identities, cameras, junk rule; ``evaluation`` (an entry point's parsed ``eval`` section; by default
+    ``cfg.eval``'s) sets the evaluation."""
     cls = get_class(cfg.model.get("_target_", "mdreid.module.ReIDModule"))
     return cls.from_config(
         cfg.model,
         num_classes=datamodule.num_classes,
         num_cameras=datamodule.num_cameras,
         junk=datamodule.junk_rule,
-        evaluation=cfg.get("eval"),
+        evaluation=evaluation if evaluation is not None else EvalConfig.parse(cfg.eval),
     )
 
 
@@ -141,7 +141,9 @@ def check_overrides(cfg: DictConfig, saved: Mapping[str, Any], source: str | Pat
         )
 
 
-def _rebuilt(ckpt: Checkpoint, evaluation: Mapping[str, Any] | None, junk: str | None) -> ReIDModule:
+def _rebuilt(
+    ckpt: Checkpoint, evaluation: EvalConfig | Mapping[str, Any] | None, junk: str | None
+) -> ReIDModule:
     """The model of the checkpoint's saved hyper-parameters, without the backbone's ``weights`` file (the
     checkpoint holds every weight, and the CLIP file it was initialised from need not exist here), scored
     with this run's evaluation settings and junk rule where given."""
@@ -157,13 +159,14 @@ def load_module(
     ckpt: str | Path | Checkpoint,
     model: ReIDModule | None = None,
     image_size: Sequence[int] | None = None,
-    evaluation: Mapping[str, Any] | None = None,
+    evaluation: EvalConfig | Mapping[str, Any] | None = None,
     junk: str | None = None,
 ) -> ReIDModule:
     """A checkpoint's weights, loaded strictly, in eval mode: into ``model`` (a fine-tuning run's, built from
     its config) or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for
     an official ``.pth`` its tensors' shapes; ``image_size`` then settles a grid the benchmark does not
-    identify), scored with ``evaluation`` and ``junk`` where given.
+    identify), scored with ``evaluation`` (an ``EvalConfig``, or the ``eval`` section it parses) and ``junk``
+    where given.
 
     A checkpoint that does not fit fails with the list of mismatched keys instead of evaluating noise.
     """
@@ -224,17 +227,15 @@ def adopt_image_rule(cfg: DictConfig, ckpt: Checkpoint) -> None:
         }
 
 
-def check_cameras(model: ReIDModule, datamodule: Any, policy: str) -> None:
+def check_cameras(model: ReIDModule, datamodule: Any, evaluation: EvalConfig) -> None:
     """Evaluation camera ids the camera embedding has no row for: an error naming the counts, or with
-    ``policy="no_embedding"`` those images get no camera embedding (as if SIE were off for them)."""
+    ``eval.unseen_cameras=no_embedding`` those images get no camera embedding (as if SIE were off for them)."""
     known = int(model.hparams["num_cameras"])
     records = [*datamodule.benchmark.query, *datamodule.benchmark.gallery]
     unseen = sorted({r.camid for r in records if r.camid >= known})
-    if policy not in UNSEEN_CAMERAS:
-        raise MDReIDError(f"eval.unseen_cameras={policy!r}: use one of {', '.join(UNSEEN_CAMERAS)}")
     if not unseen:
         return
-    if policy == "error":
+    if evaluation.unseen_cameras == "error":
         raise MDReIDError(
             f"the evaluation data has camera ids {unseen[:8]} that the model never saw: its camera embedding "
             f"has {known} rows (ids 0..{known - 1}); set eval.unseen_cameras=no_embedding to evaluate those "

@@ -22,7 +22,7 @@ from mdreid.data.batch import Batch
 from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
-from mdreid.metrics.eval_options import build_metric
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
 from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.models.mdreid_net import MDReIDNet
@@ -50,11 +50,13 @@ class ReIDModule(L.LightningModule):
         loss: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
         schedule: Mapping[str, Any] | None = None,
-        evaluation: Mapping[str, Any] | None = None,
+        evaluation: EvalConfig | Mapping[str, Any] | None = None,
         junk: str = "camera",
     ) -> None:
         super().__init__()
         args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
+        evaluation = EvalConfig.parse(evaluation)
+        args["evaluation"] = evaluation.plain()  # checkpoints hold plain data only
         self.save_hyperparameters(args)
         mdl = typed_section(MDLConfig, args["mdl"], "model.mdl")
         self.net = MDReIDNet(
@@ -69,8 +71,8 @@ class ReIDModule(L.LightningModule):
         self.objective = MDReIDObjective(typed_section(LossConfig, args["loss"], "model.loss"))
         self.lr_rules = typed_section(LrRules, args["optim"], "model.optim")
         self.schedule_cfg = typed_section(ScheduleConfig, args["schedule"], "model.schedule")
-        self.val_metric = build_metric(args["evaluation"], junk)
-        self.test_metric = build_metric(args["evaluation"], junk)
+        self.val_metric = evaluation.build_metric(junk)
+        self.test_metric = evaluation.build_metric(junk)
         self._test_evaluation: Evaluation | None = None
         # set by ``check_cameras``: evaluation camera ids from here on get no camera embedding
         self.known_cameras: int | None = None

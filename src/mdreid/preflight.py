@@ -10,6 +10,7 @@ from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.models.tower import check_tower_section
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.optim.param_groups import LrRules
+from mdreid.run_config import RunConfig
 from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.output_dir import check_writable
@@ -23,13 +24,13 @@ MODEL_SECTIONS: tuple[tuple[str, type], ...] = (
 )
 
 
-def check_pretrained_weights(cfg: DictConfig) -> None:
+def check_pretrained_weights(cfg: DictConfig, run: RunConfig) -> None:
     """A recipe that starts from CLIP (``allow_random_init: false`` in its backbone config) needs
     ``model.backbone.weights``, unless the run starts from another checkpoint (``init_from``, ``ckpt_path``)."""
     backbone = cfg.model.backbone
     if backbone.get("weights") or backbone.get("allow_random_init", True):
         return
-    if cfg.get("init_from") or cfg.get("ckpt_path"):
+    if run.init_from or run.ckpt_path:
         return
     raise MDReIDError(
         f"model.backbone.weights is not set: the {backbone.get('name')} recipe starts from CLIP weights, a local "
@@ -38,7 +39,7 @@ def check_pretrained_weights(cfg: DictConfig) -> None:
     )
 
 
-def check_train_config(cfg: DictConfig) -> None:
+def check_train_config(cfg: DictConfig, run: RunConfig) -> None:
     """Every check that needs only the config: output folder, epochs, model sections, pretrained weights."""
     check_writable(cfg.paths.output_dir, "paths.output_dir")
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
@@ -49,4 +50,4 @@ def check_train_config(cfg: DictConfig) -> None:
     for name, cls in MODEL_SECTIONS:
         typed_section(cls, plain(cfg.model.get(name)), f"model.{name}")
     check_tower_section(plain(cfg.model.backbone))
-    check_pretrained_weights(cfg)
+    check_pretrained_weights(cfg, run)

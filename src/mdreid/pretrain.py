@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdreid.checkpoints import resolve_checkpoint
 from mdreid.models.clip_weights import load_clip_visual_weights, save_visual_weights
+from mdreid.run_config import RunConfig
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
@@ -57,11 +58,16 @@ def init_record(path: str | None) -> dict[str, Any] | None:
 
 
 def provenance(
-    cfg: DictConfig, out: Path, wall_s: float, metrics: dict[str, float], zero_shot: dict[str, Any] | None
+    cfg: DictConfig,
+    run: RunConfig,
+    out: Path,
+    wall_s: float,
+    metrics: dict[str, float],
+    zero_shot: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """What a shipped weight file needs beside it to be trusted and regenerated; paths in it are relative to
     the folder of ``out`` (and of this record)."""
-    resumed = cfg.get("ckpt_path")
+    resumed = run.ckpt_path
     return {
         "file": out.name,
         "sha256": sha256(out),
@@ -94,12 +100,13 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         raise MDReIDError(
             "backbone.weights must be null: the proxy foundation is trained from a random tower"
         )
-    trust = bool(cfg.get("trust_checkpoint"))
+    run = RunConfig.parse(cfg)
+    trust = run.trust_checkpoint
     if cfg.init_weights and not Path(cfg.init_weights).is_file():
         raise MDReIDError(f"init_weights={cfg.init_weights}: no such tower file; use a .safetensors or null")
-    if cfg.get("ckpt_path"):
+    if run.ckpt_path:
         # a missing, folder, truncated or code-carrying file is one line, not a traceback
-        resolve_checkpoint(cfg.ckpt_path, trust=trust)
+        resolve_checkpoint(run.ckpt_path, trust=trust)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L  # Lightning imports matplotlib: after the line above
 
@@ -117,9 +124,9 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     if cfg.init_weights:  # a later stage of a curriculum: continue from an earlier stage's tower
         load_clip_visual_weights(model.visual, cfg.init_weights)
     datamodule.prepare_data()
-    trainer = instantiate_trainer(cfg, instantiate_callbacks(cfg.get("callbacks")), [])
+    trainer = instantiate_trainer(cfg, instantiate_callbacks(run.callbacks), [])
     with checkpoint_globals():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not trust)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=run.ckpt_path, weights_only=not trust)
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch")}
     out = save_visual_weights(model.visual_state_dict(), cfg.out)
     wall_s = time.time() - start  # the training's cost; the diagnostic below is not part of it
@@ -137,7 +144,7 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
             scores["mAP"]["T->T"],
             scores["mAP"]["RNT->RNT"],
         )
-    record = provenance(cfg, out, wall_s, metrics, scores)
+    record = provenance(cfg, run, out, wall_s, metrics, scores)
     atomic_write_json(out.with_suffix(".json"), record)
     log.info("wrote %s (sha256 %s) and its provenance %s", out, record["sha256"], out.with_suffix(".json"))
     return metrics

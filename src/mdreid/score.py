@@ -25,21 +25,21 @@ def score(cfg: DictConfig) -> dict[str, float]:
     if OmegaConf.is_missing(cfg, "file"):
         raise MDReIDError("no feature file given: python -m mdreid.score FILE [overrides] (or file=PATH)")
     out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
-    evaluation_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
-    if evaluation_cfg.get("save_features"):
-        raise MDReIDError("eval.save_features=true: score reads saved features and writes none; drop it")
     keep_caches_in(out_dir)
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load torch
     from mdreid.feature_file import read_feature_file
-    from mdreid.metrics.eval_options import build_metric
+    from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.reports import publish
     from mdreid.runtime.hydra import configure_threads
 
+    evaluation = EvalConfig.parse(cfg.eval)
+    if evaluation.save_features:
+        raise MDReIDError("eval.save_features=true: score reads saved features and writes none; drop it")
     configure_threads(cfg)
     features = read_feature_file(cfg.file)
-    metric = build_metric(evaluation_cfg, junk=features.junk)
+    metric = evaluation.build_metric(junk=features.junk)
     metric.update(**features.metric_inputs())
-    evaluation = metric.evaluate()
+    scored = metric.evaluate()
     header = {
         "task_name": cfg.task_name,
         "file": str(Path(cfg.file).expanduser().absolute()),
@@ -47,8 +47,8 @@ def score(cfg: DictConfig) -> dict[str, float]:
         "method": features.method,
         "source": features.provenance,
     }
-    publish(evaluation.result, out_dir, header, samples=evaluation.samples if cfg.plots else None)
-    return evaluation.result.scalars("test")
+    publish(scored.result, out_dir, header, samples=scored.samples if evaluation.plots else None)
+    return scored.result.scalars("test")
 
 
 @checked_overrides

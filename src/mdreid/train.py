@@ -11,6 +11,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.run_config import RunConfig
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import cli_errors
@@ -19,14 +20,16 @@ from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then (``test=true``) evaluate and publish metrics.json, metrics.csv and plots in the run directory."""
+def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]:
+    """Fit, then (``test=true``) evaluate and publish metrics.json, metrics.csv and plots in the run directory.
+    ``run_cfg``: the top-level keys, where the caller has read them already."""
     # imported here, not at the top: Lightning, W&B and the reporting stack take seconds to load, which
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
     from mdreid.preflight import check_train_config
     from mdreid.runtime.output_dir import keep_caches_in
 
-    check_train_config(cfg)
+    run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
+    check_train_config(cfg, run_cfg)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
@@ -39,27 +42,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resumable,
         load_module,
     )
+    from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.results_callback import PublishResults
     from mdreid.runtime.hydra import instantiate_callbacks, instantiate_loggers, instantiate_trainer
     from mdreid.runtime.safe_load import checkpoint_globals
 
-    trust = bool(cfg.get("trust_checkpoint"))
-    init = resolve_checkpoint(cfg.init_from, "init_from", trust) if cfg.get("init_from") else None
-    resume = resolve_checkpoint(cfg.ckpt_path, trust=trust) if cfg.get("ckpt_path") else None
+    evaluation = EvalConfig.parse(cfg.eval)
+    trust = run_cfg.trust_checkpoint
+    init = resolve_checkpoint(run_cfg.init_from, "init_from", trust) if run_cfg.init_from else None
+    resume = resolve_checkpoint(run_cfg.ckpt_path, trust=trust) if run_cfg.ckpt_path else None
     if init is not None:
         adopt_architecture(cfg, init)  # the network is the checkpoint's; the loss and schedule the run's
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
-    model = build_module(cfg, datamodule)
+    model = build_module(cfg, datamodule, evaluation)
     if init is not None:
         load_module(init, model).train()  # a resume (ckpt_path) restores its own weights over these
     if resume is not None:
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
-    check_cameras(model, datamodule, str(cfg.eval.get("unseen_cameras", "error")))  # validation and test
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    callbacks.append(PublishResults.from_config(cfg))
-    loggers = instantiate_loggers(cfg.get("logger"))
+    check_cameras(model, datamodule, evaluation)  # validation and test
+    callbacks = instantiate_callbacks(run_cfg.callbacks)
+    callbacks.append(PublishResults.from_config(cfg, evaluation))
+    loggers = instantiate_loggers(run_cfg.logger)
     trainer = instantiate_trainer(cfg, callbacks, loggers)
     for lg in loggers:
         lg.log_hyperparams(
@@ -72,15 +77,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # Lightning reads ckpt_path again itself: as data too, unless the user vouched for the file
     with checkpoint_globals():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not trust)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=run_cfg.ckpt_path, weights_only=not trust)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    wanted = cfg.get("optimized_metric")
+    wanted = run_cfg.optimized_metric
     if wanted and wanted.startswith("val/") and wanted not in metrics and trainer.limit_val_batches:
         # the last epoch was no validation epoch (max_epochs not a multiple of check_val_every_n_epoch):
         # a sweeper must still get the final model's value
         trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    if cfg.get("test"):
+    if run_cfg.test:
         ckpt = "best" if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") else None
         with checkpoint_globals():  # the best checkpoint is this run's own file
             trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
@@ -90,9 +95,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @cli_errors
 def run(cfg: DictConfig) -> float | None:
+    run_cfg = RunConfig.parse(cfg)
     with stop_cleanly(last_checkpoint(cfg.paths.output_dir)):
-        metrics = train(cfg)
-    name = cfg.get("optimized_metric")
+        metrics = train(cfg, run_cfg)
+    name = run_cfg.optimized_metric
     if name and name not in metrics:
         # a finished run is never turned into a failure; a sweeper that needs the value fails on None itself
         log.warning(

@@ -48,7 +48,7 @@ VARIANTS: tuple[Variant, ...] = (
 # Keys that change how a run executes, not what it computes (losses do not depend on num_workers,
 # tests/test_faults.py; another thread count only reorders float sums): they may differ between a run's
 # attempts and from the recorded overrides.
-RUNTIME_KEYS: frozenset[str] = frozenset({"ckpt_path", "torch_threads", "data.num_workers"})
+RUNTIME_KEYS: frozenset[str] = frozenset({"ckpt_path", "runtime.torch_threads", "data.num_workers"})
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def common_overrides(experiment: str, epochs: int, data_dir: Path) -> list[str]:
         "optimized_metric=null",
         "eval.pairs=all",
         "logger=csv",
-        "plots=false",
+        "eval.plots=false",
     ]
 
 
@@ -119,7 +119,7 @@ def runtime_overrides(jobs: int) -> list[str]:
     (a DataLoader worker per run would oversubscribe a small machine); one run keeps the CLI's defaults."""
     if jobs == 1:
         return []
-    return [f"torch_threads={max(1, (os.cpu_count() or 1) // jobs)}", "data.num_workers=0"]
+    return [f"runtime.torch_threads={max(1, (os.cpu_count() or 1) // jobs)}", "data.num_workers=0"]
 
 
 def plan_runs(

@@ -34,16 +34,16 @@ from mdreid.metrics.functional import (
     rank_workspace,
     summarize_rank_stats,
 )
-from mdreid.metrics.groups import PAPER_PAIRS, named_groups, pair_name
+from mdreid.metrics.groups import named_groups, pair_name
 from mdreid.metrics.pair_rerank import SideFeatures, reranked_pair_distance
+from mdreid.metrics.pair_selection import PairSelection
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
 from mdreid.metrics.rerank import RerankSettings
 from mdreid.metrics.results import AnyToAnyResult
-from mdreid.modalities import LETTERS, NUM_MODALITIES, SUBSETS, all_pairs
+from mdreid.modalities import NUM_MODALITIES
 from mdreid.runtime.errors import MDReIDError
 
 JUNK_RULES: tuple[str, ...] = ("camera", "scene")
-PAIR_PRESETS: tuple[str, ...] = ("all", "paper")
 _STATES: tuple[str, ...] = (
     "sp",
     "sh",
@@ -55,40 +55,23 @@ _STATES: tuple[str, ...] = (
     "is_query",
     "is_gallery",
 )
-_PAIRS_HELP = (
-    f"use 'all', 'paper', or a list of 'Q->G' strings / (Q, G) tuples with Q, G in {', '.join(SUBSETS)}"
-)
 
 
-def _canonical_subset(name: object) -> str:
-    """``"tr"`` -> ``"RT"``: letters in canonical R, N, T order; raises on anything else."""
-    letters = str(name).strip().upper()
-    if not letters or set(letters) - set(LETTERS) or len(set(letters)) != len(letters):
-        raise MDReIDError(f"eval.pairs: bad modality subset {name!r}: {_PAIRS_HELP}")
-    return "".join(c for c in LETTERS if c in letters)
-
-
-def resolve_pairs(pairs: str | Sequence) -> list[tuple[str, str]]:
-    """The (query subset, gallery subset) pairs named by ``pairs``, canonical and without repeats.
-
-    ``"all"``: the 49 pairs; ``"paper"``: RNT->RNT, the six missing-modality settings and the four
-    reported mismatched ones (``groups.PAPER_PAIRS``); or an explicit list such as ``["RT->NT", ("R", "N")]``.
-    """
-    if isinstance(pairs, str):
-        if pairs not in PAIR_PRESETS:
-            raise MDReIDError(f"eval.pairs: unknown preset {pairs!r}: {_PAIRS_HELP}")
-        return all_pairs() if pairs == "all" else list(PAPER_PAIRS)
-    out: list[tuple[str, str]] = []
-    for item in pairs:
-        parts = item.split("->") if isinstance(item, str) else list(item)
-        if len(parts) != 2:
-            raise MDReIDError(f"eval.pairs: bad pair {item!r}: {_PAIRS_HELP}")
-        pair = (_canonical_subset(parts[0]), _canonical_subset(parts[1]))
-        if pair not in out:
-            out.append(pair)
-    if not out:
-        raise MDReIDError(f"eval.pairs: the list is empty: {_PAIRS_HELP}")
-    return out
+def check_metric_arguments(
+    similarity: str, max_rank: int, rerank: bool, rerank_k1: int, rerank_k2: int, rerank_lambda: float
+) -> RerankSettings | None:
+    """The checks on the metric's configurable arguments (the ``eval`` section runs them too, at start-up);
+    returns the re-ranking settings, None without re-ranking (bad settings are an error either way)."""
+    if similarity not in SIMILARITY_MODES:
+        raise MDReIDError(
+            f"eval.similarity: unknown mode {similarity!r}: use one of {', '.join(SIMILARITY_MODES)}"
+        )
+    if max_rank < 10:
+        raise MDReIDError(f"eval.max_rank: must be >= 10 (R10 is reported), got {max_rank}")
+    if not isinstance(rerank, bool):
+        raise MDReIDError(f"eval.rerank: must be true or false, got {rerank!r}")
+    settings = RerankSettings(rerank_k1, rerank_k2, rerank_lambda)
+    return settings if rerank else None
 
 
 def _cat(state: list[Tensor] | Tensor) -> Tensor | None:
@@ -103,7 +86,8 @@ class AnyToAnyReID(Metric):
     """mAP / CMC / mINP of every configured (query subset -> gallery subset) pair, in percent.
 
     Args:
-        pairs: ``"all"`` (49 pairs), ``"paper"`` or an explicit list (see ``resolve_pairs``).
+        pairs: a ``PairSelection``, or what ``PairSelection.parse`` reads: ``"all"`` (49 pairs), ``"paper"`` or
+            an explicit list such as ``["RT->NT", ("R", "N")]``.
         similarity: ``"code"`` (default; the official construction, fixed), ``"paper"`` (Eqs. 3-10) or
             ``"common"`` (one feature per modality, compared over the common modalities); see
             ``pair_similarity``.
@@ -122,7 +106,7 @@ class AnyToAnyReID(Metric):
 
     def __init__(
         self,
-        pairs: str | Sequence = "all",
+        pairs: PairSelection | str | Sequence = "all",
         similarity: str = "code",
         junk: str = "camera",
         max_rank: int = 50,
@@ -134,22 +118,16 @@ class AnyToAnyReID(Metric):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if similarity not in SIMILARITY_MODES:
-            raise MDReIDError(
-                f"eval.similarity: unknown mode {similarity!r}: use one of {', '.join(SIMILARITY_MODES)}"
-            )
         if junk not in JUNK_RULES:
             raise MDReIDError(f"metric junk: unknown rule {junk!r}: use one of {', '.join(JUNK_RULES)}")
-        if max_rank < 10:
-            raise MDReIDError(f"eval.max_rank: must be >= 10 (R10 is reported), got {max_rank}")
-        self.pairs = resolve_pairs(pairs)
+        self.rerank = check_metric_arguments(
+            similarity, max_rank, rerank, rerank_k1, rerank_k2, rerank_lambda
+        )
+        self.pairs = PairSelection.parse(pairs)
         self.similarity = similarity
         self.junk = junk
         self.max_rank = max_rank
         self.chunk_size = chunk_size
-        if not isinstance(rerank, bool):
-            raise MDReIDError(f"eval.rerank: must be true or false, got {rerank!r}")
-        self.rerank = RerankSettings(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
         for name in _STATES:
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -265,7 +243,7 @@ class AnyToAnyReID(Metric):
                     "check the presence mask or drop this pair from eval.pairs"
                 )
         if self.rerank is None:
-            distinct, which = distances.distinct_pairs(self.pairs, self.similarity)
+            distinct, which = distances.distinct_pairs(self.pairs.pairs, self.similarity)
             chunks = ((rows, enumerate(d)) for rows, d in distances.chunks(distinct, self.similarity))
         else:  # Q -> Q and G -> G distances differ even where Q -> G ones coincide: no pair is shared
             distinct, which = list(self.pairs), list(range(len(self.pairs)))

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from mdreid.metrics.any_to_any import AnyToAnyReID
+from mdreid.metrics.pair_selection import PairSelection
 from mdreid.metrics.results import AnyToAnyResult
 
 
@@ -21,7 +22,7 @@ def any_to_any_reid(
     is_query: Tensor,
     is_gallery: Tensor,
     sceneid: Tensor | None = None,
-    pairs: str | Sequence = "all",
+    pairs: PairSelection | str | Sequence = "all",
     similarity: str = "code",
     junk: str = "camera",
     max_rank: int = 50,

@@ -13,6 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import open_dict
 
 from mdreid.data.readers import junk_rule
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import RELEASES, describe_mismatch, resolve_image_size
 from mdreid.official.reader import load_official, read_file
@@ -59,7 +60,7 @@ def convert(
         num_cameras=layout.num_cameras,
         image_size=list(resolve_image_size(layout, cfg.data.image_size, str(src))),
         junk=junk_rule(str(cfg.data.dataset)),
-        evaluation=cfg.get("eval"),
+        evaluation=EvalConfig.parse(cfg.eval),
     )
     load_official(model, converted, str(src))
     payload = {

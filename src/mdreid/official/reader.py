@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mdreid.checkpoints import Checkpoint, find_state_dict, key_mismatch, resolve_checkpoint
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import (
     Converted,
@@ -31,7 +32,7 @@ def official_module(
     converted: Converted,
     image_size: Sequence[int] | None,
     source: str,
-    evaluation: Mapping[str, Any] | None = None,
+    evaluation: EvalConfig | Mapping[str, Any] | None = None,
     junk: str = "camera",
 ) -> ReIDModule:
     """The ``ReIDModule`` an official checkpoint describes (sizes from its tensors), weights not yet loaded."""

@@ -14,9 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdreid.feature_file import FeatureSet, write_feature_file
 from mdreid.feature_file.schema import DEFAULT_NAME
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.reporting.reports import publish
-from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,13 @@ class PublishResults(Callback):
         self.files: dict[str, Path] = {}
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, **header: Any) -> PublishResults:
-        """Into the run directory, with ``results_header(cfg, **header)``, plots as ``cfg.plots`` says and
-        features saved as ``eval.save_features`` says."""
-        save_features = OmegaConf.select(cfg, "eval.save_features", default=False)
-        if not isinstance(save_features, bool):
-            raise MDReIDError(f"eval.save_features={save_features!r}: expected true or false")
+    def from_config(cls, cfg: DictConfig, evaluation: EvalConfig, **header: Any) -> PublishResults:
+        """Into the run directory, with ``results_header(cfg, **header)``, plots and saved features as the
+        run's ``eval`` section (``evaluation``) says."""
         header = results_header(cfg, **header)
-        return cls(cfg.paths.output_dir, header, plots=cfg.get("plots", True), save_features=save_features)
+        return cls(
+            cfg.paths.output_dir, header, plots=evaluation.plots, save_features=evaluation.save_features
+        )
 
     def on_test_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:
         evaluation = pl_module.test_evaluation

@@ -18,7 +18,7 @@ from typing import Any
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mdreid.runtime.job_status import mark_ended, mark_running
 
@@ -41,7 +41,8 @@ class SweepSummary(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _is_multirun(config):
-            mark_running(config.hydra.runtime.output_dir, config.get("optimized_metric"))
+            # any entry point's sweep: only train.yaml names the metric (RunConfig reads it in the job)
+            mark_running(config.hydra.runtime.output_dir, OmegaConf.select(config, "optimized_metric"))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not _is_multirun(config):

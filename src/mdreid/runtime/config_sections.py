@@ -4,8 +4,9 @@ start-up with one line naming it, instead of being ignored or failing deep insid
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import OmegaConf
 
@@ -18,6 +19,7 @@ _SCALARS: dict[Any, tuple[tuple[type, ...], str]] = {
     bool: ((bool,), "true or false"),
     int: ((int,), "an integer"),
     float: ((int, float), "a number"),
+    str: ((str,), "a string"),
 }
 
 
@@ -39,6 +41,34 @@ def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
     return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
 
 
+def _key(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _optional(hint: Any) -> tuple[Any, bool]:
+    """``(T, True)`` for ``T | None``, else ``(hint, False)``."""
+    if get_origin(hint) in (Union, types.UnionType):
+        rest = [a for a in get_args(hint) if a is not type(None)]
+        if len(rest) == 1 and len(rest) < len(get_args(hint)):
+            return rest[0], True
+    return hint, False
+
+
+def _typed_value(hint: Any, value: Any, key: str) -> Any:
+    """``value`` checked against the field type ``hint``: a scalar of the wrong kind is an error, a field typed
+    as a class with a ``parse`` classmethod (e.g. ``PairSelection``) is parsed from its plain value."""
+    hint, optional = _optional(hint)
+    if value is None and optional:
+        return None
+    parse = getattr(hint, "parse", None) if isinstance(hint, type) else None
+    if parse is not None:
+        return parse(value)
+    scalar = _SCALARS.get(hint)
+    if scalar is not None and not _fits(value, scalar[0]):
+        raise MDReIDError(f"{key}={value!r}: expected {scalar[1]}{' or null' if optional else ''}")
+    return value
+
+
 def typed_section(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
     """``cls(**values)`` for the dataclass ``cls`` of config section ``where`` (e.g. ``model.loss``).
 
@@ -48,8 +78,15 @@ def typed_section(cls: type[T], values: Mapping[str, Any] | None, where: str) ->
     values = dict(values or {})
     reject_unknown_keys(values, (f.name for f in dataclasses.fields(cls)), where)
     hints = get_type_hints(cls)
-    for name, value in values.items():
-        scalar = _SCALARS.get(hints[name])
-        if scalar is not None and not _fits(value, scalar[0]):
-            raise MDReIDError(f"{where}.{name}={value!r}: expected {scalar[1]}")
-    return cls(**values)
+    return cls(
+        **{name: _typed_value(hints[name], value, _key(where, name)) for name, value in values.items()}
+    )
+
+
+def typed_view(cls: type[T], section: Mapping[str, Any], where: str) -> T:
+    """The fields of ``cls`` read from ``section``, whose other keys belong to someone else (the top level of
+    an entry point's config, or ``trainer``, whose keys Lightning checks itself): checked as ``typed_section``
+    does; a key the section lacks takes the field's default. Values are taken as they are (a sub-section
+    stays a config node), so a field that needs plain data says so in its type."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name in section.keys()]
+    return typed_section(cls, {name: section[name] for name in names}, where)

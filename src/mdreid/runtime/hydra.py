@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -18,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
 from mdreid.runtime.config import config_dir
+from mdreid.runtime.config_sections import plain, typed_section, typed_view
+from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.logs import ParamSummary, quiet_known_noise
 from mdreid.runtime.plain_progress import progress_bar
 
@@ -61,55 +64,83 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
     return _targets(cfg)
 
 
-def resolve_precision(cfg: DictConfig) -> None:
+@dataclass(frozen=True)
+class TrainerFlags:
+    """The ``trainer`` keys mdreid acts on before Lightning builds the Trainer from the whole section (Lightning
+    checks every key, these included, itself)."""
+
+    accelerator: str = "auto"
+    precision: str | int = "32-true"
+    barebones: bool = False
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The ``runtime`` section: process settings of a run.
+
+    ``torch_threads``: CPU threads for torch; ``auto`` leaves one core per DataLoader worker (oversubscribed
+    OpenMP threads spin-wait for cores the workers hold, which made tiny CPU runs ~6x slower), None keeps
+    torch's default.
+    """
+
+    torch_threads: str | int | None = "auto"
+
+    def __post_init__(self) -> None:
+        value = self.torch_threads
+        if value not in (None, "auto") and not (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0
+        ):
+            raise MDReIDError(f"runtime.torch_threads={value!r}: use auto, null or a positive integer")
+
+
+def resolve_precision(cfg: DictConfig, flags: TrainerFlags) -> None:
     """Mixed precision is a GPU recipe setting; on a CPU-only run fall back to fp32 with one log line."""
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if on_cpu and "16" in str(cfg.trainer.get("precision", "32-true")):
-        log.info("no GPU: trainer.precision=%s -> 32-true", cfg.trainer.precision)
+    on_cpu = flags.accelerator == "cpu" or (flags.accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and "16" in str(flags.precision):
+        log.info("no GPU: trainer.precision=%s -> 32-true", flags.precision)
         with open_dict(cfg):
             cfg.trainer.precision = "32-true"
 
 
 def configure_threads(cfg: DictConfig) -> None:
-    """CPU threads for torch: ``auto`` leaves one core per DataLoader worker.
-
-    Oversubscribed OpenMP threads spin-wait for cores the workers hold, which made tiny CPU runs ~6x slower.
-    """
-    threads = cfg.get("torch_threads", "auto")
+    """Set torch's CPU threads as ``runtime.torch_threads`` says (see ``RuntimeConfig``)."""
+    threads = typed_section(RuntimeConfig, plain(cfg.runtime), "runtime").torch_threads
     if threads is None:
         return
     if threads == "auto":
         workers = int(OmegaConf.select(cfg, "data.num_workers", default=0) or 0)
         threads = max(1, (os.cpu_count() or 1) - workers)
-    torch.set_num_threads(int(threads))
+    torch.set_num_threads(threads)
 
 
-def with_display_callbacks(trainer_cfg: DictConfig, callbacks: list[Callback]) -> list[Callback]:
+def with_display_callbacks(flags: TrainerFlags, callbacks: list[Callback]) -> list[Callback]:
     """``callbacks`` plus the progress bar and model summary the trainer flags ask for and the list lacks.
 
     Lightning's own defaults would be the Rich bar even in a log file and a summary with an empty FLOPs
     column; choosing them here also leaves Lightning no default summary to announce it skipped.
     """
     callbacks = list(callbacks)
-    if trainer_cfg.get("barebones"):
+    if flags.barebones:
         return callbacks
     has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
     has_summary = any(isinstance(c, ModelSummary) for c in callbacks)
-    if trainer_cfg.get("enable_progress_bar") is not False and not has_bar:
+    if flags.enable_progress_bar and not has_bar:
         callbacks.append(progress_bar())
-    if trainer_cfg.get("enable_model_summary") is not False and not has_summary:
+    if flags.enable_model_summary and not has_summary:
         callbacks.append(ParamSummary(max_depth=1))
     return callbacks
 
 
 def instantiate_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> L.Trainer:
     quiet_known_noise()
-    resolve_precision(cfg)
+    flags = typed_view(TrainerFlags, cfg.trainer, "trainer")
+    resolve_precision(cfg, flags)
     configure_threads(cfg)
     return instantiate(
         cfg.trainer,
-        callbacks=with_display_callbacks(cfg.trainer, callbacks),
+        callbacks=with_display_callbacks(flags, callbacks),
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
         # any summary is in the callbacks by now (with_display_callbacks)

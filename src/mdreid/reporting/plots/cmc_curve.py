@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-from mdreid.metrics.any_to_any import resolve_pairs
 from mdreid.metrics.groups import pair_name
+from mdreid.metrics.pair_selection import PairSelection
 from mdreid.metrics.results import AnyToAnyResult
 from mdreid.runtime.errors import MDReIDError
 
@@ -19,7 +19,7 @@ _MAX_DEFAULT_LINES = 6
 def _chosen_pairs(result: AnyToAnyResult, pairs: Sequence[str] | None) -> list[str]:
     """Explicit pairs must all be evaluated; the default keeps those present, else the first evaluated ones."""
     if pairs is not None:
-        names = [pair_name(q, g) for q, g in resolve_pairs(list(pairs))]
+        names = [pair_name(q, g) for q, g in PairSelection.parse(list(pairs))]
         missing = [n for n in names if n not in result.cmc]
         if missing:
             raise MDReIDError(

@@ -11,7 +11,7 @@ from PIL import Image
 from torch import Tensor
 
 from mdreid.data.records import Record
-from mdreid.metrics.any_to_any import resolve_pairs
+from mdreid.metrics.pair_selection import PairSelection
 from mdreid.metrics.pair_similarity import plan_pair
 from mdreid.metrics.results import AnyToAnyResult
 from mdreid.reporting.plots.cmc_curve import cmc_figure
@@ -62,7 +62,7 @@ def write_plots(
     if result.rerank is not None:  # the lists rank by the plain distances, which the scores no longer use
         log.warning("no ranked lists: they show the ranking without re-ranking, and eval.rerank=true")
         pairs_for_lists = ()
-    for q, g in resolve_pairs(list(pairs_for_lists)) if records is not None and pairs_for_lists else ():
+    for q, g in PairSelection.parse(list(pairs_for_lists)) if records is not None and pairs_for_lists else ():
         try:
             plan_pair(q, g, similarity, has_sp, has_sh)
         except MDReIDError as err:

@@ -1,0 +1,46 @@
+"""``RunConfig``: the top-level keys of an entry point's config (train, eval, export, score, pretrain, the
+official converter), read once where the run starts.
+
+Each primary config (conf/<entry>.yaml) has the keys its entry point uses, and Hydra refuses any other on the
+command line; a key a config lacks (``init_from`` in eval.yaml) takes the default here. The sections
+(``data``, ``model``, ``eval``, ``trainer``, ...) have their own readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from mdreid.runtime.config_sections import plain, typed_view
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What conf/train.yaml and its siblings say at the top level about where a run starts and ends."""
+
+    # a run's own checkpoint: resumed (train, pretrain) or evaluated / exported (eval, export)
+    ckpt_path: str | None = None
+    # fine-tuning: a new run starts from these weights (train)
+    init_from: str | None = None
+    # load checkpoints as pickle, code included (only for a file whose source is trusted)
+    trust_checkpoint: bool = False
+    # evaluate on the test split after training (train)
+    test: bool = False
+    # the metric main() returns to a sweeper (train)
+    optimized_metric: str | None = None
+    # [H, W] for an official file trained on other data (export)
+    image_size: list[int] | None = None
+    # the file written (export, pretrain)
+    out: str | None = None
+    # Hydra ``_target_`` nodes: Lightning callbacks and loggers, None for none
+    callbacks: Mapping[str, Any] | None = None
+    logger: Mapping[str, Any] | None = None
+    # the run folders; None for a config built in code that names none (export)
+    paths: Mapping[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, cfg: Mapping[str, Any]) -> RunConfig:
+        """The top-level keys of ``cfg`` (an entry point's whole config), checked."""
+        run = typed_view(cls, cfg, "")
+        return run if run.image_size is None else replace(run, image_size=list(plain(run.image_size)))
