@@ -5,34 +5,21 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.losses.loss_config import LossConfig
-from mdreid.models.backbone import backbone_kwargs
-from mdreid.models.mdl_encoder import MDLConfig
-from mdreid.optim.lr_schedule import ScheduleConfig
-from mdreid.optim.param_groups import LrRules
-from mdreid.runtime.config_sections import plain, typed_section
+from mdreid.model_config import ModelSections, model_sections
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.output_dir import check_writable
 
-# model.<section> -> the dataclass ReIDModule reads it into
-MODEL_SECTIONS: tuple[tuple[str, type], ...] = (
-    ("mdl", MDLConfig),
-    ("loss", LossConfig),
-    ("optim", LrRules),
-    ("schedule", ScheduleConfig),
-)
 
-
-def check_pretrained_weights(cfg: DictConfig) -> None:
+def check_pretrained_weights(cfg: DictConfig, sections: ModelSections) -> None:
     """A recipe that starts from CLIP (``allow_random_init: false`` in its backbone config) needs
     ``model.backbone.weights``, unless the run starts from another checkpoint (``init_from``, ``ckpt_path``)."""
-    backbone = cfg.model.backbone
-    if backbone.get("weights") or backbone.get("allow_random_init", True):
+    backbone = sections.backbone
+    if backbone.weights or backbone.allow_random_init:
         return
     if cfg.get("init_from") or cfg.get("ckpt_path"):
         return
     raise MDReIDError(
-        f"model.backbone.weights is not set: the {backbone.get('name')} recipe starts from CLIP weights, a local "
+        f"model.backbone.weights is not set: the {backbone.name} recipe starts from CLIP weights, a local "
         "file (convert OpenAI's ViT-B-16.pt once with scripts/convert_clip_weights.py); to train a randomly "
         "initialised tower anyway, set model.backbone.allow_random_init=true"
     )
@@ -46,7 +33,6 @@ def check_train_config(cfg: DictConfig) -> None:
         raise MDReIDError(
             f"trainer.max_epochs={epochs}: train for at least 1 epoch (the LR schedule needs a finite length)"
         )
-    for name, cls in MODEL_SECTIONS:
-        typed_section(cls, plain(cfg.model.get(name)), f"model.{name}")
-    backbone_kwargs(plain(cfg.model.backbone))
-    check_pretrained_weights(cfg)
+    # the same reading ReIDModule does later: its arguments may still change (init_from adopts a checkpoint's
+    # architecture), so it reads them again itself, but a config this refuses never reaches the data
+    check_pretrained_weights(cfg, model_sections(cfg.model))

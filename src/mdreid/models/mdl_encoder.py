@@ -29,7 +29,7 @@ from torch import nn
 class MDLConfig:
     """The ``model.mdl`` section."""
 
-    enabled: bool = True  # false = the single-token baseline (``decoupled=False``)
+    decoupled: bool = True  # false = the single-token baseline (preset model=baseline)
     tie_tokens: bool = True
 
 

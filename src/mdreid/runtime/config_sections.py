@@ -4,8 +4,9 @@ start-up with one line naming it, instead of being ignored or failing deep insid
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar, get_type_hints
+from collections.abc import Iterable, Mapping, Sequence
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import OmegaConf
 
@@ -18,6 +19,7 @@ _SCALARS: dict[Any, tuple[tuple[type, ...], str]] = {
     bool: ((bool,), "true or false"),
     int: ((int,), "an integer"),
     float: ((int, float), "a number"),
+    str: ((str,), "a string"),
 }
 
 
@@ -39,17 +41,61 @@ def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
     return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
 
 
-def typed_section(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
-    """``cls(**values)`` for the dataclass ``cls`` of config section ``where`` (e.g. ``model.loss``).
+def _optional(hint: Any) -> tuple[Any, bool]:
+    """``(X, True)`` for ``X | None``, else ``(hint, False)``."""
+    if get_origin(hint) in (Union, UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if len(args) == 1 and len(args) < len(get_args(hint)):
+            return args[0], True
+    return hint, False
 
-    Unknown keys and scalar values of the wrong kind (a string for a weight, a number for a switch) are
-    ``MDReIDError``s; a missing key takes the field's default, and ``cls`` checks allowed values itself.
+
+def _value(hint: Any, value: Any, key: str) -> Any:
+    """``value`` of config key ``key`` checked against the field type ``hint``: a nested dataclass is parsed
+    from its mapping, a list becomes a tuple; types this does not know (mappings, ``Any``) pass as they are."""
+    hint, nullable = _optional(hint)
+    if value is None and nullable:
+        return None
+    if dataclasses.is_dataclass(hint):
+        return typed_section(hint, value, key)
+    scalar = _SCALARS.get(hint)
+    if scalar is not None:
+        if not _fits(value, scalar[0]):
+            raise MDReIDError(f"{key}={value!r}: expected {scalar[1]}{' or null' if nullable else ''}")
+        return value
+    if get_origin(hint) in (tuple, Sequence, list):
+        args = [a for a in get_args(hint) if a is not Ellipsis]
+        size = len(args) if get_origin(hint) is tuple and Ellipsis not in get_args(hint) else None
+        if (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, Sequence)
+            or size not in (None, len(value))
+        ):
+            raise MDReIDError(f"{key}={value!r}: expected a list of {size or 'any number of'} value(s)")
+        kinds = args[:1] * len(value) if size is None else args
+        return tuple(_value(k, v, f"{key}[{i}]") for i, (k, v) in enumerate(zip(kinds, value, strict=True)))
+    return value
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def typed_section(
+    cls: type[T], values: Mapping[str, Any] | None, where: str, fixed: Mapping[str, Any] | None = None
+) -> T:
+    """``cls(**values, **fixed)`` for the dataclass ``cls`` of config section ``where`` (e.g. ``model.loss``).
+
+    Unknown keys and values of the wrong kind (a string for a weight, a number for a switch, a word for a
+    list) are ``MDReIDError``s naming the key; nested dataclass fields are parsed the same way, lists become
+    tuples, a missing key takes the field's default, and ``cls`` checks allowed values itself. ``fixed``
+    sets fields the code decides (e.g. a seed), which are no keys of the section.
     """
+    if values is not None and not isinstance(values, Mapping):
+        raise MDReIDError(f"{where}={values!r}: expected a mapping of {', '.join(_names(cls))}")
     values = dict(values or {})
-    reject_unknown_keys(values, (f.name for f in dataclasses.fields(cls)), where)
+    fixed = dict(fixed or {})
+    reject_unknown_keys(values, (n for n in _names(cls) if n not in fixed), where)
     hints = get_type_hints(cls)
-    for name, value in values.items():
-        scalar = _SCALARS.get(hints[name])
-        if scalar is not None and not _fits(value, scalar[0]):
-            raise MDReIDError(f"{where}.{name}={value!r}: expected {scalar[1]}")
-    return cls(**values)
+    parsed = {name: _value(hints[name], value, f"{where}.{name}") for name, value in values.items()}
+    return cls(**parsed, **fixed)
