@@ -174,7 +174,7 @@ def _compose_model(name: str) -> OmegaConf:
 def test_model_configs_build_the_net_and_objective(name: str, decoupled: bool) -> None:
     cfg = OmegaConf.to_container(_compose_model(name), resolve=True)["model"]
     assert cfg["_target_"] == "mdreid.module.ReIDModule"
-    assert cfg["mdl"]["enabled"] is decoupled and cfg["mdl"]["tie_tokens"] is True
+    assert cfg["mdl"]["decoupled"] is decoupled and cfg["mdl"]["tie_tokens"] is True
     assert cfg["backbone"]["vision"]["patch_size"] == 8 and cfg["backbone"]["weights"] is None
     net = MDReIDNet(
         backbone=cfg["backbone"],
@@ -183,7 +183,7 @@ def test_model_configs_build_the_net_and_objective(name: str, decoupled: bool) -
         image_size=cfg["image_size"],
         sie_coe=cfg["sie_coe"],
         tie_tokens=cfg["mdl"]["tie_tokens"],
-        decoupled=cfg["mdl"]["enabled"],
+        decoupled=cfg["mdl"]["decoupled"],
     )
     objective = MDReIDObjective(typed_section(LossConfig, cfg["loss"], "model.loss"))
     typed_section(OptimConfig, cfg["optim"], "model.optim")

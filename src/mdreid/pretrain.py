@@ -90,10 +90,6 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     its provenance."""
     start = time.time()
     check_writable(cfg.paths.output_dir, "paths.output_dir")
-    if cfg.backbone.get("weights"):
-        raise MDReIDError(
-            "backbone.weights must be null: the proxy foundation is trained from a random tower"
-        )
     trust = bool(cfg.get("trust_checkpoint"))
     if cfg.init_weights and not Path(cfg.init_weights).is_file():
         raise MDReIDError(f"init_weights={cfg.init_weights}: no such tower file; use a .safetensors or null")
@@ -109,11 +105,7 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
-    model = ProxyPretrainModule(
-        backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
-        image_size=datamodule.spec.size,
-        **OmegaConf.to_container(cfg.optim, resolve=True),
-    )
+    model = ProxyPretrainModule(backbone=cfg.backbone, image_size=datamodule.spec.size, optim=cfg.optim)
     if cfg.init_weights:  # a later stage of a curriculum: continue from an earlier stage's tower
         load_clip_visual_weights(model.visual, cfg.init_weights)
     datamodule.prepare_data()

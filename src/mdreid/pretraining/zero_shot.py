@@ -25,7 +25,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mdreid.data.transforms import MEAN, STD
 from mdreid.modalities import MODALITIES, SUBSETS
-from mdreid.models.backbone import backbone_kwargs, build_backbone
+from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
@@ -95,7 +95,7 @@ def zero_shot(weights: str | Path, backbone: Mapping[str, Any], data: DictConfig
     datamodule = instantiate(data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("test")
-    kwargs = backbone_kwargs({**backbone, "weights": str(weights)})
+    kwargs = backbone_kwargs(backbone_config({**backbone, "weights": str(weights)}, "backbone"))
     tower = build_backbone(**kwargs, image_size=datamodule.image_size)
     record = score_tower(tower, datamodule.test_dataloader(), datamodule.junk_rule)
     record["data"] = {"dataset": data.dataset, **OmegaConf.to_container(data.synth or {}, resolve=True)}

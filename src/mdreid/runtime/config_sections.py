@@ -62,7 +62,7 @@ def _value(hint: Any, value: Any, key: str) -> Any:
     if scalar is not None:
         if not _fits(value, scalar[0]):
             raise MDReIDError(f"{key}={value!r}: expected {scalar[1]}{' or null' if nullable else ''}")
-        return value
+        return float(value) if hint is float else value
     if get_origin(hint) in (tuple, Sequence, list):
         args = [a for a in get_args(hint) if a is not Ellipsis]
         size = len(args) if get_origin(hint) is tuple and Ellipsis not in get_args(hint) else None
