@@ -85,7 +85,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     ),
     "train/dropout_kind": (
         "train",
-        [*TRAIN, "data.modality_dropout={p:often}"],
+        [*TRAIN, "data.modality_dropout={{p:often}}"],
         "data.modality_dropout.p='often': expected a number",
     ),
     "train/root_is_file": ("train", [*TRAIN, "data.root={plain}"], "is a file; point it at a folder"),
