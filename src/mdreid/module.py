@@ -2,9 +2,9 @@
 
 Every constructor argument is a plain config value, saved with ``save_hyperparameters``, so a checkpoint
 alone is enough to rebuild the model (``mdreid.factory.load_module``: the saved hyper-parameters with
-the backbone's ``weights`` path dropped, since the checkpoint already holds every weight). The ``model.backbone``,
-``model.mdl``, ``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here as typed
-dataclasses (:func:`mdreid.model_config.model_sections`).
+the backbone's ``weights`` path dropped, since the checkpoint already holds every weight). The ``model.mdl``,
+``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here as typed dataclasses
+(:func:`mdreid.model_config.model_sections`); ``model.backbone`` by the network that builds the tower.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class ReIDModule(L.LightningModule):
         self.save_hyperparameters(args)
         sections = model_sections(args)
         self.net = MDReIDNet(
-            backbone=sections.backbone,
+            backbone=args["backbone"],
             num_classes=num_classes,
             num_cameras=num_cameras,
             image_size=tuple(image_size),

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.model_config import ModelSections, model_sections
+from mdreid.model_config import model_sections
+from mdreid.models.backbone import BackboneConfig, backbone_config
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.output_dir import check_writable
 
 
-def check_pretrained_weights(cfg: DictConfig, sections: ModelSections) -> None:
+def check_pretrained_weights(cfg: DictConfig, backbone: BackboneConfig) -> None:
     """A recipe that starts from CLIP (``allow_random_init: false`` in its backbone config) needs
     ``model.backbone.weights``, unless the run starts from another checkpoint (``init_from``, ``ckpt_path``)."""
-    backbone = sections.backbone
     if backbone.weights or backbone.allow_random_init:
         return
     if cfg.get("init_from") or cfg.get("ckpt_path"):
@@ -33,6 +33,8 @@ def check_train_config(cfg: DictConfig) -> None:
         raise MDReIDError(
             f"trainer.max_epochs={epochs}: train for at least 1 epoch (the LR schedule needs a finite length)"
         )
-    # the same reading ReIDModule does later: its arguments may still change (init_from adopts a checkpoint's
-    # architecture), so it reads them again itself, but a config this refuses never reaches the data
-    check_pretrained_weights(cfg, model_sections(cfg.model))
+    # the same readings ReIDModule and its tower do later: their arguments may still change (init_from adopts
+    # a checkpoint's architecture), so they read them again themselves, but a config refused here never
+    # reaches the data
+    model_sections(cfg.model)
+    check_pretrained_weights(cfg, backbone_config(cfg.model.backbone))

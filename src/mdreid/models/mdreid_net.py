@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mdreid.modalities import MODALITIES, NUM_MODALITIES
-from mdreid.models.backbone import BackboneConfig, backbone_kwargs, build_backbone
+from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdl_encoder import MDLEncoder
 from mdreid.models.net_output import NetOutput
@@ -41,7 +41,7 @@ class MDReIDNet(nn.Module):
 
     def __init__(
         self,
-        backbone: BackboneConfig | Mapping[str, Any],
+        backbone: Mapping[str, Any],
         num_classes: int,
         num_cameras: int,
         image_size: Sequence[int],

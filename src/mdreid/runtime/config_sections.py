@@ -4,8 +4,8 @@ start-up with one line naming it, instead of being ignored or failing deep insid
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Iterable, Mapping, Sequence
-from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import OmegaConf
@@ -41,27 +41,31 @@ def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
     return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
 
 
+def _key(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
 def _optional(hint: Any) -> tuple[Any, bool]:
-    """``(X, True)`` for ``X | None``, else ``(hint, False)``."""
-    if get_origin(hint) in (Union, UnionType):
-        args = [a for a in get_args(hint) if a is not type(None)]
-        if len(args) == 1 and len(args) < len(get_args(hint)):
-            return args[0], True
+    """``(T, True)`` for ``T | None``, else ``(hint, False)``."""
+    if get_origin(hint) in (Union, types.UnionType):
+        rest = [a for a in get_args(hint) if a is not type(None)]
+        if len(rest) == 1 and len(rest) < len(get_args(hint)):
+            return rest[0], True
     return hint, False
 
 
-def _value(hint: Any, value: Any, key: str) -> Any:
+def _typed_value(hint: Any, value: Any, key: str) -> Any:
     """``value`` of config key ``key`` checked against the field type ``hint``: a nested dataclass is parsed
     from its mapping, a list becomes a tuple; types this does not know (mappings, ``Any``) pass as they are."""
-    hint, nullable = _optional(hint)
-    if value is None and nullable:
+    hint, optional = _optional(hint)
+    if value is None and optional:
         return None
     if dataclasses.is_dataclass(hint):
         return typed_section(hint, value, key)
     scalar = _SCALARS.get(hint)
     if scalar is not None:
         if not _fits(value, scalar[0]):
-            raise MDReIDError(f"{key}={value!r}: expected {scalar[1]}{' or null' if nullable else ''}")
+            raise MDReIDError(f"{key}={value!r}: expected {scalar[1]}{' or null' if optional else ''}")
         return float(value) if hint is float else value
     if get_origin(hint) in (tuple, Sequence, list):
         args = [a for a in get_args(hint) if a is not Ellipsis]
@@ -73,7 +77,9 @@ def _value(hint: Any, value: Any, key: str) -> Any:
         ):
             raise MDReIDError(f"{key}={value!r}: expected a list of {size or 'any number of'} value(s)")
         kinds = args[:1] * len(value) if size is None else args
-        return tuple(_value(k, v, f"{key}[{i}]") for i, (k, v) in enumerate(zip(kinds, value, strict=True)))
+        return tuple(
+            _typed_value(k, v, f"{key}[{i}]") for i, (k, v) in enumerate(zip(kinds, value, strict=True))
+        )
     return value
 
 
@@ -97,5 +103,5 @@ def typed_section(
     fixed = dict(fixed or {})
     reject_unknown_keys(values, (n for n in _names(cls) if n not in fixed), where)
     hints = get_type_hints(cls)
-    parsed = {name: _value(hints[name], value, f"{where}.{name}") for name, value in values.items()}
+    parsed = {name: _typed_value(hints[name], value, _key(where, name)) for name, value in values.items()}
     return cls(**parsed, **fixed)
