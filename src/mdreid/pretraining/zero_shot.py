@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,15 @@ from mdreid.runtime.output_dir import check_writable, keep_caches_in
 log = logging.getLogger(__name__)
 
 _IDS = ("pid", "camid", "sceneid", "index", "is_query", "is_gallery")
+
+
+@dataclass(frozen=True)
+class ZeroShotSection:
+    """The pretrain config's ``zero_shot`` section: whether to score the tower after training, and the benchmark
+    copy to score it on (a ``conf/data`` node, instantiated as it is)."""
+
+    enabled: bool = True
+    data: Any = None
 
 
 def grayscale(images: Tensor) -> Tensor:
