@@ -73,6 +73,21 @@ CASES: dict[str, tuple[str, list[str], str]] = {
         [*TRAIN, "+model.loss.rol_wieght=1"],
         "model.loss: unknown key(s) rol_wieght",
     ),
+    "train/old_switch_name": (
+        "train",
+        [*TRAIN, "+model.mdl.enabled=false"],
+        "model.mdl: unknown key(s) enabled; allowed: decoupled, tie_tokens",
+    ),
+    "train/misspelt_vision_key": (
+        "train",
+        [*TRAIN, "+model.backbone.vision.head=2"],
+        "model.backbone.vision: unknown key(s) head; allowed: width, layers, heads, head_width, patch_size, mlp_ratio",
+    ),
+    "train/dropout_kind": (
+        "train",
+        [*TRAIN, "data.modality_dropout={{p:often}}"],
+        "data.modality_dropout.p='often': expected a number",
+    ),
     "train/root_is_file": ("train", [*TRAIN, "data.root={plain}"], "is a file; point it at a folder"),
     "train/root_read_only": (
         "train",
@@ -113,6 +128,11 @@ CASES: dict[str, tuple[str, list[str], str]] = {
         "pretrain",
         [*PRETRAIN, "init_weights={root}/gone.safetensors"],
         "no such tower file",
+    ),
+    "pretrain/misspelt_optim_key": (
+        "pretrain",
+        [*PRETRAIN, "+optim.momentum=0.9"],
+        "optim: unknown key(s) momentum; allowed: lr, weight_decay, warmup_epochs, temperature",
     ),
     "zero_shot/tower_missing": (
         "pretraining.zero_shot",

@@ -179,9 +179,11 @@ def test_the_evaluation_dataset_feeds_the_rule_s_values_to_the_model(
         ({"mode": "linear"}, "data.high_bit_depth.mode='linear': use one of stretch, range"),
         ({"mode": "range"}, "data.high_bit_depth.range=None: mode=range needs [lo, hi]"),
         ({"mode": "range", "range": [5, 5]}, "data.high_bit_depth.range=[5.0, 5.0]: lo must be below hi"),
-        ({"mode": "range", "range": "0,1"}, "give two numbers"),
+        ({"mode": "range", "range": "0,1"}, "data.high_bit_depth.range='0,1': expected a list of 2 value(s)"),
+        ({"mode": "range", "range": [0, "hot"]}, "data.high_bit_depth.range[1]='hot': expected a number"),
+        ({"mode": 1}, "data.high_bit_depth.mode=1: expected a string"),
         ({"mode": "stretch", "range": [0, 1]}, "is only used with data.high_bit_depth.mode=range"),
-        ({"mode": "stretch", "clip": True}, "unknown key(s) ['clip']"),
+        ({"mode": "stretch", "clip": True}, "data.high_bit_depth: unknown key(s) clip; allowed: mode, range"),
     ],
 )
 def test_config_errors_name_the_key(cfg: dict, message: str) -> None:

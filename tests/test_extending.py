@@ -94,7 +94,7 @@ def test_the_toy_tower_trains_a_step_and_its_checkpoint_evaluates(site: Path, tm
     assert net.mdl.out_dim == 16 and net.heads_sp[0].bn.num_features == 16
     groups = {
         n: g["name"]
-        for g in build_param_groups(net.named_parameters(), model.lr_rules)
+        for g in build_param_groups(net.named_parameters(), model.optim_cfg)
         for n in g["param_names"]
     }
     assert groups["mdl.encoder.block.linear1.weight"] == groups["mdl.encoder.block.linear1.bias"] == "encoder"

@@ -22,7 +22,7 @@ def make_module(enabled: bool) -> ReIDModule:
         num_classes=4,
         num_cameras=2,
         image_size=(16, 8),
-        mdl={"enabled": enabled, "tie_tokens": True},
+        mdl={"decoupled": enabled, "tie_tokens": True},
         loss={} if enabled else {"rol_weight": 0.0, "kdl_weight": 0.0},
         evaluation={"pairs": "all", "max_rank": 10},
     )

@@ -13,7 +13,7 @@ from mdreid.modalities import MODALITIES
 from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdreid_net import MDReIDNet, fill_absent_with_mean
 from mdreid.optim.lr_schedule import ScheduleConfig
-from mdreid.optim.param_groups import LrRules
+from mdreid.optim.param_groups import OptimConfig
 from mdreid.runtime.config_sections import typed_section
 from mdreid.runtime.errors import MDReIDError
 
@@ -145,7 +145,7 @@ def test_bnneck_head_init_and_single_row_fallback() -> None:
 
 
 def test_parameter_names_map_to_the_official_lr_groups() -> None:
-    rules = LrRules()
+    rules = OptimConfig()
     for tie in (True, False):
         net = make_net(tie_tokens=tie)
         names = [n for n, _ in net.named_parameters()]
@@ -174,7 +174,7 @@ def _compose_model(name: str) -> OmegaConf:
 def test_model_configs_build_the_net_and_objective(name: str, decoupled: bool) -> None:
     cfg = OmegaConf.to_container(_compose_model(name), resolve=True)["model"]
     assert cfg["_target_"] == "mdreid.module.ReIDModule"
-    assert cfg["mdl"]["enabled"] is decoupled and cfg["mdl"]["tie_tokens"] is True
+    assert cfg["mdl"]["decoupled"] is decoupled and cfg["mdl"]["tie_tokens"] is True
     assert cfg["backbone"]["vision"]["patch_size"] == 8 and cfg["backbone"]["weights"] is None
     net = MDReIDNet(
         backbone=cfg["backbone"],
@@ -183,10 +183,10 @@ def test_model_configs_build_the_net_and_objective(name: str, decoupled: bool) -
         image_size=cfg["image_size"],
         sie_coe=cfg["sie_coe"],
         tie_tokens=cfg["mdl"]["tie_tokens"],
-        decoupled=cfg["mdl"]["enabled"],
+        decoupled=cfg["mdl"]["decoupled"],
     )
     objective = MDReIDObjective(typed_section(LossConfig, cfg["loss"], "model.loss"))
-    typed_section(LrRules, cfg["optim"], "model.optim")
+    typed_section(OptimConfig, cfg["optim"], "model.optim")
     typed_section(ScheduleConfig, cfg["schedule"], "model.schedule")
     images, cams = batch(4)
     out = net(images, torch.ones(4, 3, dtype=torch.bool), cams % 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mdreid.optim.param_groups import LrRules, build_param_groups
+from mdreid.optim.param_groups import OptimConfig, build_param_groups
 
 
 class Toy(nn.Module):
@@ -29,7 +29,7 @@ def _by_name(groups: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def test_official_lr_rules() -> None:
-    rules = LrRules(
+    rules = OptimConfig(
         base_lr=1e-3, backbone_lr=1e-5, bias_lr_factor=2.0, weight_decay=1e-4, weight_decay_bias=5e-4
     )
     lrs = _by_name(build_param_groups(Toy().named_parameters(), rules))
@@ -45,12 +45,12 @@ def test_official_lr_rules() -> None:
 
 def test_bias_outside_encoder_gets_factor() -> None:
     model = nn.Sequential(nn.Linear(2, 2))
-    lrs = _by_name(build_param_groups(model.named_parameters(), LrRules(base_lr=1e-3)))
+    lrs = _by_name(build_param_groups(model.named_parameters(), OptimConfig(base_lr=1e-3)))
     assert lrs["0.bias"][0] == 2e-3 and lrs["0.weight"][0] == 1e-3
 
 
 def test_every_trainable_parameter_in_exactly_one_group() -> None:
     model = Toy()
-    groups = build_param_groups(model.named_parameters(), LrRules())
+    groups = build_param_groups(model.named_parameters(), OptimConfig())
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == sum(1 for p in model.parameters() if p.requires_grad)

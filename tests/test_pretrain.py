@@ -286,6 +286,15 @@ def test_pretrain_refuses_a_starting_tower(tmp_path: Path) -> None:
         pretrain(cfg)
 
 
+def test_pretrain_reads_the_zero_shot_switch_before_training(tmp_path: Path) -> None:
+    """A switch of the wrong kind is one line at start-up, not a diagnostic skipped (or run) after training."""
+    cfg = compose_cfg("pretrain.yaml", [*PRETRAIN_TINY, "zero_shot.enabled=maybe"], tmp_path / "run")
+    with pytest.raises(MDReIDError) as err:
+        pretrain(cfg)
+    assert str(err.value) == "zero_shot.enabled='maybe': expected true or false"
+    assert not (tmp_path / "run").exists()
+
+
 def test_shipped_weights_match_their_provenance_and_load_through_the_clip_path(tmp_path: Path) -> None:
     """The file the demo starts from is the one its provenance describes, and the synthetic experiment's
     config loads it with the plain model.backbone.weights path."""

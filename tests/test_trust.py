@@ -130,7 +130,7 @@ def test_eval_refuses_a_command_line_model_the_checkpoint_contradicts(
     for override, message in (
         ("model.backbone.vision.heads=4", r"model\.backbone\.vision\.heads=4 \(the checkpoint has 2\)"),
         ("data.image_size=[128,64]", r"data\.image_size=\[128, 64\] \(the checkpoint has \[64, 32\]\)"),
-        ("model=baseline", r"model\.mdl\.enabled=False \(the checkpoint has True\)"),
+        ("model=baseline", r"model\.mdl\.decoupled=False \(the checkpoint has True\)"),
         ("model.loss.rol_weight=0", r"model\.loss\.rol_weight=0 \(the checkpoint has 1\.5\)"),
     ):
         with pytest.raises(MDReIDError, match=message):

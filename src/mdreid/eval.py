@@ -45,7 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(cfg.seed, workers=True)
-    arch = architecture(ckpt, cfg.data.get("image_size"))
+    arch = architecture(ckpt, cfg.data.image_size)
     check_overrides(cfg, arch if ckpt.official else {**saved_hparams(ckpt), **arch}, ckpt.path, training=True)
     with open_dict(cfg):
         cfg.data.image_size = arch["image_size"]  # the images are resized to what the model was trained on

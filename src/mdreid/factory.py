@@ -58,12 +58,17 @@ def build_module(cfg: DictConfig, datamodule: Any, evaluation: EvalConfig | None
 
 
 def saved_hparams(ckpt: Checkpoint) -> dict[str, Any]:
-    """The model hyper-parameters an mdreid checkpoint was written with."""
+    """The model hyper-parameters an mdreid checkpoint was written with, in today's key names: a checkpoint
+    written before ``model.mdl.enabled`` was renamed ``model.mdl.decoupled`` says ``enabled``."""
     hparams = ckpt.payload.get(ReIDModule.CHECKPOINT_HYPER_PARAMS_KEY)
     if not isinstance(hparams, dict) or not isinstance(hparams.get("backbone"), dict):
         raise MDReIDError(
             f"ckpt_path={str(ckpt.path)!r} has no model hyper-parameters; use a checkpoint written by mdreid.train"
         )
+    mdl = hparams.get("mdl")
+    if isinstance(mdl, dict) and "enabled" in mdl and "decoupled" not in mdl:
+        mdl = {("decoupled" if k == "enabled" else k): v for k, v in mdl.items()}
+        hparams = {**hparams, "mdl": mdl}
     return hparams
 
 
@@ -78,7 +83,7 @@ def architecture(ckpt: Checkpoint, image_size: Sequence[int] | None = None) -> d
         size = resolve_image_size(layout, image_size, str(ckpt.path))
         return {
             "backbone": layout.backbone(),
-            "mdl": {"enabled": True, "tie_tokens": layout.tie_tokens},
+            "mdl": {"decoupled": True, "tie_tokens": layout.tie_tokens},
             "image_size": list(size),
         }
     hparams = saved_hparams(ckpt)
@@ -197,7 +202,7 @@ def load_module(
 def adopt_architecture(cfg: DictConfig, ckpt: Checkpoint) -> None:
     """Make ``cfg`` build the network of ``ckpt`` (``init_from``): tower, tokens and input size come from the
     checkpoint; the loss, optimiser and schedule stay the run's own. A contradicting override is an error."""
-    arch = architecture(ckpt, cfg.data.get("image_size"))
+    arch = architecture(ckpt, cfg.data.image_size)
     check_overrides(cfg, arch, ckpt.path, training=False)
     with open_dict(cfg):
         cfg.data.image_size = arch.pop("image_size")
@@ -214,7 +219,7 @@ def adopt_image_rule(cfg: DictConfig, ckpt: Checkpoint) -> None:
         return
     trained = BitDepthRule.from_config(saved["high_bit_depth"])
     given = any(override_key(o).startswith("data.high_bit_depth") for o in command_line_overrides())
-    asked = BitDepthRule.from_config(plain(cfg.data.get("high_bit_depth")))
+    asked = BitDepthRule.from_config(cfg.data.high_bit_depth)
     if given and asked != trained:
         raise MDReIDError(
             f"data.high_bit_depth asks for {asked.describe()}, but the checkpoint {ckpt.path} was trained with "

@@ -3,7 +3,8 @@
 Every constructor argument is a plain config value, saved with ``save_hyperparameters``, so a checkpoint
 alone is enough to rebuild the model (``mdreid.factory.load_module``: the saved hyper-parameters with
 the backbone's ``weights`` path dropped, since the checkpoint already holds every weight). The ``model.mdl``,
-``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here, once, as typed dataclasses.
+``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here as typed dataclasses
+(:func:`mdreid.model_config.model_sections`); ``model.backbone`` by the network that builds the tower.
 """
 
 from __future__ import annotations
@@ -19,17 +20,16 @@ import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 
 from mdreid.data.batch import Batch
-from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
-from mdreid.models.mdl_encoder import MDLConfig
+from mdreid.model_config import model_sections
 from mdreid.models.mdreid_net import MDReIDNet
 from mdreid.models.net_output import NetOutput
-from mdreid.optim.lr_schedule import ScheduleConfig, build_scheduler
-from mdreid.optim.param_groups import LrRules, build_param_groups
-from mdreid.runtime.config_sections import plain, typed_section
+from mdreid.optim.lr_schedule import build_scheduler
+from mdreid.optim.param_groups import build_param_groups
+from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 
 # Lightning's PossibleUserWarning for an epoch-level value logged without sync_dist, for the evaluation keys
@@ -58,19 +58,19 @@ class ReIDModule(L.LightningModule):
         evaluation = EvalConfig.parse(evaluation)
         args["evaluation"] = evaluation.plain()  # checkpoints hold plain data only
         self.save_hyperparameters(args)
-        mdl = typed_section(MDLConfig, args["mdl"], "model.mdl")
+        sections = model_sections(args)
         self.net = MDReIDNet(
             backbone=args["backbone"],
             num_classes=num_classes,
             num_cameras=num_cameras,
             image_size=tuple(image_size),
             sie_coe=sie_coe,
-            tie_tokens=mdl.tie_tokens,
-            decoupled=mdl.enabled,
+            tie_tokens=sections.mdl.tie_tokens,
+            decoupled=sections.mdl.decoupled,
         )
-        self.objective = MDReIDObjective(typed_section(LossConfig, args["loss"], "model.loss"))
-        self.lr_rules = typed_section(LrRules, args["optim"], "model.optim")
-        self.schedule_cfg = typed_section(ScheduleConfig, args["schedule"], "model.schedule")
+        self.objective = MDReIDObjective(sections.loss)
+        self.optim_cfg = sections.optim
+        self.schedule_cfg = sections.schedule
         self.val_metric = evaluation.build_metric(junk)
         self.test_metric = evaluation.build_metric(junk)
         self._test_evaluation: Evaluation | None = None
@@ -129,9 +129,9 @@ class ReIDModule(L.LightningModule):
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        groups = build_param_groups(self.net.named_parameters(), self.lr_rules)
-        optimizer = torch.optim.Adam(groups, lr=self.lr_rules.base_lr, betas=(0.9, 0.999), eps=1e-8)
-        self._scheduler = build_scheduler(optimizer, self.lr_rules.base_lr, self.schedule_cfg)
+        groups = build_param_groups(self.net.named_parameters(), self.optim_cfg)
+        optimizer = torch.optim.Adam(groups, lr=self.optim_cfg.base_lr, betas=(0.9, 0.999), eps=1e-8)
+        self._scheduler = build_scheduler(optimizer, self.optim_cfg.base_lr, self.schedule_cfg)
         return optimizer
 
     def on_train_epoch_start(self) -> None:

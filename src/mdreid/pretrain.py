@@ -27,10 +27,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdreid.checkpoints import resolve_checkpoint
 from mdreid.models.clip_weights import load_clip_visual_weights, save_visual_weights
+from mdreid.pretraining.zero_shot import ZeroShotSection, zero_shot
 from mdreid.run_config import RunConfig
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
+from mdreid.runtime.config_sections import typed_section
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
@@ -95,11 +97,8 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     """Render (or reuse) the pool, train the tower with the supervised contrastive loss, write the tower and
     its provenance."""
     start = time.time()
+    diagnostic = typed_section(ZeroShotSection, cfg.zero_shot, "zero_shot")  # read before hours of training
     check_writable(cfg.paths.output_dir, "paths.output_dir")
-    if cfg.backbone.get("weights"):
-        raise MDReIDError(
-            "backbone.weights must be null: the proxy foundation is trained from a random tower"
-        )
     run = RunConfig.parse(cfg)
     trust = run.trust_checkpoint
     if cfg.init_weights and not Path(cfg.init_weights).is_file():
@@ -116,11 +115,7 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
-    model = ProxyPretrainModule(
-        backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
-        image_size=datamodule.spec.size,
-        **OmegaConf.to_container(cfg.optim, resolve=True),
-    )
+    model = ProxyPretrainModule(backbone=cfg.backbone, image_size=datamodule.spec.size, optim=cfg.optim)
     if cfg.init_weights:  # a later stage of a curriculum: continue from an earlier stage's tower
         load_clip_visual_weights(model.visual, cfg.init_weights)
     datamodule.prepare_data()
@@ -131,11 +126,9 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     out = save_visual_weights(model.visual_state_dict(), cfg.out)
     wall_s = time.time() - start  # the training's cost; the diagnostic below is not part of it
     scores = None
-    if cfg.zero_shot.enabled:
-        from mdreid.pretraining.zero_shot import zero_shot
-
+    if diagnostic.enabled:
         backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
-        scores = zero_shot(out, backbone, cfg.zero_shot.data)
+        scores = zero_shot(out, backbone, diagnostic.data)
         log.info(
             "zero-shot mAP: R->R %.1f, grayscale R->R %.1f, N->N %.1f, T->T %.1f, RNT->RNT %.1f",
             scores["mAP"]["R->R"],

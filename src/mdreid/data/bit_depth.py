@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 # Pillow's one-channel modes with more than 8 bits: 16-bit unsigned (native, little or big endian), 32-bit
@@ -58,21 +59,9 @@ class BitDepthRule:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> BitDepthRule:
-        """The rule of ``data.high_bit_depth`` (``{mode, range}``); None is the default stretch."""
-        if cfg is None:
-            return cls()
-        unknown = sorted(set(cfg) - {"mode", "range"})
-        if unknown:
-            raise MDReIDError(f"{KEY} has unknown key(s) {unknown}: use mode and range")
-        bounds = cfg.get("range")
-        if bounds is not None:
-            try:
-                if isinstance(bounds, str):
-                    raise TypeError
-                bounds = tuple(float(b) for b in bounds)
-            except (TypeError, ValueError):
-                raise MDReIDError(f"{KEY}.range={bounds!r}: give two numbers [lo, hi]") from None
-        return cls(str(cfg.get("mode", "stretch")), bounds)
+        """The rule of the ``data.high_bit_depth`` section (``{mode, range}``, a config node or a checkpoint's
+        plain dict); None is the default stretch."""
+        return typed_section(cls, plain(cfg), KEY)
 
     def describe(self) -> str:
         """The rule in words, as ``verify`` and ``stats`` print it."""

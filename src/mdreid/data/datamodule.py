@@ -24,14 +24,13 @@ from mdreid.data.readers import benchmark_folder, load_benchmark, sources
 from mdreid.data.readers.common import check_choice
 from mdreid.data.records import Benchmark
 from mdreid.data.shard_sampler import ShardSampler
+from mdreid.data.synth_config import synth_config
 from mdreid.data.transforms import TripletTransform, check_image_size
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
 from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
-
-SYNTH_KEYS = ("like", "preset", "ids", "seed", "coupling")
 
 
 def _count(key: str, value: Any, minimum: int) -> int:
@@ -108,35 +107,11 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         self.sync_augment = sync_augment
         self.random_erasing = random_erasing
         self.seed = seed
-        self.synth = self._check_synth(synth)
+        self.synth = synth_config(synth, self.dataset)
         self.bit_depth = BitDepthRule.from_config(high_bit_depth)
         self._benchmark: Benchmark | None = None
         self.train_set: TrainTripletDataset | None = None
         self.eval_set: EvalTripletDataset | None = None
-
-    def _check_synth(self, synth: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        if synth is None:
-            return None
-        unknown = sorted(set(synth) - set(SYNTH_KEYS))
-        if unknown:
-            raise MDReIDError(f"data.synth has unknown key(s) {unknown}: use {', '.join(SYNTH_KEYS)}")
-        from mdreid.data.synthetic.generate import DEFAULT_COUPLING, check_coupling
-
-        out: dict[str, Any] = {
-            "like": "unpaired" if self.dataset == "manifest" else self.dataset,
-            "preset": "tiny",
-            "ids": None,
-            "seed": 0,
-            "coupling": DEFAULT_COUPLING,
-        }
-        out.update({key: value for key, value in synth.items() if value is not None})
-        out["coupling"] = check_coupling(out["coupling"])
-        expected = "unpaired" if self.dataset == "manifest" else self.dataset
-        if str(out["like"]).lower() != expected:
-            raise MDReIDError(
-                f"data.synth.like={out['like']} does not fit data.dataset={self.dataset}: use data.synth.like={expected}"
-            )
-        return out
 
     # ---- data on disk ----------------------------------------------------------------------------------
 
@@ -160,8 +135,13 @@ class MultiModalReIDDataModule(L.LightningDataModule):
 
             if not Path(self.manifest).exists():
                 log.info("%s not found: generating a synthetic unpaired copy there", self.manifest)
+                synth = self.synth
                 generate_unpaired(
-                    self.manifest, **{k: self.synth[k] for k in ("ids", "seed", "preset", "coupling")}
+                    self.manifest,
+                    ids=synth.ids,
+                    seed=synth.seed,
+                    preset=synth.preset,
+                    coupling=synth.coupling,
                 )
             return
         root = Path(self.root)
@@ -173,10 +153,10 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         if target.exists():
             wanted = recipe(
                 self.dataset,
-                self.synth["ids"],
-                self.synth["seed"],
-                self.synth["preset"],
-                self.synth["coupling"],
+                self.synth.ids,
+                self.synth.seed,
+                self.synth.preset,
+                self.synth.coupling,
             )
             found = read_recipe(target)
             if found is not None and found != wanted:
@@ -185,15 +165,15 @@ class MultiModalReIDDataModule(L.LightningDataModule):
                     "point data.root at another folder or delete that one"
                 )
             return
-        log.info("%s not found: generating a synthetic copy (preset %s) there", target, self.synth["preset"])
+        log.info("%s not found: generating a synthetic copy (preset %s) there", target, self.synth.preset)
         try:
             generate(
-                self.synth["like"],
+                self.synth.like,
                 self.root,
-                ids=self.synth["ids"],
-                seed=self.synth["seed"],
-                preset=self.synth["preset"],
-                coupling=self.synth["coupling"],
+                ids=self.synth.ids,
+                seed=self.synth.seed,
+                preset=self.synth.preset,
+                coupling=self.synth.coupling,
             )
         except MDReIDError:
             if not target.exists():

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mdreid.modalities import NUM_MODALITIES
+from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 MODES = ("sample", "batch")
@@ -48,19 +49,14 @@ class ModalityDropout:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p < 1.0:
-            raise MDReIDError(f"data.modality_dropout.p={self.p} must be in [0, 1)")
+            raise MDReIDError(f"data.modality_dropout.p={self.p}: use a probability in [0, 1)")
         if self.mode not in MODES:
             raise MDReIDError(f"data.modality_dropout.mode={self.mode!r} must be one of {', '.join(MODES)}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, seed: int) -> ModalityDropout:
-        """Build from the ``data.modality_dropout`` mapping (``{p, mode}``) or None (off)."""
-        if cfg is None:
-            return cls(seed=seed)
-        unknown = sorted(set(cfg) - {"p", "mode"})
-        if unknown:
-            raise MDReIDError(f"data.modality_dropout has unknown key(s) {unknown}: use p and mode")
-        return cls(p=float(cfg.get("p", 0.0)), mode=str(cfg.get("mode", "sample")), seed=seed)
+        """Build from the ``data.modality_dropout`` section (``{p, mode}``) or None (off); ``seed`` is the run's."""
+        return typed_section(cls, plain(cfg), "data.modality_dropout", fixed={"seed": seed})
 
     def presence(
         self, epoch: int, position: int, batch: int, available: tuple[bool, ...] = ALL_PRESENT

@@ -9,6 +9,7 @@ towers. Weights, if any, come from a local file (:mod:`mdreid.models.clip_weight
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import open_clip
@@ -16,17 +17,44 @@ from open_clip.model import _build_vision_tower
 from open_clip.transformer import VisionTransformer
 
 from mdreid.models.clip_weights import load_clip_visual_weights
-from mdreid.runtime.config_sections import reject_unknown_keys
+from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
-# Tower fields a config may override; ``heads`` is translated to open_clip's ``head_width``.
-VISION_KEYS = ("width", "layers", "heads", "head_width", "patch_size", "mlp_ratio")
-# Keys of the ``model.backbone`` config group (the image size comes from ``data.image_size``);
-# ``allow_random_init`` is read by the train CLI's start-up check, not by the tower.
-BACKBONE_KEYS = ("name", "weights", "quick_gelu", "vision", "embed_dim", "allow_random_init")
+
+@dataclass(frozen=True)
+class VisionOverrides:
+    """The ``model.backbone.vision`` section: tower fields that replace the open_clip config's (None = keep);
+    ``heads`` is translated to open_clip's ``head_width``."""
+
+    width: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    head_width: int | None = None
+    patch_size: int | None = None
+    mlp_ratio: float | None = None
 
 
-def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BackboneConfig:
+    """The ``model.backbone`` section (the image size comes from ``data.image_size``); ``allow_random_init``
+    is read by the train CLI's start-up check, not by the tower."""
+
+    name: str = "ViT-B-16"
+    weights: str | None = None
+    quick_gelu: bool = True
+    vision: VisionOverrides | None = None
+    embed_dim: int | None = None
+    allow_random_init: bool = True
+
+
+def backbone_config(cfg: Mapping[str, Any] | None, where: str = "model.backbone") -> BackboneConfig:
+    """The backbone section ``where`` (a config node or a checkpoint's plain dict) as a ``BackboneConfig``."""
+    return typed_section(BackboneConfig, plain(cfg), where)
+
+
+def _vision_cfg(
+    name: str, image_size: tuple[int, int], vision: VisionOverrides | Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The open_clip ``vision_cfg`` dict of ``name`` with the image size and the overrides applied."""
     # list_models() only lists bundled configs: a schema name (hf-hub:, local-dir:) would reach the network.
     if name not in open_clip.list_models():
@@ -36,8 +64,9 @@ def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any
     cfg = dict(open_clip.get_model_config(name)["vision_cfg"])
     if cfg.get("timm_model_name") or not isinstance(cfg.get("layers"), int):
         raise MDReIDError(f"model.backbone.name: {name!r} is not a plain CLIP ViT; use e.g. ViT-B-16")
-    overrides = dict(vision or {})
-    reject_unknown_keys(overrides, VISION_KEYS, "model.backbone.vision")
+    if not isinstance(vision, VisionOverrides):
+        vision = typed_section(VisionOverrides, plain(vision), "model.backbone.vision")
+    overrides = {k: v for k, v in asdict(vision).items() if v is not None}
     heads = overrides.pop("heads", None)
     cfg.update(overrides)
     if heads is not None:
@@ -53,10 +82,10 @@ def _vision_cfg(name: str, image_size: tuple[int, int], vision: Mapping[str, Any
     return cfg
 
 
-def backbone_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``model.backbone`` config as ``build_backbone`` keyword arguments; unknown keys are a config error."""
-    reject_unknown_keys(cfg, BACKBONE_KEYS, "model.backbone")
-    return {k: v for k, v in cfg.items() if k != "allow_random_init"}
+def backbone_kwargs(cfg: Mapping[str, Any] | BackboneConfig) -> dict[str, Any]:
+    """The ``model.backbone`` section as ``build_backbone`` keyword arguments."""
+    parsed = cfg if isinstance(cfg, BackboneConfig) else backbone_config(cfg)
+    return {f.name: getattr(parsed, f.name) for f in fields(BackboneConfig) if f.name != "allow_random_init"}
 
 
 def build_backbone(
@@ -64,7 +93,7 @@ def build_backbone(
     weights: str | None = None,
     image_size: Sequence[int] = (256, 128),
     quick_gelu: bool = True,
-    vision: Mapping[str, Any] | None = None,
+    vision: VisionOverrides | Mapping[str, Any] | None = None,
     embed_dim: int | None = None,
 ) -> VisionTransformer:
     """An open_clip ``VisionTransformer`` for (H, W) inputs; random init, or CLIP weights from a local file.

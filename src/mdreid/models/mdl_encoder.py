@@ -31,7 +31,7 @@ from mdreid.models.tower import Tower
 class MDLConfig:
     """The ``model.mdl`` section."""
 
-    enabled: bool = True  # false = the single-token baseline (``decoupled=False``)
+    decoupled: bool = True  # false = the single-token baseline (preset model=baseline)
     tie_tokens: bool = True
 
 

@@ -45,7 +45,7 @@ def convert(
             f"--experiment {experiment} {' '.join(overrides)}: {err}".replace("\n", " ")
         ) from err
     layout = converted.layout
-    release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.get("synth") is None else None
+    release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.synth is None else None
     if release is not None:
         contradiction = describe_mismatch(
             layout, release.num_classes, release.num_cameras, layout.grid_tokens

@@ -40,7 +40,7 @@ def official_module(
     model = {
         "backbone": layout.backbone(),
         "image_size": resolve_image_size(layout, image_size, source),
-        "mdl": {"enabled": True, "tie_tokens": layout.tie_tokens},
+        "mdl": {"decoupled": True, "tie_tokens": layout.tie_tokens},
     }
     return ReIDModule.from_config(
         model,

@@ -18,7 +18,9 @@ from mdreid.models.mdreid_net import MDReIDNet
 
 
 @dataclass(frozen=True)
-class LrRules:
+class OptimConfig:
+    """The ``model.optim`` section: learning rates and weight decay, applied per parameter by ``lr_and_decay``."""
+
     base_lr: float = 3.5e-4
     backbone_lr: float = 5.0e-6
     bias_lr_factor: float = 2.0
@@ -37,7 +39,7 @@ class LrRules:
         return group, lr, self.weight_decay_bias if is_bias else self.weight_decay
 
 
-def build_param_groups(named_params: Iterable[tuple[str, nn.Parameter]], rules: LrRules) -> list[dict]:
+def build_param_groups(named_params: Iterable[tuple[str, nn.Parameter]], rules: OptimConfig) -> list[dict]:
     """Group trainable parameters by (lr, weight decay); each group keeps a readable ``name``."""
     groups: dict[tuple[str, float, float], dict] = {}
     for name, param in named_params:

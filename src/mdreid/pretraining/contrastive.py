@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from mdreid.models.backbone import backbone_kwargs, build_backbone
+from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
+from mdreid.runtime.config_sections import plain, typed_section
+from mdreid.runtime.errors import MDReIDError
 
 
 def supervised_contrastive(
@@ -39,25 +42,38 @@ def supervised_contrastive(
     return loss, top1
 
 
+@dataclass(frozen=True)
+class ContrastiveOptim:
+    """The pretrain config's ``optim`` section."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    temperature: float = 0.1  # of the supervised contrastive softmax
+
+
 class ProxyPretrainModule(L.LightningModule):
+    """The tower trained with ``supervised_contrastive``; ``backbone`` and ``optim`` are the pretrain config's
+    sections as plain values (so a checkpoint holds data only), read here as typed dataclasses."""
+
     def __init__(
-        self,
-        backbone: Mapping[str, Any],
-        image_size: int,
-        lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        warmup_epochs: float = 1.0,
-        temperature: float = 0.1,
+        self, backbone: Mapping[str, Any], image_size: int, optim: Mapping[str, Any] | None = None
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        kwargs = backbone_kwargs(backbone)
-        kwargs["weights"] = None  # the proxy foundation starts from a random tower, as CLIP did
-        self.visual = build_backbone(**kwargs, image_size=(image_size, image_size))
+        self.save_hyperparameters(
+            {"backbone": plain(backbone), "image_size": image_size, "optim": plain(optim)}
+        )
+        tower = backbone_config(backbone, "backbone")
+        if tower.weights:
+            raise MDReIDError(
+                "backbone.weights must be null: the proxy foundation is trained from a random tower"
+            )
+        self.optim_cfg = typed_section(ContrastiveOptim, plain(optim), "optim")
+        self.visual = build_backbone(**backbone_kwargs(tower), image_size=(image_size, image_size))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        loss, top1 = supervised_contrastive(self.visual(images), labels, self.hparams.temperature)
+        loss, top1 = supervised_contrastive(self.visual(images), labels, self.optim_cfg.temperature)
         self.log_dict(
             {"pretrain/loss": loss, "pretrain/top1": top1}, prog_bar=True, on_step=True, on_epoch=True
         )
@@ -69,13 +85,13 @@ class ProxyPretrainModule(L.LightningModule):
         rest = [p for n, p in self.named_parameters() if not (p.ndim >= 2 and "positional" not in n)]
         opt = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": decay, "weight_decay": self.optim_cfg.weight_decay},
                 {"params": rest, "weight_decay": 0.0},
             ],
-            lr=self.hparams.lr,
+            lr=self.optim_cfg.lr,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(total - 1, int(self.hparams.warmup_epochs * total / max(1, self.trainer.max_epochs)))
+        warmup = min(total - 1, int(self.optim_cfg.warmup_epochs * total / max(1, self.trainer.max_epochs)))
 
         def factor(step: int) -> float:
             if step < warmup:

@@ -15,6 +15,7 @@ from torchvision.transforms import v2
 
 from mdreid.data.synthetic.pool import PoolSpec, load_or_render
 from mdreid.data.transforms import MEAN, STD, seeded_rngs
+from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 _AUG_STREAM = 0x5EED_0101  # separates the pool's augmentation seeds from every other stream
@@ -152,12 +153,7 @@ class PoolDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        unknown = sorted(set(pool) - set(PoolSpec.__dataclass_fields__))
-        if unknown:
-            raise MDReIDError(
-                f"pool: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(PoolSpec.__dataclass_fields__)}"
-            )
-        self.spec = PoolSpec(**pool)
+        self.spec = typed_section(PoolSpec, plain(pool), "data.pool")
         for key, value in (("data.batch_size", batch_size), ("data.num_workers", num_workers)):
             if (
                 isinstance(value, bool)
@@ -167,12 +163,7 @@ class PoolDataModule(L.LightningDataModule):
                 raise MDReIDError(
                     f"{key}={value!r}: use a {'positive' if key == 'data.batch_size' else 'non-negative'} integer"
                 )
-        unknown = sorted(set(augment or {}) - set(Augment.__dataclass_fields__))
-        if unknown:
-            raise MDReIDError(
-                f"augment: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(Augment.__dataclass_fields__)}"
-            )
-        self.augment = Augment(**(augment or {}))
+        self.augment = typed_section(Augment, plain(augment), "data.augment")
         if num_instances < 2 or batch_size % num_instances:
             raise MDReIDError(
                 f"data.num_instances={num_instances} must be >= 2 and divide data.batch_size={batch_size}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mdreid.data.transforms import MEAN, STD
 from mdreid.modalities import MODALITIES, SUBSETS
-from mdreid.models.backbone import backbone_kwargs, build_backbone
+from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
 from mdreid.runtime.atomic_io import atomic_write_json
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
@@ -34,6 +35,15 @@ from mdreid.runtime.output_dir import check_writable, keep_caches_in
 log = logging.getLogger(__name__)
 
 _IDS = ("pid", "camid", "sceneid", "index", "is_query", "is_gallery")
+
+
+@dataclass(frozen=True)
+class ZeroShotSection:
+    """The pretrain config's ``zero_shot`` section: whether to score the tower after training, and the benchmark
+    copy to score it on (a ``conf/data`` node, instantiated as it is)."""
+
+    enabled: bool = True
+    data: Any = None
 
 
 def grayscale(images: Tensor) -> Tensor:
@@ -95,7 +105,7 @@ def zero_shot(weights: str | Path, backbone: Mapping[str, Any], data: DictConfig
     datamodule = instantiate(data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("test")
-    kwargs = backbone_kwargs({**backbone, "weights": str(weights)})
+    kwargs = backbone_kwargs(backbone_config({**backbone, "weights": str(weights)}, "backbone"))
     tower = build_backbone(**kwargs, image_size=datamodule.image_size)
     record = score_tower(tower, datamodule.test_dataloader(), datamodule.junk_rule)
     record["data"] = {"dataset": data.dataset, **OmegaConf.to_container(data.synth or {}, resolve=True)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import OmegaConf
@@ -55,32 +55,60 @@ def _optional(hint: Any) -> tuple[Any, bool]:
 
 
 def _typed_value(hint: Any, value: Any, key: str) -> Any:
-    """``value`` checked against the field type ``hint``: a scalar of the wrong kind is an error, a field typed
-    as a class with a ``parse`` classmethod (e.g. ``PairSelection``) is parsed from its plain value."""
+    """``value`` of config key ``key`` checked against the field type ``hint``: a class with a ``parse``
+    classmethod parses its plain value, a nested dataclass is parsed from its mapping, a list becomes a tuple;
+    types this does not know (mappings, ``Any``) pass as they are."""
     hint, optional = _optional(hint)
     if value is None and optional:
         return None
     parse = getattr(hint, "parse", None) if isinstance(hint, type) else None
-    if parse is not None:
+    if parse is not None:  # a class that reads its own plain form (e.g. PairSelection)
         return parse(value)
+    if dataclasses.is_dataclass(hint):
+        return typed_section(hint, value, key)
     scalar = _SCALARS.get(hint)
-    if scalar is not None and not _fits(value, scalar[0]):
-        raise MDReIDError(f"{key}={value!r}: expected {scalar[1]}{' or null' if optional else ''}")
+    if scalar is not None:
+        if not _fits(value, scalar[0]):
+            raise MDReIDError(f"{key}={value!r}: expected {scalar[1]}{' or null' if optional else ''}")
+        return float(value) if hint is float else value
+    if get_origin(hint) in (tuple, Sequence, list):
+        args = [a for a in get_args(hint) if a is not Ellipsis]
+        size = len(args) if get_origin(hint) is tuple and Ellipsis not in get_args(hint) else None
+        if (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, Sequence)
+            or size not in (None, len(value))
+        ):
+            raise MDReIDError(f"{key}={value!r}: expected a list of {size or 'any number of'} value(s)")
+        kinds = args[:1] * len(value) if size is None else args
+        return tuple(
+            _typed_value(k, v, f"{key}[{i}]") for i, (k, v) in enumerate(zip(kinds, value, strict=True))
+        )
     return value
 
 
-def typed_section(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
-    """``cls(**values)`` for the dataclass ``cls`` of config section ``where`` (e.g. ``model.loss``).
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
-    Unknown keys and scalar values of the wrong kind (a string for a weight, a number for a switch) are
-    ``MDReIDError``s; a missing key takes the field's default, and ``cls`` checks allowed values itself.
+
+def typed_section(
+    cls: type[T], values: Mapping[str, Any] | None, where: str, fixed: Mapping[str, Any] | None = None
+) -> T:
+    """``cls(**values, **fixed)`` for the dataclass ``cls`` of config section ``where`` (e.g. ``model.loss``).
+
+    Unknown keys and values of the wrong kind (a string for a weight, a number for a switch, a word for a
+    list) are ``MDReIDError``s naming the key; nested dataclass fields are parsed the same way, lists become
+    tuples, a missing key takes the field's default, and ``cls`` checks allowed values itself. ``fixed``
+    sets fields the code decides (e.g. a seed), which are no keys of the section.
     """
+    if values is not None and not isinstance(values, Mapping):
+        raise MDReIDError(f"{where}={values!r}: expected a mapping of {', '.join(_names(cls))}")
     values = dict(values or {})
-    reject_unknown_keys(values, (f.name for f in dataclasses.fields(cls)), where)
+    fixed = dict(fixed or {})
+    reject_unknown_keys(values, (n for n in _names(cls) if n not in fixed), where)
     hints = get_type_hints(cls)
-    return cls(
-        **{name: _typed_value(hints[name], value, _key(where, name)) for name, value in values.items()}
-    )
+    parsed = {name: _typed_value(hints[name], value, _key(where, name)) for name, value in values.items()}
+    return cls(**parsed, **fixed)
 
 
 def typed_view(cls: type[T], section: Mapping[str, Any], where: str) -> T:

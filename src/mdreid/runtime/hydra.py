@@ -40,7 +40,7 @@ def compose_config(
 
 
 def command_line_overrides() -> list[str]:
-    """The overrides of the running Hydra job as typed (``model.mdl.enabled=false``, ``model=baseline``);
+    """The overrides of the running Hydra job as typed (``model.mdl.decoupled=false``, ``model=baseline``);
     empty outside a Hydra job."""
     from hydra.core.hydra_config import HydraConfig
 
