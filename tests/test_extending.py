@@ -15,6 +15,7 @@ from mdreid.data.readers import junk_rule, load_benchmark, register_reader, sour
 from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
 from mdreid.factory import load_module
+from mdreid.losses.loss_config import LossConfig
 from mdreid.models.tower import Tower, build_tower, check_tower_section
 from mdreid.optim.param_groups import build_param_groups
 from mdreid.runtime.errors import MDReIDError
@@ -121,3 +122,14 @@ def test_a_loss_term_without_a_target_is_one_line(tmp_path: Path) -> None:
     cfg = compose_cfg("train.yaml", [*TINY_OVERRIDES, "+model.loss.extra_terms.id.weight=1"], tmp_path / "r")
     with pytest.raises(MDReIDError, match=r"model\.loss\.extra_terms\.id: give \{_target_"):
         train(cfg)
+
+
+def test_a_loss_term_weight_that_is_no_number_is_one_line() -> None:
+    spec = {"_target_": "toy_plugins.FeatureNormPenalty", "weight": "0.1"}
+    with pytest.raises(
+        MDReIDError, match=r"^model\.loss\.extra_terms\.norm\.weight='0\.1': expected a number$"
+    ):
+        LossConfig(extra_terms={"norm": spec})
+    assert LossConfig(extra_terms={"norm": {"_target_": "x.Y", "scale": 2}}).extra() == {
+        "norm": (1.0, {"_target_": "x.Y", "scale": 2})
+    }

@@ -47,7 +47,7 @@ def build_module(cfg: DictConfig, datamodule: Any, evaluation: EvalConfig | None
     """The LightningModule of ``cfg.model`` (its ``_target_``: ReIDModule or a subclass) sized from the data:
     identities, cameras, junk rule; ``evaluation`` (an entry point's parsed ``eval`` section; by default
     ``cfg.eval``'s) sets the evaluation."""
-    cls = get_class(cfg.model.get("_target_", "mdreid.module.ReIDModule"))
+    cls = get_class(cfg.model._target_)
     return cls.from_config(
         cfg.model,
         num_classes=datamodule.num_classes,

@@ -27,12 +27,23 @@ class LossConfig:
     extra_terms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.extra()  # a bad extra term stops the run here
+        if self.rol_order not in ROL_ORDERS:
+            allowed = ", ".join(f"{k} ({v})" for k, v in ROL_ORDERS.items())
+            raise MDReIDError(f"model.loss.rol_order={self.rol_order!r}: use one of {allowed}")
+
+    def extra(self) -> dict[str, tuple[float, dict[str, Any]]]:
+        """``{name: (weight, what Hydra instantiates)}`` of ``extra_terms``; the weight defaults to 1."""
+        out: dict[str, tuple[float, dict[str, Any]]] = {}
         for name, spec in self.extra_terms.items():
             if name in BUILT_IN_TERMS or not isinstance(spec, Mapping) or "_target_" not in spec:
                 raise MDReIDError(
                     f"model.loss.extra_terms.{name}: give {{_target_: ..., weight: ...}} under a name other than "
                     f"{', '.join(BUILT_IN_TERMS)}"
                 )
-        if self.rol_order not in ROL_ORDERS:
-            allowed = ", ".join(f"{k} ({v})" for k, v in ROL_ORDERS.items())
-            raise MDReIDError(f"model.loss.rol_order={self.rol_order!r}: use one of {allowed}")
+            build = {"weight": 1.0, **spec}
+            weight = build.pop("weight")
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+                raise MDReIDError(f"model.loss.extra_terms.{name}.weight={weight!r}: expected a number")
+            out[name] = (float(weight), build)
+        return out

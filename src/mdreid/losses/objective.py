@@ -35,11 +35,7 @@ class MDReIDObjective(nn.Module):
         super().__init__()
         self.config = config or LossConfig()
         self.extra: dict[str, tuple[float, Callable[..., torch.Tensor]]] = {
-            name: (
-                float(spec.get("weight", 1.0)),
-                instantiate({k: v for k, v in spec.items() if k != "weight"}),
-            )
-            for name, spec in self.config.extra_terms.items()
+            name: (weight, instantiate(build)) for name, (weight, build) in self.config.extra().items()
         }
 
     def _branch(
