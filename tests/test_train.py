@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, compose_cfg
+from mdreid.data.readers import load_benchmark
 from mdreid.eval import evaluate
 from mdreid.train import train
 
@@ -17,6 +19,26 @@ from mdreid.train import train
 def epoch_losses(run_dir: Path) -> list[float]:
     rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
     return [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+
+
+def check_protocol(record: dict, data_dir: Path, epoch: int) -> None:
+    """metrics.json's protocol record against the files on disk: split sizes, junk rule, selection, versions."""
+    raw = load_benchmark("rgbnt201", data_dir / "synthetic")
+    splits = record["splits"]
+    raw_ids = {r.pid for r in raw.train}
+    assert splits["train"]["ids"] + splits["val"]["ids"] == len(raw_ids)
+    assert splits["train"]["images"] + splits["val"]["gallery"] == len(raw.train)
+    assert splits["val"]["query"] == splits["val"]["gallery"]  # RGBNT201: every held-out image is a query
+    assert splits["test"] == {
+        "ids": len({r.pid for r in raw.query}),
+        "query": len(raw.query),
+        "gallery": len(raw.gallery),
+    }
+    assert record["junk_rule"] == "camera" and record["selected_on"] == "validation"
+    assert record["selection"] == {"checkpoint": "last-epoch", "sweep_metric": "val/score", "epoch": epoch}
+    assert record["seed"] == 1111 and record["command"].startswith("python -m mdreid.train")
+    assert record["versions"]["torch"] == version("torch")
+    assert {"mdreid", "torch", "lightning", "open_clip", "git_commit"} <= set(record["versions"])
 
 
 @pytest.mark.slow
@@ -34,7 +56,8 @@ def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: P
     losses = epoch_losses(run)
     assert len(losses) == 3 and losses[-1] < losses[0]
     payload = json.loads((run / "metrics.json").read_text())
-    assert len(payload["rows"]) == 49 and payload["selection"] == "last-epoch"
+    assert len(payload["rows"]) == 49
+    check_protocol(payload["protocol"], synthetic_data_dir, epoch=3)
     assert {r["query"] for r in payload["rows"]} == {"R", "N", "T", "RN", "RT", "NT", "RNT"}
     assert metrics["test/score"] == pytest.approx(
         (payload["groups"]["matched/RNT->RNT/mAP"] + payload["groups"]["matched/RNT->RNT/R1"]) / 2
@@ -53,6 +76,10 @@ def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: P
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (evaluated["epoch"], evaluated["global_step"]) == (3, payload["global_step"])
     assert evaluated["rows"] == payload["rows"]
+    # the evaluation carries how the checkpoint was trained and selected
+    assert evaluated["protocol"]["training"]["splits"] == payload["protocol"]["splits"]
+    assert evaluated["protocol"]["selected_on"] == "validation"
+    assert evaluated["protocol"]["splits"]["test"] == payload["protocol"]["splits"]["test"]
 
 
 @pytest.mark.slow

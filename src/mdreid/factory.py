@@ -36,9 +36,10 @@ ARCHITECTURE = ("backbone", "mdl", "sie_coe")
 _NOT_ARCHITECTURE = ("backbone.weights", "backbone.allow_random_init")
 
 
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The DataModule, with the dataset prepared (synthetic data generated if configured) and indexed."""
-    datamodule = instantiate(cfg.data)
+def build_datamodule(cfg: DictConfig, validation: bool = True) -> L.LightningDataModule:
+    """The DataModule, with the dataset prepared (synthetic data generated if configured). ``validation=False``
+    (evaluating a checkpoint) carves no validation split: scoring the test split needs no training split."""
+    datamodule = instantiate(cfg.data, **({} if validation else {"val": "none"}))
     datamodule.prepare_data()
     return datamodule
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.data.val_split import NONE, TEST, ValConfig
 from mdreid.model_config import model_sections
 from mdreid.models.backbone import BackboneConfig, backbone_config
 from mdreid.models.tower import TARGET, check_tower_section
+from mdreid.reporting.protocol import monitors
 from mdreid.run_config import RunConfig
 from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
@@ -28,9 +30,29 @@ def check_pretrained_weights(run: RunConfig, backbone: BackboneConfig) -> None:
     )
 
 
-def check_train_config(cfg: DictConfig, run: RunConfig) -> None:
-    """Every check that needs only the config: output folder, epochs, model sections, pretrained weights."""
+def check_selection(selecting: dict[str, str], val: ValConfig) -> None:
+    """Selection needs a validation split, and selecting on the test split needs the user's explicit
+    ``data.val=test``: ``selecting`` maps each config key that selects (a monitor, ``optimized_metric``) to
+    its metric."""
+    for key, metric in selecting.items():
+        if metric.startswith("val/") and val.mode == NONE:
+            raise MDReIDError(
+                f"{key}={metric}: data.val=none trains on every identity and has no validation split, so there "
+                f"is nothing to select on; set {key}=null, or hold identities out with the default data.val"
+            )
+        if metric.startswith("test/") and val.mode != TEST:
+            raise MDReIDError(
+                f"{key}={metric} selects on the test split; select on the validation split ({key}=val/"
+                f"{metric.removeprefix('test/')}), or, to select on test anyway, say so with data.val=test"
+            )
+
+
+def check_train_config(cfg: DictConfig, run: RunConfig) -> ValConfig:
+    """Every check that needs only the config: output folder, epochs, model sections, pretrained weights,
+    what the run selects on. Returns the parsed validation split."""
     check_writable(cfg.paths.output_dir, "paths.output_dir")
+    val = ValConfig.parse(cfg.data.get("val", "holdout"))
+    check_selection(monitors(cfg), val)
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise MDReIDError(
@@ -44,3 +66,4 @@ def check_train_config(cfg: DictConfig, run: RunConfig) -> None:
     check_tower_section(backbone)
     if TARGET not in backbone:  # a tower of your own brings its own weights
         check_pretrained_weights(run, backbone_config(backbone))
+    return val

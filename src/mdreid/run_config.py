@@ -29,6 +29,8 @@ class RunConfig:
     test: bool = False
     # the metric main() returns to a sweeper (train)
     optimized_metric: str | None = None
+    # the configuration a multirun's best one is compared with (train)
+    sweep_reference: str | None = None
     # [H, W] for an official file trained on other data (export)
     image_size: list[int] | None = None
     # the file written (export, pretrain)

@@ -29,7 +29,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     from mdreid.runtime.output_dir import keep_caches_in
 
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
-    check_train_config(cfg, run_cfg)
+    val = check_train_config(cfg, run_cfg)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
@@ -43,11 +43,18 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         load_module,
     )
     from mdreid.metrics.eval_config import EvalConfig
+    from mdreid.reporting.protocol import monitors, protocol_record, warn_test_selection
     from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.hydra import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+    from mdreid.runtime.hydra import (
+        command_line_overrides,
+        instantiate_callbacks,
+        instantiate_loggers,
+        instantiate_trainer,
+    )
     from mdreid.runtime.safe_load import checkpoint_globals
 
     evaluation = EvalConfig.parse(cfg.eval)
+    warn_test_selection(val, monitors(cfg))
     trust = run_cfg.trust_checkpoint
     init = resolve_checkpoint(run_cfg.init_from, "init_from", trust) if run_cfg.init_from else None
     resume = resolve_checkpoint(run_cfg.ckpt_path, trust=trust) if run_cfg.ckpt_path else None
@@ -62,14 +69,18 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
     check_cameras(model, datamodule, evaluation)  # validation and test
+    protocol = protocol_record(cfg, datamodule.benchmark, val, command_line_overrides())
     callbacks = instantiate_callbacks(run_cfg.callbacks)
-    callbacks.append(PublishResults.from_config(cfg, evaluation))
+    callbacks.append(PublishResults.from_config(cfg, evaluation, protocol))
     loggers = instantiate_loggers(run_cfg.logger)
-    trainer = instantiate_trainer(cfg, callbacks, loggers)
+    # no validation split (data.val=none): no validation loop at all
+    no_val = {} if datamodule.has_validation else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
+    trainer = instantiate_trainer(cfg, callbacks, loggers, **no_val)
     for lg in loggers:
         lg.log_hyperparams(
             {
                 "cfg": OmegaConf.to_container(cfg, resolve=True),
+                "protocol": protocol,
                 "params/total": sum(p.numel() for p in model.parameters()),
                 "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             }

@@ -34,9 +34,12 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         self._sweep_dir: Path | None = None
+        self._reference: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        # train.yaml's sweep_reference: the configuration the best one is compared with
+        self._reference = OmegaConf.select(config, "sweep_reference")
         atexit.register(self._on_exit)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -52,25 +55,27 @@ class SweepSummary(Callback):
         except Exception as err:  # Hydra re-raises a failed job's exception here
             value, error = None, err
         mark_ended(config.hydra.runtime.output_dir, error is None, value, error)
-        self._write(Path(config.hydra.sweep.dir).absolute(), show=False)
+        self._write(Path(config.hydra.sweep.dir).absolute(), show=False, reference=self._reference)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         atexit.unregister(self._on_exit)
-        self._write(Path(config.hydra.sweep.dir).absolute(), show=True)
+        self._write(Path(config.hydra.sweep.dir).absolute(), show=True, reference=self._reference)
         self._sweep_dir = None
 
     def _on_exit(self) -> None:
         """The sweep ended without ``on_multirun_end``: this process runs no job any more."""
         if self._sweep_dir is not None and self._sweep_dir.is_dir():
-            self._write(self._sweep_dir, show=True, ended_pids=(os.getpid(),))
+            self._write(self._sweep_dir, show=True, ended_pids=(os.getpid(),), reference=self._reference)
 
     @staticmethod
-    def _write(sweep_dir: Path, show: bool, ended_pids: tuple[int, ...] = ()) -> None:
+    def _write(
+        sweep_dir: Path, show: bool, ended_pids: tuple[int, ...] = (), reference: str | None = None
+    ) -> None:
         # imported here: Hydra builds its callbacks for every command, --help included
-        from mdreid.reporting.sweep_table import print_table, write_summary
+        from mdreid.reporting.sweep_report import print_table, write_summary
 
         try:
-            table = write_summary(sweep_dir, ended_pids)
+            table = write_summary(sweep_dir, ended_pids, reference)
         except Exception as err:  # a table must never turn a finished sweep into a failed one
             log.warning("sweep summary not written in %s: %s", sweep_dir, err)
             return

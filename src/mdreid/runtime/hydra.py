@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
@@ -133,7 +134,11 @@ def with_display_callbacks(flags: TrainerFlags, callbacks: list[Callback]) -> li
     return callbacks
 
 
-def instantiate_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> L.Trainer:
+def instantiate_trainer(
+    cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger], **fixed: Any
+) -> L.Trainer:
+    """The configured Trainer; ``fixed`` are Trainer arguments the run decides (no validation loop without a
+    validation split), over the config's."""
     quiet_known_noise()
     flags = typed_view(TrainerFlags, cfg.trainer, "trainer")
     resolve_precision(cfg, flags)
@@ -145,4 +150,5 @@ def instantiate_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: lis
         plugins=[AtomicCheckpointIO()],
         # any summary is in the callbacks by now (with_display_callbacks)
         enable_model_summary=False,
+        **fixed,
     )
