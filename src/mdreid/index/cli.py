@@ -50,7 +50,9 @@ def _records(args: argparse.Namespace) -> list:
     from mdreid.factory import build_datamodule
     from mdreid.runtime.hydra import compose_config
 
-    bench = build_datamodule(compose_config("eval", [*args.overrides, "ckpt_path=unused"]), validation=False).benchmark
+    bench = build_datamodule(
+        compose_config("eval", [*args.overrides, "ckpt_path=unused"]), validation=False
+    ).benchmark
     role = getattr(args, "role", "gallery")
     if role == "all" and not bench.query_is_gallery:
         return list(bench.query) + list(bench.gallery)
