@@ -51,6 +51,7 @@ class PublishResults(Callback):
         self.protocol = copy.deepcopy(dict(protocol)) if protocol is not None else None
         self.files: dict[str, Path] = {}
         self._loaded_epoch: int | None = None
+        self._validation: dict[str, float] | None = None
 
     @classmethod
     def from_config(
@@ -77,6 +78,17 @@ class PublishResults(Callback):
         if self.protocol is not None:
             checkpoint[PROTOCOL_KEY] = copy.deepcopy(self.protocol)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:
+        """Keep the last validation's scores for metrics.json (testing replaces the Trainer's metrics)."""
+        if not trainer.sanity_checking:
+            # the score and the named settings (val/<group>/<setting>/<metric>), not the 49 pairs
+            scores = {
+                k: float(v)
+                for k, v in trainer.callback_metrics.items()
+                if k == "val/score" or (k.startswith("val/") and k.count("/") == 3)
+            }
+            self._validation = {"epoch": trainer.current_epoch + 1, **scores}
+
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: ReIDModule, checkpoint: dict[str, Any]
     ) -> None:
@@ -101,6 +113,8 @@ class PublishResults(Callback):
         datamodule = trainer.datamodule
         records = datamodule.eval_set.records if self.plots and datamodule is not None else None
         header = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, **self.header}
+        if self._validation is not None:
+            header["validation"] = self._validation
         if self.protocol is not None:
             header["protocol"] = self._tested_protocol(trainer)
             summarize_protocol(trainer.loggers, header["protocol"])
