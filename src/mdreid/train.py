@@ -71,7 +71,8 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     check_cameras(model, datamodule, evaluation)  # validation and test
     protocol = protocol_record(cfg, datamodule.benchmark, val, command_line_overrides())
     callbacks = instantiate_callbacks(run_cfg.callbacks)
-    callbacks.append(PublishResults.from_config(cfg, evaluation, protocol))
+    publisher = PublishResults.from_config(cfg, evaluation, protocol)
+    callbacks.append(publisher)
     loggers = instantiate_loggers(run_cfg.logger)
     # no validation split (data.val=none): no validation loop at all
     no_val = {} if datamodule.has_validation else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
@@ -91,13 +92,20 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         trainer.fit(model, datamodule=datamodule, ckpt_path=run_cfg.ckpt_path, weights_only=not trust)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     wanted = run_cfg.optimized_metric
-    if wanted and wanted.startswith("val/") and wanted not in metrics and trainer.limit_val_batches:
+    # (under ddp_spawn the callbacks ran in the workers: the returned metrics are all there is to go by)
+    validated = publisher.validated_epoch
+    final = validated == trainer.current_epoch if validated is not None else wanted in metrics
+    if wanted and wanted.startswith("val/") and not final and trainer.limit_val_batches:
         # the last epoch was no validation epoch (max_epochs not a multiple of check_val_every_n_epoch):
-        # a sweeper must still get the final model's value
+        # a sweeper must get the final model's value, not an earlier epoch's
         trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
+    best = getattr(trainer.checkpoint_callback, "best_model_score", None)
+    if monitor and monitor == wanted and best is not None:
+        metrics[wanted] = float(best)  # the sweeper scores the weights that are reported: the best epoch's
     if run_cfg.test:
-        ckpt = "best" if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") else None
+        ckpt = "best" if monitor else None
         with checkpoint_globals():  # the best checkpoint is this run's own file
             trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 
 from mdreid.feature_file import FeatureSet, write_feature_file
@@ -87,7 +88,12 @@ class PublishResults(Callback):
                 for k, v in trainer.callback_metrics.items()
                 if k == "val/score" or (k.startswith("val/") and k.count("/") == 3)
             }
-            self._validation = {"epoch": trainer.current_epoch + 1, **scores}
+            self._validation = {"epoch": trainer.current_epoch + int(fitting), **scores}
+
+    @property
+    def validated_epoch(self) -> int | None:
+        """The epoch count of the weights last validated (None before any validation)."""
+        return None if self._validation is None else self._validation["epoch"]
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: ReIDModule, checkpoint: dict[str, Any]
