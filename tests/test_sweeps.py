@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from scipy import stats
 from hydra.utils import instantiate
+from scipy import stats
 
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.synthetic.generate import generate
@@ -179,7 +179,9 @@ def test_multirun_groups_seeds_into_configurations(weight_sweep: Path) -> None:
     assert f"- val/score: {sum(diffs) / 2:+.2f}, 95% CI [{low:+.2f}, {high:+.2f}] (n=2 paired seeds)" in table
     # the same table again from the folder, against a named reference
     other = rows[1]["model.loss.rol_weight"]
-    out = cli("sweep_summary", str(weight_sweep), f"--reference=model.loss.rol_weight={other}", cwd=weight_sweep)
+    out = cli(
+        "sweep_summary", str(weight_sweep), f"--reference=model.loss.rol_weight={other}", cwd=weight_sweep
+    )
     assert f"minus reference (model.loss.rol_weight={other})" in out
 
 

@@ -58,6 +58,8 @@ def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: P
     payload = json.loads((run / "metrics.json").read_text())
     assert len(payload["rows"]) == 49
     check_protocol(payload["protocol"], synthetic_data_dir, epoch=3)
+    # no validation epoch ran in fit: the final model was validated once, and that is what a sweep gets
+    assert payload["validation"]["epoch"] == 3 and metrics["val/score"] == payload["validation"]["val/score"]
     assert {r["query"] for r in payload["rows"]} == {"R", "N", "T", "RN", "RT", "NT", "RNT"}
     assert metrics["test/score"] == pytest.approx(
         (payload["groups"]["matched/RNT->RNT/mAP"] + payload["groups"]["matched/RNT->RNT/R1"]) / 2

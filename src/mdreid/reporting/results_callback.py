@@ -82,6 +82,8 @@ class PublishResults(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:
         """Keep the last validation's scores for metrics.json (testing replaces the Trainer's metrics)."""
         if not trainer.sanity_checking:
+            # during fit, validation ends 0-based epoch e: the weights after e + 1 epochs
+            fitting = trainer.state.fn == TrainerFn.FITTING
             # the score and the named settings (val/<group>/<setting>/<metric>), not the 49 pairs
             scores = {
                 k: float(v)
