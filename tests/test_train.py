@@ -109,3 +109,30 @@ def test_resume_from_last_checkpoint_matches_uninterrupted_run(tiny_cfg, tmp_pat
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+@pytest.mark.slow
+def test_val_none_and_val_test_are_named_in_every_output(
+    tiny_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """data.val=none: no validation loop and no selection metric; data.val=test: the old way, named in the
+    start-up warning, metrics.json, the checkpoint and the selection of the sweep value."""
+    quiet = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=1"]
+    final = tiny_cfg("train.yaml", *quiet, "data.val=none", output_dir=tmp_path / "none")
+    assert final.optimized_metric is None  # nothing to select on
+    metrics = train(final)
+    assert not [k for k in metrics if k.startswith("val/")]
+    record = json.loads((tmp_path / "none" / "metrics.json").read_text())["protocol"]
+    assert record["selected_on"] == "none" and record["splits"]["val"] is None
+
+    caplog.clear()
+    old = tiny_cfg("train.yaml", *quiet, "data.val=test", output_dir=tmp_path / "test")
+    metrics = train(old)
+    assert "data.val=test: validation runs on the TEST split" in caplog.text
+    record = json.loads((tmp_path / "test" / "metrics.json").read_text())["protocol"]
+    assert record["selected_on"] == "test" and record["splits"]["val"]["source"] == "the test split"
+    assert record["validation"].startswith("TEST split")
+    # validating on test scores the same images as testing: the same number for the same weights
+    assert metrics["val/score"] == pytest.approx(metrics["test/score"], abs=1e-6)
+    saved = torch.load(tmp_path / "test" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["protocol"]["selected_on"] == "test"
