@@ -149,7 +149,7 @@ def run(cfg: DictConfig) -> None:
         pretrain(cfg)
 
 
-@checked_overrides
+@checked_overrides("pretrain.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="pretrain.yaml")
 def main(cfg: DictConfig) -> None:
     run(cfg)
