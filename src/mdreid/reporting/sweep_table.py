@@ -32,6 +32,7 @@ from mdreid.metrics.groups import MATCHED, pair_name
 from mdreid.runtime.atomic_io import atomic_write_text
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.job_status import DONE, FAILED, RUNNING, UNKNOWN, job_state
+from mdreid.runtime.sweep_plan import read_plan
 
 CSV_NAME, MD_NAME = "sweep_summary.csv", "sweep_summary.md"
 FALLBACK_RANK = f"matched/{pair_name(*MATCHED[0])}/mAP"
@@ -41,7 +42,8 @@ HEADLINE: tuple[str, ...] = tuple(
     for group in (f"matched/{pair_name(*MATCHED[0])}", "missing/avg", "mismatched/avg4", "mismatched/avg42")
     for metric in ("mAP", "R1")
 )
-_STATUS_ORDER = {DONE: 0, RUNNING: 1, FAILED: 2, UNKNOWN: 3}
+NEVER_RAN = "never ran"  # a job of the sweep's plan without a folder
+_STATUS_ORDER = {DONE: 0, RUNNING: 1, FAILED: 2, UNKNOWN: 3, NEVER_RAN: 4}
 
 
 @dataclass
@@ -134,6 +136,7 @@ def build_table(sweep_dir: str | Path, ended_pids: Collection[int] = ()) -> Swee
         raise MDReIDError(f"{sweep_dir}: no such sweep folder")
     found = ((folder, _multirun_job(folder)) for folder in sorted(sweep_dir.iterdir()) if folder.is_dir())
     jobs = [_read_job(folder, hydra, ended_pids) for folder, hydra in found if hydra is not None]
+    jobs += never_ran(sweep_dir, jobs)
     jobs.sort(key=lambda j: (j.num, j.folder.name))
     if not jobs:
         raise MDReIDError(
@@ -155,6 +158,30 @@ def build_table(sweep_dir: str | Path, ended_pids: Collection[int] = ()) -> Swee
 
     table.jobs.sort(key=key)
     return table
+
+
+def never_ran(sweep_dir: Path, jobs: Sequence[JobRow]) -> list[JobRow]:
+    """Rows for the jobs of the sweep's plan (``runtime.sweep_plan``) that have no folder."""
+    seen = {job.num for job in jobs}
+    return [
+        JobRow(
+            num, sweep_dir / str(num), dict(o.partition("=")[::2] for o in overrides), NEVER_RAN, None, None
+        )
+        for num, overrides in sorted(read_plan(sweep_dir).items())
+        if num not in seen
+    ]
+
+
+def failure_lines(table: SweepTable) -> list[str]:
+    """One line per job that failed (with its error) or never ran, in job order, naming the overrides that
+    vary between jobs; empty if none."""
+    varying = table.varying()
+    lines = []
+    for job in sorted(table.jobs, key=lambda j: j.num):
+        if job.status in (FAILED, NEVER_RAN):
+            overrides = " ".join(f"{k}={job.overrides.get(k, '')}" for k in varying)
+            lines.append(f"job {job.num} ({overrides}) {job.status}" + (f": {job.note}" if job.note else ""))
+    return lines
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -241,6 +268,8 @@ def print_table(table: SweepTable, console: Console | None = None) -> None:
         natural = Measurement.get(console, console.options.update_width(10_000), rich_table).maximum
         console = Console(file=console.file, width=max(console.width, natural))
     console.print(rich_table)
+    for line in failure_lines(table):
+        console.print(line, markup=False, highlight=False)
     console.print(f"sweep summary: {table.sweep_dir / CSV_NAME}, {table.sweep_dir / MD_NAME}")
 
 
