@@ -269,7 +269,7 @@ def print_table(table: SweepTable, console: Console | None = None) -> None:
         console = Console(file=console.file, width=max(console.width, natural))
     console.print(rich_table)
     for line in failure_lines(table):
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"sweep summary: {table.sweep_dir / CSV_NAME}, {table.sweep_dir / MD_NAME}")
 
 
