@@ -7,17 +7,14 @@ the table. Statuses come from each job folder (docs: README "Sweep tables").
 
 from __future__ import annotations
 
-import argparse
-
 from mdreid.reporting.sweep_table import print_table, write_summary
+from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import cli_errors
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m mdreid.sweep_summary", description=__doc__.split("\n")[0]
-    )
+    parser = OneLineParser(prog="python -m mdreid.sweep_summary", description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", metavar="DIR", help="the sweep folder (hydra.sweep.dir) of a multirun")
     args = parser.parse_args(argv)
     print_table(write_summary(args.sweep_dir))

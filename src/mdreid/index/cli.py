@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import MDReIDError, cli_errors
 
 ROLES = ("gallery", "query", "all")
@@ -48,9 +49,12 @@ def _records(args: argparse.Namespace) -> list:
             "name the images: Hydra overrides of a dataset (experiment=...), --manifest FILE, or files"
         )
     from mdreid.factory import build_datamodule
+    from mdreid.runtime.config_check import check_command_line
     from mdreid.runtime.hydra import compose_config
 
-    bench = build_datamodule(compose_config("eval", [*args.overrides, "ckpt_path=unused"])).benchmark
+    overrides = [*args.overrides, "ckpt_path=unused"]  # the model is the index's, not the config's
+    check_command_line("eval.yaml", overrides, multirun=False, entry="python -m mdreid.index")
+    bench = build_datamodule(compose_config("eval", overrides)).benchmark
     role = getattr(args, "role", "gallery")
     if role == "all" and not bench.query_is_gallery:
         return list(bench.query) + list(bench.gallery)
@@ -141,7 +145,7 @@ def _common_subset(present) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m mdreid.index", description=__doc__.split("\n\n")[0])
+    main = OneLineParser(prog="python -m mdreid.index", description=__doc__.split("\n\n")[0])
     sub = main.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

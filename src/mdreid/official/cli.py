@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mdreid.official.convert import convert
+from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import cli_errors
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m mdreid.official", description="The officially released MDReID checkpoints."
     )
     commands = parser.add_subparsers(dest="command", required=True)
