@@ -56,16 +56,18 @@ def _records(args: argparse.Namespace) -> list:
             "name the images: Hydra overrides of a dataset (experiment=...), --manifest FILE, or files"
         )
     from mdreid.factory import build_datamodule
-    from mdreid.runtime.config_check import check_command_line
     from mdreid.runtime.hydra import compose_config
 
-    overrides = [*args.overrides, "ckpt_path=unused"]  # the model is the index's, not the config's
-    check_command_line("eval.yaml", overrides, multirun=False, entry="python -m mdreid.index")
-    bench = build_datamodule(compose_config("eval", overrides)).benchmark
+    bench = build_datamodule(compose_config("eval", _dataset_overrides(args))).benchmark
     role = getattr(args, "role", "gallery")
     if role == "all" and not bench.query_is_gallery:
         return list(bench.query) + list(bench.gallery)
     return list(bench.gallery if role in ("gallery", "all") else bench.query)
+
+
+def _dataset_overrides(args: argparse.Namespace) -> list[str]:
+    """The overrides of ``mdreid.eval`` that name the dataset; the model is the index's, not the config's."""
+    return [*args.overrides, "ckpt_path=unused"]
 
 
 def _extract(args: argparse.Namespace, model, records: list):
@@ -257,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         main_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [*getattr(args, "overrides", []), *extra]
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.overrides:  # a misspelt key stops the command before any checkpoint or image is read
+        from mdreid.runtime.config_check import check_command_line
+
+        check_command_line(
+            "eval.yaml", _dataset_overrides(args), multirun=False, entry="python -m mdreid.index"
+        )
     {"build": cmd_build, "add": cmd_add, "search": cmd_search}[args.command](args)
     return 0
 

@@ -39,6 +39,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like key=value)")
     args.overrides = [*args.overrides, *rest]
+    if any(o.lstrip("+~").split("=", 1)[0] == "trust_checkpoint" for o in args.overrides):
+        parser.error(
+            "trust_checkpoint is no override of the converter; vouch for SRC with --trust-checkpoint"
+        )
     return args
 
 

@@ -29,9 +29,9 @@ def convert(
     config (loss, optimiser, schedule: what a fine-tuning run from it would use). The output holds tensors
     and plain values only, so it loads without trusting anything."""
     src, dst = Path(src), Path(dst)
-    converted = read_file(src, trust)
     words = [f"experiment={experiment}", *overrides]
     check_command_line("train.yaml", words, multirun=False, entry="python -m mdreid.official convert")
+    converted = read_file(src, trust)
     cfg = compose_config("train", words)
     layout = converted.layout
     release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.synth is None else None
