@@ -77,17 +77,14 @@ def refuse_finished_run(folder: Path, config: DictConfig, key: str) -> None:
     entry point without an ``overwrite`` key (export, which writes its file elsewhere) pass."""
     if "overwrite" not in config or config.overwrite is True:
         return
-    if config.get("ckpt_path") and config.hydra.job.config_name in RESUMING:
+    resumes = str(config.hydra.job.config_name).removesuffix(".yaml") in RESUMING
+    if config.get("ckpt_path") and resumes:
         return
     found = sorted(str(p.relative_to(folder)) for pattern in RESULTS for p in folder.glob(pattern))
     if not found:
         return
     last = folder / "checkpoints" / "last.ckpt"
-    resume = (
-        f"resume it with ckpt_path={last}, "
-        if last.is_file() and config.hydra.job.config_name in RESUMING
-        else ""
-    )
+    resume = f"resume it with ckpt_path={last}, " if last.is_file() and resumes else ""
     raise MDReIDError(
         f"{key}={folder} holds a finished run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); "
         f"{resume}choose another folder ({key}=...), or replace its results with overwrite=true"
