@@ -110,11 +110,11 @@ class CheckOutputDir(Callback):
 
     def _take(self, folder: str, key: str, config: DictConfig) -> None:
         path = check_writable(folder, key)
-        if path.is_dir():
-            refuse_finished_run(path, config, key)
         if not path.exists():  # Hydra creates it next; a folder that was there is never removed
             atexit.register(_remove_if_unused, path)
         if is_primary_process():  # DDP ranks > 0 re-enter the same folder as their rank 0
+            if path.is_dir():
+                refuse_finished_run(path, config, key)
             self._lock = RunLock(path, key)
             self._lock.acquire()
             atexit.register(self._drop)  # runs first: an error line exits without on_run_end
