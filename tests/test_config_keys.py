@@ -196,3 +196,12 @@ def test_an_unimportable_target_is_one_line() -> None:
         check_command_line(
             "train.yaml", ["+callbacks.mine._target_=no_such_pkg.Cb", "+callbacks.mine.x=1"], False, "train"
         )
+
+
+def test_an_unimportable_extra_loss_term_is_one_line() -> None:
+    from mdreid.losses.loss_config import LossConfig
+
+    with pytest.raises(
+        MDReIDError, match=r"^model.loss.extra_terms.norm._target_=no_pkg.Norm: cannot be imported"
+    ):
+        LossConfig(extra_terms={"norm": {"_target_": "no_pkg.Norm", "weight": 0.1}})
