@@ -136,3 +136,35 @@ def test_a_folder_that_is_no_sweep_is_one_error_line(tmp_path: Path) -> None:
     assert (
         proc.returncode == 2 and proc.stderr.strip() == f"error: {tmp_path / 'missing'}: no such sweep folder"
     )
+
+
+def test_jobs_of_the_plan_that_never_ran_are_listed(tmp_path: Path, capsys) -> None:
+    """A sweep killed after its first job: the plan written at its start names the two jobs that never ran."""
+    from omegaconf import OmegaConf
+
+    from mdreid.runtime.sweep_plan import BASIC_SWEEPER, write_plan
+
+    sweep = tmp_path / "sweep"
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweep": {"dir": str(sweep)},
+                "sweeper": {"_target_": BASIC_SWEEPER, "params": None},
+                "overrides": {"task": ["model.optim.base_lr=0.1,0.2,0.3", "seed=1"]},
+            }
+        }
+    )
+    write_plan(config)
+    job = make_job(sweep, 0, "0.1", groups(50.0))
+    mark_running(job, "val/score")
+    mark_ended(job, False, error="model.loss.rol_weight='oops': expected a number")
+
+    main([str(sweep)])
+    assert [(r["job"], r["status"], r["model.optim.base_lr"]) for r in rows(sweep)] == [
+        ("0", "failed", "0.1"),
+        ("1", "never ran", "0.2"),
+        ("2", "never ran", "0.3"),
+    ]
+    out = capsys.readouterr().out
+    assert "job 0 (model.optim.base_lr=0.1) failed: model.loss.rol_weight='oops': expected a number" in out
+    assert "job 2 (model.optim.base_lr=0.3) never ran" in out

@@ -117,7 +117,12 @@ def test_val_none_and_val_test_are_named_in_every_output(
 ) -> None:
     """data.val=none: no validation loop and no selection metric; data.val=test: the old way, named in the
     start-up warning, metrics.json, the checkpoint and the selection of the sweep value."""
-    quiet = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=1"]
+    quiet = [
+        "callbacks=default",
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+        "trainer.max_epochs=1",
+    ]
     final = tiny_cfg("train.yaml", *quiet, "data.val=none", output_dir=tmp_path / "none")
     assert final.optimized_metric is None  # nothing to select on
     metrics = train(final)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.safe_load import load_torch_file
+from mdreid.runtime.safe_load import TRUST_HINT, load_torch_file
 
 _LISTED = 4
 # keys named per kind of mismatch in the error of a checkpoint that does not fit
@@ -82,9 +82,9 @@ def is_mdreid_checkpoint(payload: object) -> bool:
     return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
 
 
-def _load(path: Path, key: str, trust: bool) -> object:
+def _load(path: Path, key: str, trust: bool, hint: str) -> object:
     try:
-        return load_torch_file(path, key, trust)
+        return load_torch_file(path, key, trust, hint)
     except MDReIDError:
         raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
@@ -118,10 +118,13 @@ def _check_finite(state: Mapping[str, torch.Tensor], key: str, path: Path) -> No
         )
 
 
-def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path", trust: bool = False) -> Checkpoint:
+def resolve_checkpoint(
+    path: str | Path | None, key: str = "ckpt_path", trust: bool = False, hint: str = TRUST_HINT
+) -> Checkpoint:
     """Open the checkpoint ``key`` points at, or fail in one line that says what is wrong and what to do.
 
-    The file is read without running code from it (``mdreid.runtime.safe_load``) unless ``trust`` is set.
+    The file is read without running code from it (``mdreid.runtime.safe_load``) unless ``trust`` is set;
+    ``hint``: how the user of this command vouches for a file that asks to run code.
     """
     if path is None or not str(path).strip():
         raise MDReIDError(
@@ -137,7 +140,7 @@ def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path", trust: b
             f"{key}={str(path)!r} does not exist; point it at a .ckpt written by mdreid.train "
             "or an official MDReID .pth"
         )
-    payload = _load(path, key, trust)
+    payload = _load(path, key, trust, hint)
     if is_mdreid_checkpoint(payload):
         _check_finite(payload["state_dict"], key, path)
         step = payload.get("global_step")

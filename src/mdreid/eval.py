@@ -72,7 +72,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@checked_overrides
+@checked_overrides("eval.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval.yaml")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -142,7 +142,7 @@ def export(cfg: DictConfig) -> Path:
     return out
 
 
-@checked_overrides
+@checked_overrides("export.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export.yaml")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -25,6 +25,8 @@ class RunConfig:
     init_from: str | None = None
     # load checkpoints as pickle, code included (only for a file whose source is trusted)
     trust_checkpoint: bool = False
+    # a run folder that holds a finished run's results may be reused, replacing them
+    overwrite: bool = False
     # evaluate on the test split after training (train)
     test: bool = False
     # the metric main() returns to a sweeper (train)

@@ -7,17 +7,14 @@ sweep_summary.csv and sweep_configs.csv into DIR and prints the tables. Statuses
 
 from __future__ import annotations
 
-import argparse
-
 from mdreid.reporting.sweep_report import print_table, write_summary
-from mdreid.runtime.errors import cli_errors
+from mdreid.runtime.cli_args import OneLineParser
+from mdreid.runtime.errors import MDReIDError, cli_errors
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m mdreid.sweep_summary", description=__doc__.split("\n")[0]
-    )
+    parser = OneLineParser(prog="python -m mdreid.sweep_summary", description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", metavar="DIR", help="the sweep folder (hydra.sweep.dir) of a multirun")
     parser.add_argument(
         "--reference",
@@ -26,7 +23,10 @@ def main(argv: list[str] | None = None) -> None:
         "(e.g. model.loss.rol_weight=0,model.loss.kdl_weight=0); default: the runner-up",
     )
     args = parser.parse_args(argv)
-    print_table(write_summary(args.sweep_dir, reference=args.reference))
+    table = write_summary(args.sweep_dir, reference=args.reference)
+    print_table(table)
+    if table.reference_error:
+        raise MDReIDError(table.reference_error)
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def run(cfg: DictConfig) -> float | None:
     return metrics.get(name) if name else None
 
 
-@checked_overrides
+@checked_overrides("train.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     return run(cfg)

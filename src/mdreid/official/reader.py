@@ -83,9 +83,13 @@ def load_official(model: ReIDModule, converted: Converted, source: str) -> None:
     )
 
 
+# the converter is no Hydra command: a file is vouched for with its flag
+CONVERT_TRUST_HINT = "if you trust the file's source, convert it with --trust-checkpoint (that runs whatever code the file carries)"
+
+
 def read_file(path: str | Path, trust: bool = False) -> Converted:
     """The official file at ``path``, renamed; an mdreid checkpoint there is pointed back to its own use."""
-    ckpt = resolve_checkpoint(path, trust=trust)
+    ckpt = resolve_checkpoint(path, "SRC", trust, CONVERT_TRUST_HINT)
     if not ckpt.official:
         raise MDReIDError(f"{path} is already an mdreid checkpoint; use it as is (ckpt_path= or init_from=)")
     return read_official(ckpt)

@@ -22,6 +22,7 @@ from mdreid.reporting.sweep_table import (
     MD_NAME,
     SweepTable,
     build_table,
+    failure_lines,
     headline_columns,
     selection_line,
     short_name,
@@ -55,6 +56,8 @@ def configs_csv(table: SweepTable) -> str:
 
 def comparison_lines(table: SweepTable) -> list[str]:
     """The best configuration against the reference, one line per compared column."""
+    if table.reference_error:
+        return [f"No comparison: {table.reference_error}"]
     if not table.differences or table.reference is None:
         return []
     shown = _config_keys(table)
@@ -131,6 +134,8 @@ def print_table(table: SweepTable, console: Console | None = None) -> None:
         console.print(rich_table)
     for line in comparison_lines(table):
         console.print(line)
+    for line in failure_lines(table):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     names = ", ".join(str(table.sweep_dir / n) for n in (MD_NAME, CSV_NAME, CONFIGS_NAME))
     console.print(f"sweep summary: {names}")
 

@@ -44,6 +44,7 @@ from mdreid.reporting.seed_groups import (
 )
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.job_status import DONE, FAILED, RUNNING, UNKNOWN, job_state
+from mdreid.runtime.sweep_plan import read_plan
 
 CSV_NAME, MD_NAME, CONFIGS_NAME = "sweep_summary.csv", "sweep_summary.md", "sweep_configs.csv"
 TEST_HEADLINE = f"matched/{pair_name(*MATCHED[0])}/mAP"
@@ -53,7 +54,8 @@ HEADLINE: tuple[str, ...] = tuple(
     for group in (f"matched/{pair_name(*MATCHED[0])}", "missing/avg", "mismatched/avg4", "mismatched/avg42")
     for metric in ("mAP", "R1")
 )
-_STATUS_ORDER = {DONE: 0, RUNNING: 1, FAILED: 2, UNKNOWN: 3}
+NEVER_RAN = "never ran"  # a job of the sweep's plan without a folder
+_STATUS_ORDER = {DONE: 0, RUNNING: 1, FAILED: 2, UNKNOWN: 3, NEVER_RAN: 4}
 
 
 @dataclass
@@ -91,6 +93,7 @@ class SweepTable:
     configs: list[ConfigGroup] = field(default_factory=list)
     reference: ConfigGroup | None = None
     differences: list[PairedDifference] = field(default_factory=list)
+    reference_error: str | None = None  # a sweep_reference that names no single configuration
 
     def selected_on(self) -> list[str]:
         """The splits the jobs selected on, from their protocol records (``test`` = data.val=test)."""
@@ -175,7 +178,10 @@ def _configurations(table: SweepTable, reference: str | None) -> None:
     if table.rank_by is not None:
         table.configs = rank_groups(table.configs, table.rank_by, table.descending)
     if reference is not None:
-        table.reference = find_reference(table.configs, parse_reference(reference))
+        try:
+            table.reference = find_reference(table.configs, parse_reference(reference))
+        except MDReIDError as err:  # the tables are still written; the comparison says why it is absent
+            table.reference_error = str(err)
     elif len(table.configs) > 1 and table.rank_by is not None:
         table.reference = table.configs[1]  # the runner-up: is the winner told apart from it?
     best = table.configs[0] if table.configs else None
@@ -194,6 +200,7 @@ def build_table(
         raise MDReIDError(f"{sweep_dir}: no such sweep folder")
     found = ((folder, _multirun_job(folder)) for folder in sorted(sweep_dir.iterdir()) if folder.is_dir())
     jobs = [_read_job(folder, hydra, ended_pids) for folder, hydra in found if hydra is not None]
+    jobs += never_ran(sweep_dir, jobs)
     jobs.sort(key=lambda j: (j.num, j.folder.name))
     if not jobs:
         raise MDReIDError(
@@ -216,6 +223,30 @@ def build_table(
     table.jobs.sort(key=key)
     _configurations(table, reference)
     return table
+
+
+def never_ran(sweep_dir: Path, jobs: Sequence[JobRow]) -> list[JobRow]:
+    """Rows for the jobs of the sweep's plan (``runtime.sweep_plan``) that have no folder."""
+    seen = {job.num for job in jobs}
+    return [
+        JobRow(
+            num, sweep_dir / str(num), dict(o.partition("=")[::2] for o in overrides), NEVER_RAN, None, None
+        )
+        for num, overrides in sorted(read_plan(sweep_dir).items())
+        if num not in seen
+    ]
+
+
+def failure_lines(table: SweepTable) -> list[str]:
+    """One line per job that failed (with its error) or never ran, in job order, naming the overrides that
+    vary between jobs; empty if none."""
+    varying = table.varying()
+    lines = []
+    for job in sorted(table.jobs, key=lambda j: j.num):
+        if job.status in (FAILED, NEVER_RAN):
+            overrides = " ".join(f"{k}={job.overrides.get(k, '')}" for k in varying)
+            lines.append(f"job {job.num} ({overrides}) {job.status}" + (f": {job.note}" if job.note else ""))
+    return lines
 
 
 def _fmt(value: float | None, digits: int) -> str:

@@ -11,15 +11,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
-from mdreid.runtime.config import config_dir
+from mdreid.runtime.config_check import compose_checked
 from mdreid.runtime.config_sections import plain, typed_section, typed_view
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.logs import ParamSummary, quiet_known_noise
@@ -33,11 +31,10 @@ def compose_config(
 ) -> DictConfig:
     """The config ``python -m mdreid.<entry> OVERRIDES`` runs with, for tests, scripts and notebooks.
 
-    Any Hydra instance left by an earlier compose is cleared first, so calls do not depend on each other.
+    Any Hydra instance left by an earlier compose is cleared first, so calls do not depend on each other;
+    Hydra's config errors (an unknown key or group option) are one ``MDReIDError`` line.
     """
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+    return compose_checked(config_name, overrides, return_hydra_config)
 
 
 def command_line_overrides() -> list[str]:
