@@ -27,6 +27,7 @@ from mdreid.metrics.eval_config import EvalConfig, metric_keys
 from mdreid.modalities import NUM_MODALITIES, all_pairs, subset_indices
 from mdreid.runtime.errors import MDReIDError
 from mdreid.score import file_argument, score
+from test_config_keys import one_error
 
 RESULT_KEYS = ("similarity", "junk", "rows", "groups", "cmc")
 
@@ -282,3 +283,28 @@ def test_cli_reports_a_bad_file_in_one_line(tmp_path: Path) -> None:
         f"error: {bad}: key 'camid': missing tensor; required: features, present, pid, camid, is_query, "
         "is_gallery (format: docs/feature_files.md)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "holds"),
+    [
+        ("x.npz", "png", "is not an npz file (a zip archive of arrays, numpy.savez): it holds a PNG image"),
+        (
+            "x.npz",
+            b"pid,camid\n1,2\n",
+            "is not an npz file (a zip archive of arrays, numpy.savez): it holds text",
+        ),
+        ("x.safetensors", "png", "is not a safetensors file: it holds a PNG image"),
+    ],
+)
+def test_a_file_of_another_kind_is_one_line_naming_it(
+    name: str, content, holds: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``python -m mdreid.score x.npz`` where x.npz is an image or text: numpy would try to unpickle it."""
+    path = tmp_path / name
+    if content == "png":
+        Image.new("RGB", (4, 4)).save(path, format="PNG")
+    else:
+        path.write_bytes(content)
+    line = one_error("score", [str(path), f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys)
+    assert line == f"error: {path}: {holds} (format: docs/feature_files.md)"
