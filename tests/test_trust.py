@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from checkpoint_files import booby_trapped, save_checkpoint
+from checkpoint_files import Payload, booby_trapped, save_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.checkpoints import resolve_checkpoint
 from mdreid.data.readers import load_benchmark
@@ -29,6 +30,7 @@ from mdreid.official import convert, load_official_checkpoint
 from mdreid.pretrain import pretrain
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
+from test_config_keys import one_error
 
 REFUSED = r"asks to run posix\.mkdir while loading.*(trust_checkpoint=true|--trust-checkpoint)"
 
@@ -106,6 +108,33 @@ def test_the_eval_cli_refuses_it_in_one_line(evil: tuple[Path, Path], tmp_path: 
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "posix.mkdir" in errors[0] and "Traceback" not in run.stderr
     assert not marker.exists()
+
+
+def test_a_plain_pickle_is_one_line_and_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``pickle.dump`` of a payload (not ``torch.save``): torch's weights-only error would suggest loading it
+    with ``weights_only=False``, which runs the payload and still cannot read the file."""
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "plain.pth"
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        path.write_bytes(
+            pickle.dumps({"state_dict": {"net.w": torch.zeros(2)}, "x": Payload(marker)}, protocol)
+        )
+        line = one_error(
+            "eval", [f"ckpt_path={path}", f"hydra.run.dir={tmp_path / f'run{protocol}'}"], monkeypatch, capsys
+        )
+        assert line == (
+            f"error: ckpt_path='{path}' is a plain Python pickle (pickle.dump), not a file torch.save wrote, so "
+            "it was not loaded (unpickling it runs whatever code it carries); if you trust its source, load it "
+            "yourself and save the tensors with torch.save(state_dict, FILE)"
+        )
+        with pytest.raises(MDReIDError, match="is a plain Python pickle"):
+            resolve_checkpoint(path, trust=True)  # torch.load could not read it anyway
+        assert not marker.exists()
+    legacy = tmp_path / "legacy.pth"  # torch.save's pre-zip format is a pickle too, and still readable
+    torch.save({"net.w": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert resolve_checkpoint(legacy).official
 
 
 def test_mdreid_checkpoints_load_without_trust(tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
