@@ -16,7 +16,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from checkpoint_files import Payload, booby_trapped, save_checkpoint
+from checkpoint_files import Payload, booby_trapped, save_checkpoint, save_pretraining_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.checkpoints import resolve_checkpoint
 from mdreid.data.readers import load_benchmark
@@ -135,6 +135,45 @@ def test_a_plain_pickle_is_one_line_and_never_runs(
     legacy = tmp_path / "legacy.pth"  # torch.save's pre-zip format is a pickle too, and still readable
     torch.save({"net.w": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
     assert resolve_checkpoint(legacy).official
+
+
+def test_a_checkpoint_of_the_other_kind_is_one_line_naming_what_to_pass(
+    tiny_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A pretraining run's last.ckpt given to train, eval or export points to its tower file; a fine-tuning
+    run's last.ckpt given to pretrain is refused before the pool is rendered."""
+    pretrained = save_pretraining_checkpoint(tmp_path / "pre")
+    tower = tmp_path / "pre" / "proxy_foundation.safetensors"
+    expected = (
+        f"error: {{key}}='{pretrained}' is a pretraining checkpoint (mdreid.pretrain's resume point): a visual "
+        f"tower, not a re-identification model; fine-tune from its tower with mdreid.train "
+        f"model.backbone.weights={tower} (or score the tower with mdreid.pretraining.zero_shot out=FILE)"
+    )
+    for entry, key in (("eval", "ckpt_path"), ("export", "ckpt_path"), ("train", "init_from")):
+        argv = [f"{key}={pretrained}", f"hydra.run.dir={tmp_path / entry}"]
+        assert one_error(entry, argv, monkeypatch, capsys) == expected.format(key=key)
+    tower.unlink()  # the run's tower moved elsewhere (another out=)
+    with pytest.raises(
+        MDReIDError, match=r"model\.backbone\.weights=the \.safetensors that run wrote \(out="
+    ):
+        resolve_checkpoint(pretrained)
+
+    finetuned = tmp_path / "fine" / "checkpoints" / "last.ckpt"
+    finetuned.parent.mkdir(parents=True)
+    save_checkpoint(tiny_cfg, finetuned)
+    pool = tmp_path / "data" / "pretrain_pool"
+    argv = [
+        f"ckpt_path={finetuned}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={tmp_path / 'p'}",
+    ]
+    assert one_error("pretrain", argv, monkeypatch, capsys) == (
+        f"error: ckpt_path='{finetuned}' is a fine-tuning checkpoint (mdreid.train); pretrain resumes only its "
+        "own <run dir>/checkpoints/last.ckpt, and a later stage starts from an earlier stage's tower with "
+        "init_weights=FILE.safetensors"
+    )
+    assert not pool.exists()  # refused before any rendering
+    assert resolve_checkpoint(pretrained, pretraining=True).resumable
 
 
 def test_mdreid_checkpoints_load_without_trust(tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
