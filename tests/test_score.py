@@ -308,3 +308,36 @@ def test_a_file_of_another_kind_is_one_line_naming_it(
         path.write_bytes(content)
     line = one_error("score", [str(path), f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys)
     assert line == f"error: {path}: {holds} (format: docs/feature_files.md)"
+
+
+def test_features_without_a_modality_name_the_file_and_every_pair_they_cannot_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """No TIR anywhere: one line naming the file, the missing combinations and every impossible pair, and the
+    ``eval.pairs`` value that scores the rest; scored that way, the score line says what it averaged."""
+    tensors = _good(8)
+    tensors["present"][:, 2] = False
+    tensors["features"][:, 2] = 0.0
+    path = tmp_path / "no tir.safetensors"
+    save_file(tensors, path, metadata=META)
+    line = one_error("score", [str(path), f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys)
+    assert line == (
+        f"error: {path}: 40 of 49 pairs cannot be scored (no query has all of T / RT / NT / RNT; no gallery item "
+        "has all of T / RT / NT / RNT): R->T, R->RT, R->NT, R->RNT, N->T, N->RT (+34 more); check the presence "
+        "mask, or drop them from eval.pairs: eval.pairs=\"['R->R','R->N','R->RN','N->R','N->N','N->RN','RN->R',"
+        "'RN->N','RN->RN']\" scores the others"
+    )
+    pairs = "eval.pairs=['R->R','R->N','R->RN','N->R','N->N','N->RN','RN->R','RN->N','RN->RN']"
+    result = score(compose_cfg("score.yaml", [f"file={path}", pairs, "eval.plots=false"], tmp_path / "ok"))
+    assert len([k for k in result if k.count("/") == 2 and k.endswith("/mAP")]) == 9
+    printed = " ".join(capsys.readouterr().out.split())  # Rich wraps long lines at the terminal width
+    expected = f"score = (mAP + R1) / 2 averaged over the 9 scored pairs (RNT->RNT not scored): {result['test/score']:.2f}"
+    assert expected in printed
+    full = tmp_path / "full.safetensors"
+    save_file(_good(8), full, metadata=META)
+    score(
+        compose_cfg(
+            "score.yaml", [f"file={full}", "eval.pairs=paper", "eval.plots=false"], tmp_path / "paper"
+        )
+    )
+    assert "score = (mAP + R1) / 2 of RNT->RNT: " in " ".join(capsys.readouterr().out.split())
