@@ -21,6 +21,7 @@ from mdreid.modalities import MODALITIES
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
 from mdreid.runtime.errors import MDReIDError
+from test_config_keys import one_error
 
 SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size
 
@@ -146,3 +147,21 @@ def test_cli_bad_format_exits_2_with_one_line(ckpt, tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: format='tflite' is not supported; use one of: onnx, torchscript"
     ], proc.stderr
+
+
+def test_an_unwritable_output_names_out(
+    ckpt, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A checkpoint on a read-only mount: the file goes next to it by default, and out=FILE is the fix (export
+    has no run folder of results that hydra.run.dir or paths.log_dir would move)."""
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no read-only /sys on this machine")
+    path, _ = ckpt
+    argv = [
+        f"ckpt_path={path}",
+        "format=torchscript",
+        "out=/sys/mdreid.pt",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    line = one_error("export", argv, monkeypatch, capsys)
+    assert line == "error: cannot write to /sys: Permission denied; write the file elsewhere with out=FILE"
