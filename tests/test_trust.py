@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import pickle
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,7 +25,15 @@ from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.eval import evaluate
 from mdreid.export import export
-from mdreid.factory import adopt_architecture, adopt_image_rule, build_module, load_module
+from mdreid.factory import (
+    adopt_architecture,
+    adopt_image_rule,
+    build_datamodule,
+    build_module,
+    check_cameras,
+    load_module,
+)
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.official import convert, load_official_checkpoint
@@ -267,6 +277,25 @@ def test_cameras_the_model_never_saw(
         model.net.mdl.cv_embed.zero_()
     zeroed = model.net.extract(batch, present.bool(), torch.tensor([0, 0]))
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(without, zeroed, strict=True))
+
+
+def test_the_unseen_camera_warning_counts_each_image_once(
+    tiny_cfg: Callable[..., DictConfig], synthetic_data_dir: Path, tmp_path: Path, caplog
+) -> None:
+    """RGBNT201's query list is its gallery list: an image of an unseen camera is one image, not two."""
+    path = tmp_path / "one.ckpt"
+    save_checkpoint(tiny_cfg, path, num_cameras=1)
+    bench = build_datamodule(tiny_cfg(), validation=False).benchmark  # the synthetic RGBNT201 copy
+    assert bench.query_is_gallery
+    unseen = [r for r in bench.query if r.camid >= 1]
+    evaluation = EvalConfig.parse({"unseen_cameras": "no_embedding"})
+    with caplog.at_level(logging.WARNING, logger="mdreid.factory"):
+        check_cameras(load_module(path), SimpleNamespace(benchmark=bench), evaluation)
+    cameras = len({r.camid for r in unseen})
+    assert caplog.messages == [
+        f"{len(unseen)} evaluation images from {cameras} unseen cameras get no camera embedding"
+    ]
+    assert 0 < len(unseen) < len(bench.query)
 
 
 def test_init_from_takes_the_checkpoints_architecture(

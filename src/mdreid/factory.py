@@ -245,7 +245,9 @@ def check_cameras(model: ReIDModule, datamodule: Any, evaluation: EvalConfig) ->
     """Evaluation camera ids the camera embedding has no row for: an error naming the counts, or with
     ``eval.unseen_cameras=no_embedding`` those images get no camera embedding (as if SIE were off for them)."""
     known = int(model.hparams["num_cameras"])
-    records = [*datamodule.benchmark.query, *datamodule.benchmark.gallery]
+    bench = datamodule.benchmark
+    # each image once: RGBNT201's query and gallery are one list, and an image both query and gallery is one
+    records = list({r.paths: r for r in (*bench.query, *bench.gallery)}.values())
     unseen = sorted({r.camid for r in records if r.camid >= known})
     if not unseen:
         return
