@@ -289,6 +289,7 @@ def test_the_unseen_camera_warning_counts_each_image_once(
     assert bench.query_is_gallery
     unseen = [r for r in bench.query if r.camid >= 1]
     evaluation = EvalConfig.parse({"unseen_cameras": "no_embedding"})
+    caplog.clear()  # the copy's generation logs too
     with caplog.at_level(logging.WARNING, logger="mdreid.factory"):
         check_cameras(load_module(path), SimpleNamespace(benchmark=bench), evaluation)
     cameras = len({r.camid for r in unseen})
