@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mdreid.reporting.sweep_table import build_table
+from mdreid.reporting.sweep_table import build_table, to_markdown
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.job_status import mark_ended, mark_running
 from mdreid.sweep_summary import main
@@ -101,13 +101,14 @@ def test_rebuilt_table_takes_each_status_from_the_job_folder(tmp_path: Path, cap
     assert [j.status for j in build_table(sweep, ended_pids=(os.getpid(),)).jobs if j.num == 2] == ["failed"]
 
 
-def test_without_an_optimized_metric_the_table_ranks_by_rnt_map(tmp_path: Path) -> None:
+def test_without_an_optimized_metric_the_table_never_ranks_on_test(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     for num, map_ in enumerate((20.0, 60.0, 40.0)):
         make_job(sweep, num, str(num), groups(map_))  # e.g. an eval sweep: metrics.json only
     table = build_table(sweep)
-    assert table.rank_by == "matched/RNT->RNT/mAP" and [j.num for j in table.jobs] == [1, 2, 0]
+    assert table.rank_by is None and [j.num for j in table.jobs] == [0, 1, 2]  # job order, not test mAP
     assert all(j.status == "done" for j in table.jobs)
+    assert "in job order (no selection metric; test columns are not ranked on)" in to_markdown(table)
 
 
 def test_minimize_direction_ranks_the_lowest_first(tmp_path: Path) -> None:
