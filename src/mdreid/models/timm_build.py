@@ -97,7 +97,7 @@ def create(
     try:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **args)
     except (RuntimeError, KeyError, ValueError, AssertionError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = " ".join(str(err).split()) or type(err).__name__
         raise MDReIDError(
             f"{KEY}={weights}: does not fit timm model {name} ({reason[:300]}); check model.backbone.name and "
             "model_args against the file"
