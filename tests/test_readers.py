@@ -85,8 +85,8 @@ def test_every_manifest_name_parses() -> None:
 
 
 def test_public_names() -> None:
-    assert DATASETS == ("rgbnt201", "rgbnt100", "msvr310")
-    assert [benchmark_folder(d) for d in DATASETS] == ["RGBNT201", "RGBNT100", "MSVR310"]
+    assert DATASETS == ("rgbnt201", "rgbnt100", "msvr310", "wmveid863")
+    assert [benchmark_folder(d) for d in DATASETS] == ["RGBNT201", "RGBNT100", "MSVR310", "MSVWild863"]
     assert split_folders("rgbnt201") == {"train": "train_171", "query": "test", "gallery": "test"}
     assert split_folders("MSVR310")["query"] == "query3"
 
