@@ -355,7 +355,10 @@ def test_msvr310_filename_must_match_its_id_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"name": "market1501"}, "invalid dataset='market1501': use one of rgbnt201, rgbnt100, msvr310"),
+        (
+            {"name": "market1501"},
+            "invalid dataset='market1501': use one of rgbnt201, rgbnt100, msvr310, wmveid863",
+        ),
         (
             {"name": "rgbnt201", "on_missing": "ignore"},
             "invalid data.on_missing='ignore': use one of error, skip",
