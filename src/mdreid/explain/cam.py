@@ -61,7 +61,9 @@ def feature_token(net: MDReIDNet, feature: str) -> int:
     return FEATURES.index(feature)
 
 
-def _substituted(side: Side, modality: int, feature: str, value: Tensor) -> tuple[Tensor | None, Tensor | None]:
+def _substituted(
+    side: Side, modality: int, feature: str, value: Tensor
+) -> tuple[Tensor | None, Tensor | None]:
     """The side's features (one item) with ``feature`` of ``modality`` replaced by ``value``."""
     parts = {"sp": side.sp, "sh": side.sh}
     old = parts[feature]

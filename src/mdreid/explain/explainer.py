@@ -63,7 +63,9 @@ def _side(items: GalleryItems, row: int, subset: str) -> Side:
 class Explainer:
     """Explanations with one model; ``similarity`` is the index's rule (``code`` or ``paper``)."""
 
-    def __init__(self, model: ReIDModule, similarity: str = "code", device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, model: ReIDModule, similarity: str = "code", device: str | torch.device = "cpu"
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.net = self.model.net
@@ -108,10 +110,14 @@ class Explainer:
             return lambda m: similarity_target(self.net, q, g, pair, self.similarity, side, m, feature)
 
         return MatchExplanation(
-            shares, self._cams(query, pair[0], target("query")), self._cams(gallery, pair[1], target("gallery"))
+            shares,
+            self._cams(query, pair[0], target("query")),
+            self._cams(gallery, pair[1], target("gallery")),
         )
 
-    def identity(self, record: Record, subset: str, label: int, feature: str = "sh") -> dict[str, ModalityCam]:
+    def identity(
+        self, record: Record, subset: str, label: int, feature: str = "sh"
+    ) -> dict[str, ModalityCam]:
         """The maps of training class ``label``'s logit for each modality of ``subset`` of ``record``."""
         item = _side(self.features([record]), 0, subset)
         return self._cams(record, subset, lambda m: identity_target(self.net, item, m, feature, label))
