@@ -64,10 +64,10 @@ def served(tmp_path_factory):
     page.close()
 
 
-def cli_search(root: Path, out: str, *files: str, camid: int = 1, gallery: str = "RNT") -> list[int]:
-    args = ["search", str(root / "m-index"), "--camid", str(camid), "--gallery-modalities", gallery]
+def cli_search(root: Path, out: str, *files: str, camid: int = 1, top_k: int = 5) -> list[int]:
+    args = ["search", str(root / "m-index"), "--camid", str(camid), "--gallery-modalities", "RNT"]
     flags = [f for pair in zip(("--rgb", "--nir", "--tir"), files, strict=False) for f in pair if pair[1]]
-    assert index_main([*args, *flags, "--top-k", "5", "--out", str(root / out), "--device", "cpu"]) == 0
+    assert index_main([*args, *flags, "--top-k", str(top_k), "--out", str(root / out), "--device", "cpu"]) == 0
     return [h["item"] for h in json.loads((root / out / "results.json").read_text())[0]["hits"]]
 
 
@@ -109,3 +109,55 @@ def test_api_through_gradio_client(served) -> None:
     with pytest.raises(AppError, match="was built with another model"):
         client.predict(handle_file(rgb), None, None, *other, api_name="/search")
     assert client.predict(handle_file(rgb), None, None, *settings, api_name="/search")[2].startswith("R -> RNT")
+
+
+def chromium_driver():
+    """Headless Chromium through Debian's chromium + chromium-driver; absent: a skip, or in CI a failure."""
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
+        message = "the browser test needs Debian's chromium and chromium-driver (apt-get install -y ...)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1500"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_search_page_in_headless_chromium(served, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root, url = served
+    browser = chromium_driver()
+    wait = WebDriverWait(browser, 30)
+    try:
+        browser.get(url)
+        button = wait.until(lambda b: b.find_element(By.ID, "search"))
+        button.click()  # nothing uploaded: the page says so
+        wait.until(lambda b: "no query image" in b.find_element(By.TAG_NAME, "body").text)
+        for close in browser.find_elements(By.CSS_SELECTOR, ".toast-close, [data-testid='toast-close']"):
+            close.click()
+        for letter in "RT":
+            upload = browser.find_element(By.CSS_SELECTOR, f"#query-{letter} input[type=file]")
+            upload.send_keys(str(root / f"2_1_{letter.lower()}.png"))
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#query-T a, #query-T .file-name")) > 0)
+        button.click()
+        wait.until(lambda b: "matches" in b.find_element(By.ID, "status").text)
+        cells = browser.find_elements(By.CSS_SELECTOR, '#results [role=gridcell][data-col="1"]')
+        items = [int(c.text) for c in sorted(cells, key=lambda c: int(c.get_attribute("data-row")))]
+        files = (str(root / "2_1_r.png"), "", str(root / "2_1_t.png"))
+        assert items == cli_search(root, "cli", *files, camid=0, top_k=10)  # the page's default top-k
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#cams img")) >= 10)  # 2 matches x 5 maps
+        # everything the page loaded came from this machine: no CDN, no analytics
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(u.startswith(url.rstrip("/")) or u.startswith(("data:", "blob:")) for u in loaded)
+        shot = Path(os.environ.get("MDREID_SCREENSHOT", tmp_path / "search_page.png"))
+        assert browser.save_screenshot(str(shot)) and Image.open(shot).size[0] > 0
+    finally:
+        browser.quit()
