@@ -59,7 +59,9 @@ def served(tmp_path_factory):
         args = ["build", str(root / f"{name}-index"), "--ckpt", str(ckpt), "--manifest", str(manifest)]
         assert index_main([*args, "--device", "cpu"]) == 0
     port = free_port()
-    page = launch(parser().parse_args([str(root / "m-index"), "--port", str(port), "--device", "cpu"]), block=False)
+    page = launch(
+        parser().parse_args([str(root / "m-index"), "--port", str(port), "--device", "cpu"]), block=False
+    )
     yield root, f"http://127.0.0.1:{port}/"
     page.close()
 
@@ -67,7 +69,9 @@ def served(tmp_path_factory):
 def cli_search(root: Path, out: str, *files: str, camid: int = 1, top_k: int = 5) -> list[int]:
     args = ["search", str(root / "m-index"), "--camid", str(camid), "--gallery-modalities", "RNT"]
     flags = [f for pair in zip(("--rgb", "--nir", "--tir"), files, strict=False) for f in pair if pair[1]]
-    assert index_main([*args, *flags, "--top-k", str(top_k), "--out", str(root / out), "--device", "cpu"]) == 0
+    assert (
+        index_main([*args, *flags, "--top-k", str(top_k), "--out", str(root / out), "--device", "cpu"]) == 0
+    )
     return [h["item"] for h in json.loads((root / out / "results.json").read_text())[0]["hits"]]
 
 
@@ -77,7 +81,9 @@ def test_api_through_gradio_client(served) -> None:
 
     root, url = served
     client = Client(url, verbose=False)
-    assert {"/search", "/load_item"} <= set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/search", "/load_item"} <= set(
+        client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    )
     rgb, tir = str(root / "1_0_r.png"), str(root / "1_0_t.png")
     settings = [1, str(root / "m-index"), ["R", "N", "T"], 5, False, "sh", 1]
     table, cams, status = client.predict(
@@ -108,7 +114,9 @@ def test_api_through_gradio_client(served) -> None:
     other = [1, str(root / "other-index"), *settings[2:]]
     with pytest.raises(AppError, match="was built with another model"):
         client.predict(handle_file(rgb), None, None, *other, api_name="/search")
-    assert client.predict(handle_file(rgb), None, None, *settings, api_name="/search")[2].startswith("R -> RNT")
+    assert client.predict(handle_file(rgb), None, None, *settings, api_name="/search")[2].startswith(
+        "R -> RNT"
+    )
 
 
 def chromium_driver():
@@ -124,7 +132,13 @@ def chromium_driver():
 
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1500"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1280,1500",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -156,7 +170,9 @@ def test_search_page_in_headless_chromium(served, tmp_path: Path) -> None:
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#cams img")) >= 10)  # 2 matches x 5 maps
         # everything the page loaded came from this machine: no CDN, no analytics
         loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-        assert loaded and all(u.startswith(url.rstrip("/")) or u.startswith(("data:", "blob:")) for u in loaded)
+        assert loaded and all(
+            u.startswith(url.rstrip("/")) or u.startswith(("data:", "blob:")) for u in loaded
+        )
         shot = Path(os.environ.get("MDREID_SCREENSHOT", tmp_path / "search_page.png"))
         assert browser.save_screenshot(str(shot)) and Image.open(shot).size[0] > 0
     finally:

@@ -22,7 +22,11 @@ from mdreid.modalities import all_pairs
 from mdreid.module import ReIDModule
 from test_official import official_state
 
-TOWER = {"name": "ViT-B-16", "weights": None, "vision": {"width": 32, "layers": 2, "heads": 2, "patch_size": 8}}
+TOWER = {
+    "name": "ViT-B-16",
+    "weights": None,
+    "vision": {"width": 32, "layers": 2, "heads": 2, "patch_size": 8},
+}
 ALL = torch.ones(1, 3, dtype=torch.bool)
 
 
@@ -95,7 +99,9 @@ def test_grad_cam_is_grad_cam_on_the_patch_grid(size, grid, feature) -> None:
     images = torch.randn(2, 3, *size, generator=gen)
     with torch.no_grad():
         sp, sh = net.extract({"RGB": images[:1], "NI": images[:1], "TI": images[1:]}, ALL, torch.tensor([1]))
-        sp2, sh2 = net.extract({"RGB": images[1:], "NI": images[1:], "TI": images[:1]}, ALL, torch.tensor([0]))
+        sp2, sh2 = net.extract(
+            {"RGB": images[1:], "NI": images[1:], "TI": images[:1]}, ALL, torch.tensor([0])
+        )
     q, g = Side(sp, sh, ALL), Side(sp2, sh2, ALL)
     target = similarity_target(net, q, g, ("RNT", "RT"), "code", "query", 2, feature)
     with torch.no_grad():  # the target at the image's own tokens is the match's score
@@ -134,13 +140,17 @@ def test_cli_on_an_mdreid_checkpoint(tmp_path: Path, capsys) -> None:
     ckpt = save_weights_checkpoint(tiny_module(), tmp_path / "m.ckpt")
     report = explain(tmp_path, ckpt, "why")
     assert report["pair"] == "RT->RNT" and set(report["shares"]["gallery"]) == {"R", "N", "T"}
-    assert report["shares"]["gallery"]["N"] == 0.0  # code mode: with nothing unmatched on the query, N is unused
+    assert (
+        report["shares"]["gallery"]["N"] == 0.0
+    )  # code mode: with nothing unmatched on the query, N is unused
     written = sorted(p.name for p in (tmp_path / "why").iterdir())
-    assert written == sorted([*(f"gallery_{m}.png" for m in "RNT"), "explanation.json", "query_R.png", "query_T.png"])
+    assert written == sorted(
+        [*(f"gallery_{m}.png" for m in "RNT"), "explanation.json", "query_R.png", "query_T.png"]
+    )
     assert Image.open(tmp_path / "why" / "query_T.png").size == (16, 32)  # the model's 32x16 view
     # the score is the search's: the explainer's features give the same inner product
-    from mdreid.explain.explainer import Explainer
     from mdreid.data.records import Record
+    from mdreid.explain.explainer import Explainer
 
     ex = Explainer(tiny_module())
     q = ex.features([Record((str(tmp_path / "q/r.png"), "", str(tmp_path / "q/t.png")), -1, 1)])
@@ -164,9 +174,25 @@ def test_cli_on_an_official_file_every_modality_and_identity(tmp_path: Path) -> 
         assert image.shape == (256, 128, 3)
     q = write_images(tmp_path / "q3", 2)
     out = tmp_path / "id"
-    args = ["--ckpt", str(path), "--out", str(out), "--device", "cpu", "--identity", "7", "--query-camid", "2"]
+    args = [
+        "--ckpt",
+        str(path),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--identity",
+        "7",
+        "--query-camid",
+        "2",
+    ]
     assert main([*args, "--query-rgb", q[0], "--query-nir", q[1], "--query-tir", q[2]]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["explanation.json", "query_N.png", "query_R.png", "query_T.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "explanation.json",
+        "query_N.png",
+        "query_R.png",
+        "query_T.png",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -223,3 +249,38 @@ def test_cue_marks_the_identity_only_in_its_box(tmp_path: Path) -> None:
 
     a, b = (upper_patch(p) for p in train)
     assert np.abs(a - b).max() < 10  # same identity, same patch, though the bodies differ
+
+
+def test_ranked_list_grid_captions_shares_and_draws_overlays(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mdreid.reporting.plots.ranked_list import (
+        BACKGROUND,
+        BORDER,
+        PERSON_TILE,
+        GridLayout,
+        ranked_list_grid,
+    )
+    from test_plots import hand_made
+
+    samples, records, colours = hand_made(tmp_path)
+    magenta = Image.new("RGB", (8, 8), (255, 0, 255))
+    calls = []
+
+    def explain(query, gallery, pair):
+        calls.append((query.paths[0], gallery.paths[0], pair))
+        maps = {c: SimpleNamespace(overlay=magenta) for c in "RNT"}
+        return SimpleNamespace(query=maps, gallery=maps)
+
+    layout = GridLayout(PERSON_TILE, rows=3, columns=4, blocks=1)
+    plain = ranked_list_grid(samples, records, ("RNT", "RNT"), [0], topk=3)
+    x, y = layout.origin(0, 0, 1)
+    bottom = y + BORDER + PERSON_TILE[1]  # the caption band (two lines, q and g shares) at the tile's bottom
+    band = np.asarray(plain.crop((x + BORDER, bottom - 6, x + BORDER + PERSON_TILE[0], bottom)))
+    assert (band == BACKGROUND).all(-1).any() and (band.sum(-1) < 200).any()  # white band, dark text
+    assert plain.getpixel((x + layout.cell[0] // 2, y + layout.cell[1] // 3)) != (255, 0, 255)
+    drawn = ranked_list_grid(samples, records, ("RNT", "RNT"), [0], topk=3, explain=explain)
+    assert len(calls) == 3 and all(c[2] == ("RNT", "RNT") for c in calls)
+    for column in range(4):  # query (rank-1 maps) and every gallery tile
+        cx, cy = layout.origin(0, 1, column)
+        assert drawn.getpixel((cx + layout.cell[0] // 2, cy + layout.cell[1] // 3)) == (255, 0, 255)

@@ -43,11 +43,17 @@ class PublishResults(Callback):
     ``save_features`` the scored features as ``features.safetensors`` (``mdreid.score`` reads it back)."""
 
     def __init__(
-        self, out_dir: str | Path, header: Mapping[str, Any], plots: bool = True, save_features: bool = False
+        self,
+        out_dir: str | Path,
+        header: Mapping[str, Any],
+        plots: bool = True,
+        save_features: bool = False,
+        plots_cam: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.header = dict(header)
         self.plots = plots
+        self.plots_cam = plots_cam
         self.save_features = save_features
         self.files: dict[str, Path] = {}
 
@@ -57,8 +63,24 @@ class PublishResults(Callback):
         run's ``eval`` section (``evaluation``) says."""
         header = results_header(cfg, **header)
         return cls(
-            cfg.paths.output_dir, header, plots=evaluation.plots, save_features=evaluation.save_features
+            cfg.paths.output_dir,
+            header,
+            plots=evaluation.plots,
+            save_features=evaluation.save_features,
+            plots_cam=evaluation.plots_cam,
         )
+
+    def _explain(self, pl_module: ReIDModule, similarity: str):
+        """``Explainer.match`` of the tested model for the ranked lists (eval.plots_cam), else None."""
+        if not self.plots_cam:
+            return None
+        from mdreid.explain.cam import TARGET_MODES
+        from mdreid.explain.explainer import Explainer
+
+        if similarity not in TARGET_MODES:
+            log.warning("no Grad-CAM in the ranked lists: similarity %s has no map target", similarity)
+            return None
+        return Explainer(pl_module, similarity, pl_module.device).match
 
     def on_test_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:
         evaluation = pl_module.test_evaluation
@@ -74,6 +96,7 @@ class PublishResults(Callback):
             loggers=trainer.loggers,
             samples=evaluation.samples if self.plots else None,
             records=records,
+            explain=self._explain(pl_module, evaluation.result.similarity) if self.plots else None,
         )
         if self.save_features:
             saved = FeatureSet.from_samples(
