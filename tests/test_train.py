@@ -42,7 +42,9 @@ def check_protocol(record: dict, data_dir: Path, epoch: int) -> None:
 
 
 @pytest.mark.slow
-def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: Path, tmp_path: Path) -> None:
+def test_two_epoch_run_learns_and_writes_metrics(
+    tiny_cfg, synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     cfg = tiny_cfg(
         "train.yaml",
         "trainer.max_epochs=3",
@@ -74,7 +76,11 @@ def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: P
         [*tiny, f"paths.data_dir={synthetic_data_dir}", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"],
         tmp_path / "eval",
     )
+    capsys.readouterr()
     evaluate(eval_cfg)
+    printed = capsys.readouterr().out  # the protocol record as one block, before the tables
+    assert "protocol: rgbnt201 (junk rule: camera)" in printed
+    assert "selected on: validation; checkpoint: last-epoch (epoch 3)" in printed
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (evaluated["epoch"], evaluated["global_step"]) == (3, payload["global_step"])
     assert evaluated["rows"] == payload["rows"]
