@@ -6,13 +6,17 @@ import csv
 import json
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from checkpoint_files import NUM_CAMERAS, save_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.readers import load_benchmark
 from mdreid.eval import evaluate
+from mdreid.factory import build_module, load_module
+from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 
 
@@ -147,3 +151,23 @@ def test_val_none_and_val_test_are_named_in_every_output(
     assert metrics["val/score"] == pytest.approx(metrics["test/score"], abs=1e-6)
     saved = torch.load(tmp_path / "test" / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["protocol"]["selected_on"] == "test"
+
+
+def test_fine_tuning_trains_new_identity_classifiers_for_another_identity_count(
+    tiny_cfg, tmp_path: Path
+) -> None:
+    """A checkpoint of 12 identities into a run of 5 (e.g. all identities, then some held out for validation):
+    the heads start anew, every other tensor is the checkpoint's; without new_heads the file is refused."""
+    saved = save_checkpoint(tiny_cfg, tmp_path / "all.ckpt")
+    cfg = tiny_cfg("train.yaml")
+    torch.manual_seed(1)
+    run = build_module(cfg, SimpleNamespace(num_classes=5, num_cameras=NUM_CAMERAS, junk_rule="camera"))
+    fresh = {k: v.clone() for k, v in run.state_dict().items()}
+    with pytest.raises(MDReIDError, match="does not fit the configured model"):
+        load_module(tmp_path / "all.ckpt", run)
+    load_module(tmp_path / "all.ckpt", run, new_heads=True)
+    heads = [k for k in fresh if k.endswith(".classifier.weight")]
+    assert heads and all(run.state_dict()[k].shape[0] == 5 for k in heads)
+    for key, value in run.state_dict().items():
+        expected = fresh[key] if key in heads else saved.state_dict()[key]
+        assert torch.equal(value, expected), key

@@ -66,7 +66,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule, evaluation)
     if init is not None:
-        load_module(init, model).train()  # a resume (ckpt_path) restores its own weights over these
+        load_module(init, model, new_heads=True).train()  # a resume (ckpt_path) restores its own over these
     if resume is not None:
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
