@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mdreid.reporting.sweep_report import summary_markdown
 from mdreid.reporting.sweep_table import build_table, to_markdown
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.job_status import mark_ended, mark_running
@@ -169,3 +170,23 @@ def test_jobs_of_the_plan_that_never_ran_are_listed(tmp_path: Path, capsys) -> N
     out = capsys.readouterr().out
     assert "job 0 (model.optim.base_lr=0.1) failed: model.loss.rol_weight='oops': expected a number" in out
     assert "job 2 (model.optim.base_lr=0.3) never ran" in out
+
+
+def test_a_sweep_selected_on_test_says_so_first(tmp_path: Path) -> None:
+    """data.val=test: the jobs' protocol records say selected_on test, and the table's first line says so."""
+    sweep = tmp_path / "sweep"
+    for num, value in enumerate((0.3, 0.5)):
+        job = make_job(sweep, num, str(num), groups(40.0))
+        payload = json.loads((job / "metrics.json").read_text())
+        payload["protocol"] = {"selected_on": "test" if num else "validation", "dataset": "rgbnt201"}
+        (job / "metrics.json").write_text(json.dumps(payload))
+        mark_running(job, "val/score")
+        mark_ended(job, True, value)
+    markdown = summary_markdown(build_table(sweep))
+    assert markdown.splitlines()[2].startswith("SELECTED ON THE TEST SPLIT (data.val=test)")
+    honest = tmp_path / "honest"
+    make_job(honest, 0, "1", groups(40.0))
+    (honest / "0" / "metrics.json").write_text(
+        json.dumps({"groups": groups(40.0), "rows": [], "protocol": {"selected_on": "validation"}})
+    )
+    assert "Selected on the validation split" in summary_markdown(build_table(honest))
