@@ -102,7 +102,16 @@ class FeatureSet:
             "is_query": self.is_query.bool(),
             "is_gallery": self.is_gallery.bool(),
         }
-        return {k: v.detach().cpu().contiguous() for k, v in out.items() if v is not None}
+        stored, seen = {}, set()
+        for key, value in out.items():
+            if value is None:
+                continue
+            value = value.detach().cpu().contiguous()
+            if value.untyped_storage().data_ptr() in seen:  # safetensors refuses tensors sharing memory
+                value = value.clone()
+            seen.add(value.untyped_storage().data_ptr())
+            stored[key] = value
+        return stored
 
     def metadata(self) -> dict[str, str]:
         """The stored strings by key; ``provenance`` as a JSON object."""
