@@ -194,7 +194,7 @@ def test_an_official_pth_embeds_as_the_official_forward(evaluated: dict, tmp_pat
     embedder = mdreid.Embedder.from_checkpoint(tmp_path / "own.pth", device="cpu", image_size=(64, 32))
     path = evaluated["records"][0].paths[2]
     out = embedder.embed(tir=path, camid=2)
-    image = embedder.preprocess({"tir": path}, "item 0")[0][2]
+    image = embedder.preprocess([None, None, path], "item 0")[2]
     ref = reference_tokens(state, image[None], torch.tensor([2]))
     torch.testing.assert_close(out.sp[0, 2], ref[0, 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(out.sh[0, 2], ref[0, 1], atol=1e-5, rtol=0)

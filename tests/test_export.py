@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,9 +16,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from checkpoint_files import NUM_CAMERAS, save_checkpoint
+from mdreid.embed.embedder import Embedder
 from mdreid.export import example_inputs, export, export_extractor
+from mdreid.export_parity import parity_report
 from mdreid.factory import load_module
-from mdreid.modalities import MODALITIES
+from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
 from mdreid.runtime.errors import MDReIDError
@@ -75,7 +78,7 @@ def test_extractor_is_the_checkpoint_models_per_modality_path(tiny_cfg, tmp_path
 def test_onnx_cli_dynamic_batch_and_camera_embedding(ckpt, tmp_path: Path) -> None:
     path, module = ckpt
     out = tmp_path / "exported" / "feat.onnx"
-    proc = run_cli(f"ckpt_path={path}", "format=onnx", f"out={out}", cwd=tmp_path)
+    proc = run_cli(f"ckpt_path={path}", "format=onnx", f"out={out}", "parity=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"wrote {out}" in proc.stdout and "image [batch, 3, 64, 32] float32" in proc.stdout
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -146,3 +149,32 @@ def test_cli_bad_format_exits_2_with_one_line(ckpt, tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: format='tflite' is not supported; use one of: onnx, torchscript"
     ], proc.stderr
+
+
+def test_parity_report_of_fp32_and_fp16_onnx_on_the_synthetic_test_split(ckpt, tiny_cfg, tmp_path: Path) -> None:
+    """The report covers the 7 query subsets; fp32 agrees to float rounding, fp16 to half-precision rounding,
+    and a graph of other weights is caught."""
+    path, _ = ckpt
+    reports = {}
+    for fp16 in (False, True):
+        cfg = OmegaConf.create(
+            {"ckpt_path": str(path), "format": "onnx", "out": None, "opset": 18, "batch_size": 2, "seed": 0}
+        )
+        cfg.fp16, cfg.parity = fp16, True
+        out = export(cfg)
+        assert out.name == ("last.fp16.onnx" if fp16 else "last.onnx")
+        reports[fp16] = json.loads(Path(f"{out}.parity.json").read_text())
+        assert [r["query"] for r in reports[fp16]["rows"]] == list(SUBSETS) and reports[fp16]["pairs"] == 49
+        assert "| RNT |" in Path(f"{out}.parity.md").read_text()
+    fp32, half = reports[False], reports[True]
+    assert fp32["max_abs_unit_feature"] < 1e-5 and fp32["max_abs_mAP_49"] < 1e-3
+    assert 1e-5 < half["max_abs_unit_feature"] < 1e-2 and half["max_abs_mAP_49"] < 5.0
+    with pytest.raises(MDReIDError, match="fp16=true converts ONNX graphs"):
+        export(OmegaConf.create({"ckpt_path": str(path), "format": "torchscript", "fp16": True}))
+    # a graph of other weights fails the comparison
+    other = save_checkpoint(tiny_cfg, tmp_path / "other.ckpt", "model.sie_coe=2.0")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    wrong = parity_report(Embedder(other, device="cpu"), path.with_suffix(".onnx"), "onnx", "fp32")
+    assert wrong["max_abs_unit_feature"] > 1e-2

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
+from mdreid.checkpoints import Checkpoint, resolve_checkpoint
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.data.transforms import TripletTransform
 from mdreid.embed.embeddings import Embeddings
@@ -47,6 +47,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def extract(net: Any, images: dict[str, Tensor], present: Tensor, camid: Tensor) -> dict[str, Tensor]:
+    """``net.extract`` as evaluation calls it, as float32 CPU ``sp`` (None: one feature per modality, then
+    stored as ``sh``, as the metric compares it) and ``sh``."""
+    sp, sh = net.extract(images, present, camid)
+    if sh is None:
+        sp, sh = None, sp
+    return {"sp": None if sp is None else sp.float().cpu(), "sh": sh.float().cpu()}
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -88,7 +97,7 @@ class Embedder:
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | Checkpoint,
         device: str | torch.device = "auto",
         precision: str = "32-true",
         *,
@@ -96,12 +105,11 @@ class Embedder:
         batch_size: int = 32,
         trust: bool = False,
     ) -> Embedder:
-        """The model of an mdreid checkpoint or an official MDReID ``.pth``, read as data (never unpickled
-        unless ``trust``); ``image_size`` settles an official file's input size where its weights do not."""
-        from mdreid.checkpoints import resolve_checkpoint
+        """The model of an mdreid checkpoint or an official MDReID ``.pth`` (a path, or a file already
+        opened by ``resolve_checkpoint``), read as data (never unpickled unless ``trust``); ``image_size`` settles an official file's input size where its weights do not."""
         from mdreid.factory import load_module, trained_image_rule
 
-        ckpt = resolve_checkpoint(path, key="path", trust=trust)
+        ckpt = path if isinstance(path, Checkpoint) else resolve_checkpoint(path, key="path", trust=trust)
         module = load_module(ckpt, image_size=image_size)
         return cls(module, trained_image_rule(ckpt), device, precision, batch_size)
 
@@ -138,7 +146,7 @@ class Embedder:
             )
         return items
 
-    def _camids(self, camid: int | Sequence[int] | Tensor | None, n: int) -> Tensor:
+    def camids(self, camid: int | Sequence[int] | Tensor | None, n: int) -> Tensor:
         if camid is None:
             return torch.full((n,), NO_CAMERA, dtype=torch.long)
         ids = torch.as_tensor(camid, dtype=torch.long).reshape(-1)
@@ -156,14 +164,29 @@ class Embedder:
             )
         return ids
 
-    def preprocess(self, item: dict[str, ImageLike], where: str) -> tuple[list[Tensor | None], list[bool]]:
-        """One item's normalised ``[3, H, W]`` images in R, N, T order (None where absent) and its mask."""
-        present = [m in item for m in ARGUMENTS]
-        pil: list[Image.Image] = [to_pil(item[m], f"{where} {m}", self.rule) for m in ARGUMENTS if m in item]
+    def preprocess(self, images: Sequence[ImageLike | None], where: str) -> list[Tensor | None]:
+        """One item's R, N, T images (None where absent) as normalised ``[3, H, W]`` tensors."""
+        present = [image is not None for image in images]
+        pil = [
+            to_pil(image, f"{where} {arg}", self.rule)
+            for image, arg in zip(images, ARGUMENTS, strict=True)
+            if image is not None
+        ]
         tensors = iter(self.transform(pil))
-        return [next(tensors) if p else None for p in present], present
+        return [next(tensors) if p else None for p in present]
 
-    # ------------------------------------------------------------------------------------------- model
+    def collate(self, rows: Sequence[Sequence[Tensor | None]]) -> tuple[dict[str, Tensor], Tensor]:
+        """Preprocessed items as the network's input: ``[B, 3, H, W]`` per modality that any item has
+        (zeros where an item lacks it) and the ``[B, 3]`` presence mask."""
+        present = torch.tensor([[t is not None for t in row] for row in rows], dtype=torch.bool)
+        zeros = torch.zeros(3, *self.image_size)
+        images = {
+            m: torch.stack([row[i] if row[i] is not None else zeros for row in rows])
+            for i, m in enumerate(MODALITIES)
+            if bool(present[:, i].any())
+        }
+        return images, present
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]
         if dtype is None:
@@ -171,26 +194,13 @@ class Embedder:
         return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
-    def embed_batch(self, images: Sequence[Sequence[Tensor | None]], camid: Tensor) -> dict[str, Tensor]:
-        """Features of preprocessed items (per item, R/N/T ``[3, H, W]`` or None): ``sp``, ``sh``,
-        ``present`` and ``camid`` as ``Embeddings`` holds them."""
-        present = torch.tensor([[t is not None for t in row] for row in images], dtype=torch.bool)
-        zeros = torch.zeros(3, *self.image_size)
-        stacked = {
-            m: torch.stack([row[i] if row[i] is not None else zeros for row in images]).to(self.device)
-            for i, m in enumerate(MODALITIES)
-            if bool(present[:, i].any())
-        }
+    def embed_batch(self, images: dict[str, Tensor], present: Tensor, camid: Tensor) -> dict[str, Tensor]:
+        """Features of a collated batch: ``sp``, ``sh``, ``present`` and ``camid`` as ``Embeddings`` holds
+        them."""
+        move = {m: x.to(self.device) for m, x in images.items()}
         with self._autocast():
-            sp, sh = self.module.net.extract(stacked, present.to(self.device), camid.to(self.device))
-        if sh is None:  # one feature per modality (the single-token baseline): compared like sh
-            sp, sh = None, sp
-        return {
-            "sp": None if sp is None else sp.float().cpu(),
-            "sh": sh.float().cpu(),
-            "present": present,
-            "camid": camid.cpu(),
-        }
+            out = extract(self.module.net, move, present.to(self.device), camid.to(self.device))
+        return {**out, "present": present.cpu(), "camid": camid.cpu()}
 
     def _chunks(self, n: int) -> Iterator[range]:
         for start in range(0, n, self.batch_size):
@@ -208,9 +218,12 @@ class Embedder:
         4-D array or tensor is a batch too). ``camid``: one id for all, one per item, or None for no camera
         embedding. Items are embedded ``batch_size`` at a time, in order."""
         items = self._items({"rgb": rgb, "nir": nir, "tir": tir})
-        camids = self._camids(camid, len(items))
+        camids = self.camids(camid, len(items))
         parts = []
         for rows in self._chunks(len(items)):
-            images = [self.preprocess(items[i], f"item {i}")[0] for i in rows]
-            parts.append(self.embed_batch(images, camids[rows.start : rows.stop]))
+            given = [[items[i].get(arg) for arg in ARGUMENTS] for i in rows]
+            images, present = self.collate(
+                [self.preprocess(g, f"item {i}") for i, g in zip(rows, given, strict=True)]
+            )
+            parts.append(self.embed_batch(images, present, camids[rows.start : rows.stop]))
         return Embeddings.cat([Embeddings.from_mapping(p, self.mode) for p in parts])
