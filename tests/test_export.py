@@ -10,12 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from checkpoint_files import NUM_CAMERAS, save_checkpoint
+from mdreid.data.readers import load_benchmark
+from mdreid.data.synthetic.generate import generate
 from mdreid.embed.embedder import Embedder
 from mdreid.export import example_inputs, export, export_extractor
 from mdreid.export_parity import parity_report
@@ -151,7 +154,9 @@ def test_cli_bad_format_exits_2_with_one_line(ckpt, tmp_path: Path) -> None:
     ], proc.stderr
 
 
-def test_parity_report_of_fp32_and_fp16_onnx_on_the_synthetic_test_split(ckpt, tiny_cfg, tmp_path: Path) -> None:
+def test_parity_report_of_fp32_and_fp16_onnx_on_the_synthetic_test_split(
+    ckpt, tiny_cfg, tmp_path: Path
+) -> None:
     """The report covers the 7 query subsets; fp32 agrees to float rounding, fp16 to half-precision rounding,
     and a graph of other weights is caught."""
     path, _ = ckpt
@@ -166,6 +171,7 @@ def test_parity_report_of_fp32_and_fp16_onnx_on_the_synthetic_test_split(ckpt, t
         reports[fp16] = json.loads(Path(f"{out}.parity.json").read_text())
         assert [r["query"] for r in reports[fp16]["rows"]] == list(SUBSETS) and reports[fp16]["pairs"] == 49
         assert "| RNT |" in Path(f"{out}.parity.md").read_text()
+        onnx.checker.check_model(str(out))  # a valid graph (nodes in order), fp16 too
     fp32, half = reports[False], reports[True]
     assert fp32["max_abs_unit_feature"] < 1e-5 and fp32["max_abs_mAP_49"] < 1e-3
     assert 1e-5 < half["max_abs_unit_feature"] < 1e-2 and half["max_abs_mAP_49"] < 5.0
@@ -176,5 +182,7 @@ def test_parity_report_of_fp32_and_fp16_onnx_on_the_synthetic_test_split(ckpt, t
     with torch.no_grad():
         for p in other.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    wrong = parity_report(Embedder(other, device="cpu"), path.with_suffix(".onnx"), "onnx", "fp32")
+    generate("rgbnt201", tmp_path / "data", ids=6, seed=1, preset="tiny")
+    records = load_benchmark("rgbnt201", tmp_path / "data").query[:12]
+    wrong = parity_report(Embedder(other, device="cpu"), path.with_suffix(".onnx"), "onnx", "fp32", records)
     assert wrong["max_abs_unit_feature"] > 1e-2

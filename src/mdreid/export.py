@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -168,7 +169,31 @@ def to_fp16(path: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    _sort_nodes(model.graph)  # the converter appends its input casts after their consumers
+    onnx.checker.check_model(model)
     atomic_write(path, lambda fh: fh.write(model.SerializeToString()))
+
+
+def _sort_nodes(graph: Any) -> None:
+    """Order an ONNX graph's nodes so that every node follows the producers of its inputs, as the format
+    requires (a stable topological sort)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        waiting = []
+        for node in pending:
+            if all(name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            raise MDReIDError(
+                f"the float16 graph has nodes whose inputs are never produced: {waiting[0].name}"
+            )
+        pending = waiting
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 @checked_overrides

@@ -57,10 +57,14 @@ def runner(path: Path, fmt: str) -> Runner:
         import onnxruntime as ort
     except ImportError as err:
         raise MDReIDError("the parity report needs ONNX Runtime: pip install 'mdreid[export]'") from err
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"], disabled_optimizers=cpu_fp16_workaround(path)
+    )
     wants = {i.name: i.type for i in session.get_inputs()}
     if set(wants) != set(INPUT_NAMES):
-        raise MDReIDError(f"{path}: inputs {sorted(wants)}, expected {list(INPUT_NAMES)}; export it with mdreid.export")
+        raise MDReIDError(
+            f"{path}: inputs {sorted(wants)}, expected {list(INPUT_NAMES)}; export it with mdreid.export"
+        )
 
     def run_onnx(image: np.ndarray, camid: np.ndarray) -> list[np.ndarray]:
         image = image.astype(np.float16) if wants["image"] == "tensor(float16)" else image
@@ -69,7 +73,24 @@ def runner(path: Path, fmt: str) -> Runner:
     return run_onnx
 
 
-def exported_features(mode: str, run: Runner, batches: Sequence[tuple[dict[str, Tensor], Tensor, Tensor]]) -> Embeddings:
+# ONNX Runtime's CPU layout pass (NCHWc, run at the default optimisation level) crashes the process on a
+# float16 graph's convolution; the graph runs correctly without it (and on GPU providers, which lack it)
+FP16_CPU_DISABLED = ("NchwcTransformer",)
+
+
+def cpu_fp16_workaround(path: Path) -> list[str]:
+    """The ONNX Runtime CPU optimisers to disable for the graph at ``path``: ``FP16_CPU_DISABLED`` if it
+    holds float16 weights, none otherwise."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    return list(FP16_CPU_DISABLED) if half else []
+
+
+def exported_features(
+    mode: str, run: Runner, batches: Sequence[tuple[dict[str, Tensor], Tensor, Tensor]]
+) -> Embeddings:
     """The exported graph's features of collated batches, each modality's present rows run on their own,
     laid out as ``Embedder`` lays out the model's (zeros where absent; a one-output graph's as ``sh``)."""
     parts = []
@@ -96,17 +117,25 @@ def compare(reference: Embeddings, exported: Embeddings, pid: Tensor, camid: Ten
     """Feature and mAP differences per query subset, and over all 49 pairs (see the module docstring)."""
     flags = torch.ones(len(pid), dtype=torch.bool)
     scores = [
-        any_to_any_reid(e.sp, e.sh, e.present, pid, camid, flags, flags, similarity=reference.mode).scalars("x")
+        any_to_any_reid(e.sp, e.sh, e.present, pid, camid, flags, flags, similarity=reference.mode).scalars(
+            "x"
+        )
         for e in (reference, exported)
     ]
     rows = []
     for q in SUBSETS:
         mods = list(subset_indices(q))
-        blocks = [(a[:, mods], b[:, mods]) for a, b in ((reference.sp, exported.sp), (reference.sh, exported.sh)) if a is not None]
+        blocks = [
+            (a[:, mods], b[:, mods])
+            for a, b in ((reference.sp, exported.sp), (reference.sh, exported.sh))
+            if a is not None
+        ]
         raw = max(float((a - b).abs().max()) for a, b in blocks)
         unit = max(float((_unit(a) - _unit(b)).abs().max()) for a, b in blocks)
         delta = [abs(scores[0][f"x/{q}->{g}/mAP"] - scores[1][f"x/{q}->{g}/mAP"]) for g in SUBSETS]
-        rows.append({"query": q, "max_abs_feature": raw, "max_abs_unit_feature": unit, "max_abs_mAP": max(delta)})
+        rows.append(
+            {"query": q, "max_abs_feature": raw, "max_abs_unit_feature": unit, "max_abs_mAP": max(delta)}
+        )
     pairs = [k for k in scores[0] if k.count("/") == 2 and k.endswith("/mAP") and "->" in k]
     return {
         "rows": rows,
@@ -136,13 +165,25 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parity_report(
-    embedder: Embedder, path: Path, fmt: str, precision: str, records: Sequence[Record] | None = None, data: str = ""
+    embedder: Embedder,
+    path: Path,
+    fmt: str,
+    precision: str,
+    records: Sequence[Record] | None = None,
+    data: str = "",
 ) -> dict[str, Any]:
     """Compare ``path`` (the exported graph of ``embedder``'s model) with PyTorch on ``records`` (default: the
     synthetic test split); write the report next to ``path`` and return it."""
     if records is None:
         with tempfile.TemporaryDirectory(prefix="mdreid-parity-") as tmp:
-            return parity_report(embedder, path, fmt, precision, synthetic_test_split(Path(tmp)), "the synthetic RGBNT201 test split")
+            return parity_report(
+                embedder,
+                path,
+                fmt,
+                precision,
+                synthetic_test_split(Path(tmp)),
+                "the synthetic RGBNT201 test split",
+            )
     records = list(records)
     # a camera the model has no embedding row for gets none, in both runtimes alike
     camid = torch.tensor([r.camid if r.camid < embedder.num_cameras else -1 for r in records])
@@ -152,7 +193,9 @@ def parity_report(
         rows = range(start, min(len(records), start + embedder.batch_size))
         tensors = [embedder.preprocess(source.images(i), records[i].name) for i in rows]
         batches.append((*embedder.collate(tensors), camid[rows.start : rows.stop]))
-    reference = Embeddings.cat([Embeddings.from_mapping(embedder.embed_batch(*b), embedder.mode) for b in batches])
+    reference = Embeddings.cat(
+        [Embeddings.from_mapping(embedder.embed_batch(*b), embedder.mode) for b in batches]
+    )
     exported = exported_features(embedder.mode, runner(path, fmt), batches)
     report = {
         "file": str(path),
@@ -160,7 +203,12 @@ def parity_report(
         "precision": precision,
         "data": data or f"{len(records)} given triplets",
         "items": len(records),
-        **compare(reference, exported, torch.tensor([r.pid for r in records]), torch.tensor([r.camid for r in records])),
+        **compare(
+            reference,
+            exported,
+            torch.tensor([r.pid for r in records]),
+            torch.tensor([r.camid for r in records]),
+        ),
     }
     atomic_write_json(Path(f"{path}.parity.json"), report)
     atomic_write_text(Path(f"{path}.parity.md"), markdown(report))
