@@ -10,7 +10,6 @@ largest mAP difference. The report is written next to the exported file (``<file
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
