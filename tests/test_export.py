@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -154,27 +153,19 @@ def test_cli_bad_format_exits_2_with_one_line(ckpt, tmp_path: Path) -> None:
     ], proc.stderr
 
 
-def test_parity_report_of_fp32_and_fp16_onnx_on_the_synthetic_test_split(
-    ckpt, tiny_cfg, tmp_path: Path
-) -> None:
-    """The report covers the 7 query subsets; fp32 agrees to float rounding, fp16 to half-precision rounding,
-    and a graph of other weights is caught."""
+def test_parity_report_of_an_onnx_graph_on_the_synthetic_test_split(ckpt, tiny_cfg, tmp_path: Path) -> None:
+    """The report covers the 7 query subsets and fp32 agrees to float rounding (fp16: the deploy page's
+    example, tests/test_deploy_docs.py); a graph of other weights is caught."""
     path, _ = ckpt
-    reports = {}
-    for fp16 in (False, True):
-        cfg = OmegaConf.create(
-            {"ckpt_path": str(path), "format": "onnx", "out": None, "opset": 18, "batch_size": 2, "seed": 0}
-        )
-        cfg.fp16, cfg.parity = fp16, True
-        out = export(cfg)
-        assert out.name == ("last.fp16.onnx" if fp16 else "last.onnx")
-        reports[fp16] = json.loads(Path(f"{out}.parity.json").read_text())
-        assert [r["query"] for r in reports[fp16]["rows"]] == list(SUBSETS) and reports[fp16]["pairs"] == 49
-        assert "| RNT |" in Path(f"{out}.parity.md").read_text()
-        onnx.checker.check_model(str(out))  # a valid graph (nodes in order), fp16 too
-    fp32, half = reports[False], reports[True]
+    cfg = OmegaConf.create(
+        {"ckpt_path": str(path), "format": "onnx", "out": None, "opset": 18, "batch_size": 2, "seed": 0}
+    )
+    cfg.parity = True
+    out = export(cfg)
+    fp32 = json.loads(Path(f"{out}.parity.json").read_text())
+    assert [r["query"] for r in fp32["rows"]] == list(SUBSETS) and fp32["pairs"] == 49
+    assert "| RNT |" in Path(f"{out}.parity.md").read_text()
     assert fp32["max_abs_unit_feature"] < 1e-5 and fp32["max_abs_mAP_49"] < 1e-3
-    assert 1e-5 < half["max_abs_unit_feature"] < 1e-2 and half["max_abs_mAP_49"] < 5.0
     with pytest.raises(MDReIDError, match="fp16=true converts ONNX graphs"):
         export(OmegaConf.create({"ckpt_path": str(path), "format": "torchscript", "fp16": True}))
     # a graph of other weights fails the comparison
