@@ -102,14 +102,31 @@ def frames(spec: VideoSpec) -> Iterator[tuple[int, list[np.ndarray | None]]]:
         yield f, [None if night and m == 0 else image for m, image in enumerate(images)]
 
 
-def mot_lines(spec: VideoSpec, detections: bool) -> list[str]:
-    """MOTChallenge lines of the ground truth (ids, consider flag 1) or of detections (id -1, the true box
-    jittered by a pixel or two, scores in 0.6..1)."""
+def _covered(box: Box, others: list[Box], sprite: tuple[int, int]) -> float:
+    """The share of ``box`` hidden by the boxes pasted after it (higher ids are drawn on top)."""
+    sh, sw = sprite
+    hidden = 0
+    for o in others:
+        if o.pid > box.pid:
+            dx = max(0, min(box.left + sw, o.left + sw) - max(box.left, o.left))
+            dy = max(0, min(box.top + sh, o.top + sh) - max(box.top, o.top))
+            hidden = max(hidden, dx * dy)
+    return hidden / (sh * sw)
+
+
+def mot_lines(spec: VideoSpec, detections: bool, miss: float = 0.05) -> list[str]:
+    """MOTChallenge lines of the ground truth (ids, consider flag 1) or of detections: id -1, the true box
+    jittered by a pixel or two, scores in 0.6..1; a person more than half hidden is not detected, and any
+    other is missed with probability ``miss``, as a detector would."""
     rng = keyed_rng(spec.seed, SOURCE, PLAN, 1)
     sh, sw = spec.sprite
     (h, w), lines = spec.size, []
-    for b in boxes(spec):
+    every = boxes(spec)
+    for b in every:
         if detections:
+            same = [o for o in every if o.frame == b.frame]
+            if rng.random() < miss or _covered(b, same, spec.sprite) > 0.5:
+                continue
             x, y = (
                 np.clip(b.left + rng.integers(-2, 3), 0, w - sw),
                 np.clip(b.top + rng.integers(-2, 3), 0, h - sh),
