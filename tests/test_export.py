@@ -77,11 +77,12 @@ def test_extractor_is_the_checkpoint_models_per_modality_path(tiny_cfg, tmp_path
 
 
 @pytest.mark.slow
-def test_onnx_cli_dynamic_batch_and_camera_embedding(ckpt, tmp_path: Path) -> None:
+def test_onnx_cli_dynamic_batch_and_camera_embedding(ckpt, tiny_cfg, tmp_path: Path) -> None:
     path, module = ckpt
     out = tmp_path / "exported" / "feat.onnx"
-    proc = run_cli(f"ckpt_path={path}", "format=onnx", f"out={out}", "parity=false", cwd=tmp_path)
+    proc = run_cli(f"ckpt_path={path}", "format=onnx", f"out={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    check_parity_report(out, proc.stdout, tiny_cfg, tmp_path)
     assert f"wrote {out}" in proc.stdout and "image [batch, 3, 64, 32] float32" in proc.stdout
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image", "camid"]
@@ -153,27 +154,20 @@ def test_cli_bad_format_exits_2_with_one_line(ckpt, tmp_path: Path) -> None:
     ], proc.stderr
 
 
-def test_parity_report_of_an_onnx_graph_on_the_synthetic_test_split(ckpt, tiny_cfg, tmp_path: Path) -> None:
-    """The report covers the 7 query subsets and fp32 agrees to float rounding (fp16: the deploy page's
-    example, tests/test_deploy_docs.py); a graph of other weights is caught."""
-    path, _ = ckpt
-    cfg = OmegaConf.create(
-        {"ckpt_path": str(path), "format": "onnx", "out": None, "opset": 18, "batch_size": 2, "seed": 0}
-    )
-    cfg.parity = True
-    out = export(cfg)
-    fp32 = json.loads(Path(f"{out}.parity.json").read_text())
-    assert [r["query"] for r in fp32["rows"]] == list(SUBSETS) and fp32["pairs"] == 49
-    assert "| RNT |" in Path(f"{out}.parity.md").read_text()
-    assert fp32["max_abs_unit_feature"] < 1e-5 and fp32["max_abs_mAP_49"] < 1e-3
-    with pytest.raises(MDReIDError, match="fp16=true converts ONNX graphs"):
-        export(OmegaConf.create({"ckpt_path": str(path), "format": "torchscript", "fp16": True}))
-    # a graph of other weights fails the comparison
+def check_parity_report(out: Path, printed: str, tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    """The export's parity report covers the 7 query subsets and fp32 agrees to float rounding (fp16: the
+    deploy page's example, tests/test_deploy_docs.py); the same check catches a graph of other weights."""
+    report = json.loads(Path(f"{out}.parity.json").read_text())
+    assert [r["query"] for r in report["rows"]] == list(SUBSETS) and report["pairs"] == 49
+    assert "| RNT |" in Path(f"{out}.parity.md").read_text() and "parity with PyTorch" in printed
+    assert report["max_abs_unit_feature"] < 1e-5 and report["max_abs_mAP_49"] < 1e-3
     other = save_checkpoint(tiny_cfg, tmp_path / "other.ckpt", "model.sie_coe=2.0")
     with torch.no_grad():
         for p in other.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     generate("rgbnt201", tmp_path / "data", ids=6, seed=1, preset="tiny")
     records = load_benchmark("rgbnt201", tmp_path / "data").query[:12]
-    wrong = parity_report(Embedder(other, device="cpu"), path.with_suffix(".onnx"), "onnx", "fp32", records)
+    wrong = parity_report(Embedder(other, device="cpu"), out, "onnx", "fp32", records)
     assert wrong["max_abs_unit_feature"] > 1e-2
+    with pytest.raises(MDReIDError, match="fp16=true converts ONNX graphs"):
+        export(OmegaConf.create({"ckpt_path": "x.ckpt", "format": "torchscript", "fp16": True}))
