@@ -47,6 +47,8 @@ def main() -> None:
         f"hydra.run.dir={out / 'train'}",
         "test=false",
         "eval.plots=false",
+        # a final run: it selects nothing (the last epoch is evaluated), so it trains on every identity
+        "data.val=none",
     ]
     if args.epochs:
         train.append(f"trainer.max_epochs={args.epochs}")

@@ -71,17 +71,17 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "train/misspelt_key": (
         "train",
         [*TRAIN, "+model.loss.rol_wieght=1"],
-        "model.loss: unknown key(s) rol_wieght",
+        "+model.loss.rol_wieght: model.loss.rol_wieght is no key of this config; did you mean model.loss.rol_weight?",
     ),
     "train/old_switch_name": (
         "train",
         [*TRAIN, "+model.mdl.enabled=false"],
-        "model.mdl: unknown key(s) enabled; allowed: decoupled, tie_tokens",
+        "+model.mdl.enabled: model.mdl.enabled is no key of this config; it is now model.mdl.decoupled",
     ),
     "train/misspelt_vision_key": (
         "train",
         [*TRAIN, "+model.backbone.vision.head=2"],
-        "model.backbone.vision: unknown key(s) head; allowed: width, layers, heads, head_width, patch_size, mlp_ratio",
+        "model.backbone.vision.head is no key of this config; did you mean model.backbone.vision.heads?",
     ),
     "train/dropout_kind": (
         "train",
@@ -132,7 +132,8 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "pretrain/misspelt_optim_key": (
         "pretrain",
         [*PRETRAIN, "+optim.momentum=0.9"],
-        "optim: unknown key(s) momentum; allowed: lr, weight_decay, warmup_epochs, temperature",
+        "+optim.momentum: optim.momentum is no key of this config; known here: optim.lr, optim.weight_decay, "
+        "optim.warmup_epochs, optim.temperature",
     ),
     "zero_shot/tower_missing": (
         "pretraining.zero_shot",

@@ -29,7 +29,7 @@ from test_robustness import cli, error_line
 
 EVAL_KEYS = (
     "pairs, similarity, max_rank, chunk_size, rerank, rerank_k1, rerank_k2, rerank_lambda, save_features, "
-    "unseen_cameras, plots"
+    "unseen_cameras, plots, plots_cam"
 )
 PAIRS_HELP = (
     "use 'all', 'paper', or a list of 'Q->G' strings / (Q, G) tuples with Q, G in R, N, T, RN, RT, NT, RNT"
@@ -171,6 +171,9 @@ def test_score_honours_eval_plots_false(tmp_path: Path) -> None:
 def test_a_bad_eval_key_is_one_error_line_from_the_cli(tmp_path: Path) -> None:
     """What a user meets: ``error: ...`` naming the key and the allowed ones, exit 2, no traceback."""
     unknown = cli("score", "missing.npz", "+eval.pairz=all", cwd=tmp_path)
-    assert error_line(unknown) == f"error: eval: unknown key(s) pairz; allowed: {EVAL_KEYS}"
+    assert (
+        error_line(unknown)
+        == "error: +eval.pairz: eval.pairz is no key of this config; did you mean eval.pairs?"
+    )
     bad_pair = cli("score", "missing.npz", "eval.pairs=['RT->NT','R->X']", cwd=tmp_path)
     assert error_line(bad_pair) == f"error: eval.pairs: bad modality subset 'X': {PAIRS_HELP}"

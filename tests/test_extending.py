@@ -130,6 +130,5 @@ def test_a_loss_term_weight_that_is_no_number_is_one_line() -> None:
         MDReIDError, match=r"^model\.loss\.extra_terms\.norm\.weight='0\.1': expected a number$"
     ):
         LossConfig(extra_terms={"norm": spec})
-    assert LossConfig(extra_terms={"norm": {"_target_": "x.Y", "scale": 2}}).extra() == {
-        "norm": (1.0, {"_target_": "x.Y", "scale": 2})
-    }
+    term = {"_target_": "toy_plugins.FeatureNormPenalty", "target": 2}
+    assert LossConfig(extra_terms={"norm": term}).extra() == {"norm": (1.0, term)}

@@ -201,3 +201,96 @@ def test_cli_on_the_synthetic_bench(
     with pytest.raises(SystemExit) as exc:
         index_main(["search", str(index), "--rgb", query.paths[0], "--device", "cpu"])
     assert exc.value.code == 2
+
+
+def feature_file(path: Path, n: int, seed: int, method: str, dim: int = 8) -> Path:
+    """A feature file of ``method``: rows 0..n/4-1 are queries, the rest the gallery."""
+    from mdreid.feature_file.schema import FeatureSet
+    from mdreid.feature_file.write import write_feature_file
+
+    items = random_items(n, seed, dim, missing=False)
+    is_query = torch.arange(n) < n // 4
+    fs = FeatureSet(
+        features=items.sp,
+        shared=items.sh,
+        present=items.present,
+        pid=items.pid,
+        camid=items.camid,
+        is_query=is_query,
+        is_gallery=~is_query,
+        junk="camera",
+        method=method,
+        dataset="synthetic",
+    )
+    return write_feature_file(path, fs)
+
+
+def one_error(capsys, argv: list[str]) -> str:
+    """Run the index CLI expecting one ``error:`` line and exit code 2; returns the line."""
+    with pytest.raises(SystemExit) as exc:
+        index_main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_an_index_from_any_methods_feature_file(tmp_path: Path, capsys) -> None:
+    """build --features needs no checkpoint; search --features ranks as the metric does; a file of another
+    producer or size is refused for add and search, naming both."""
+    gallery_file = feature_file(tmp_path / "other.safetensors", 40, seed=1, method="other-method")
+    index = tmp_path / "idx"
+    assert index_main(["build", str(index), "--features", str(gallery_file)]) == 0
+    info = json.loads((index / "index.json").read_text())["model"]
+    assert (info["source"], info["method"], info["feature_dim"]) == ("features", "other-method", 8)
+    out = tmp_path / "hits"
+    result = run_search(index, out, "--features", str(gallery_file), "--top-k", "5")
+    assert not (out / "ranked_list.png").exists()  # a feature file names no images
+    every = random_items(40, seed=1, missing=False)  # what the file holds: 10 queries, then 30 gallery rows
+    expected, _ = metric_order(every.rows(0, 10), every.rows(10, 40), "RNT", "RNT", "code")
+    assert [[h["item"] for h in r["hits"]] for r in result] == [row[:5] for row in expected]
+    other = feature_file(tmp_path / "mine.safetensors", 12, seed=2, method="mdreid")
+    line = one_error(capsys, ["add", str(index), "--features", str(other)])
+    assert "features of mdreid of size 8" in line and "features of other-method of size 8" in line
+    wider = feature_file(tmp_path / "wide.safetensors", 12, seed=3, method="other-method", dim=16)
+    line = one_error(capsys, ["search", str(index), "--features", str(wider)])
+    assert "of size 16" in line and "of size 8" in line
+    line = one_error(capsys, ["search", str(index), "--rgb", "q.png", "--camid", "0"])
+    assert "was built from a feature file" in line and "--features FILE" in line
+
+
+def test_an_index_refuses_a_rewritten_checkpoint_and_damaged_files(tmp_path: Path, capsys) -> None:
+    """The checkpoint file of the index rewritten (a resumed training): add and search stop with one line
+    naming both hashes, before any model is loaded. A truncated shard or FAISS file: one line naming it."""
+    from mdreid.index.identity import CHECKPOINT
+    from mdreid.runtime.file_hash import sha256
+
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"model one")
+    model = {
+        "source": CHECKPOINT,
+        "checkpoint": str(ckpt),
+        "sha256": sha256(ckpt),
+        "architecture": "x",
+        "feature_dim": 8,
+    }
+    index = tmp_path / "idx"
+    command = f"python -m mdreid.index build {index} --ckpt {ckpt}"
+    store = GalleryStore.create(
+        index, random_items(20, seed=4), {"model": model, "similarity": "code", "command": command}
+    )
+    ckpt.write_bytes(b"model two")
+    for argv in (
+        ["search", str(index), "--rgb", "q.png", "--camid", "0"],
+        ["add", str(index), "--manifest", "m.csv"],
+    ):
+        line = one_error(capsys, argv)
+        assert f"built with {ckpt} (sha256 {model['sha256'][:12]})" in line and sha256(ckpt)[:12] in line
+    search(store, random_items(2, seed=5, missing=False), "R", "R")  # makes faiss/R-R.flat.faiss
+    faiss_file = index / "faiss" / "R-R.flat.faiss"
+    faiss_file.write_bytes(faiss_file.read_bytes()[:40])
+    with pytest.raises(MDReIDError, match=f"{faiss_file}: damaged FAISS file .*delete it"):
+        search(GalleryStore.open(index), random_items(2, seed=5, missing=False), "R", "R")
+    shard = index / "items-00000.safetensors"
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(MDReIDError, match=f"{shard}: damaged index shard .*rebuild the index: {command}"):
+        GalleryStore.open(index).items()

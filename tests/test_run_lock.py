@@ -77,3 +77,41 @@ def test_only_rank_zero_takes_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
     assert is_primary_process()
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert not is_primary_process()
+
+
+def test_a_finished_runs_folder_is_refused_for_a_new_run(tmp_path: Path) -> None:
+    """A new train pointed at a finished run's folder stops in one line before it writes anything; resuming
+    (ckpt_path) and an explicit overwrite=true pass."""
+    from conftest import compose_cfg
+    from mdreid.runtime.output_dir import refuse_finished_run
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (folder / "metrics.json").write_text("{}")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    run = subprocess.run(
+        [sys.executable, "-m", "mdreid.train", f"hydra.run.dir={folder}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines() == [
+        f"error: hydra.run.dir={folder} holds a finished run (checkpoints/last.ckpt, metrics.json); resume it "
+        f"with ckpt_path={folder}/checkpoints/last.ckpt, choose another folder (hydra.run.dir=...), or replace "
+        "its results with overwrite=true"
+    ]
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    for allowed in ([f"ckpt_path={folder}/checkpoints/last.ckpt"], ["overwrite=true"]):
+        refuse_finished_run(
+            folder, compose_cfg("train.yaml", [f"hydra.run.dir={folder}", *allowed]), "hydra.run.dir"
+        )
+    with pytest.raises(
+        MDReIDError, match="holds a finished run.*choose another folder"
+    ):  # eval never resumes
+        refuse_finished_run(
+            folder, compose_cfg("eval.yaml", [f"ckpt_path={folder}/checkpoints/last.ckpt"]), "d"
+        )

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from hydra.utils import instantiate
+from scipy import stats
 
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.synthetic.generate import generate
@@ -72,7 +73,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def weight_sweep(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2x2 multirun over the ROL and KDL weights with the default (sequential) launcher; its sweep dir."""
+    """A multirun of 2 ROL weights x 2 seeds with the default (sequential) launcher; its sweep dir."""
     work = tmp_path_factory.mktemp("weights")
     sweep = work / "sweep"
     cli(
@@ -83,7 +84,7 @@ def weight_sweep(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
             "test=true",
             f"hydra.sweep.dir={sweep}",
             "model.loss.rol_weight=0.5,1.5",
-            "model.loss.kdl_weight=1.0,5.25",
+            "seed=1,2",
         ),
         cwd=work,
     )
@@ -100,10 +101,13 @@ def test_multirun_over_loss_weights_runs_every_combination(weight_sweep: Path) -
         assert {(r["query"], r["gallery"]) for r in rows} == set(PAPER_PAIRS)  # eval.pairs=paper
         # the swept values reached the model that was trained, not just the config
         (ckpt,) = (job / "checkpoints").glob("*.ckpt")
-        loss = torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]["loss"]
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        loss = saved["hyper_parameters"]["loss"]
         assert loss == {**loss, **job_config(job)["model"]["loss"]}
-        seen.add((loss["rol_weight"], loss["kdl_weight"]))
-    assert seen == {(0.5, 1.0), (0.5, 5.25), (1.5, 1.0), (1.5, 5.25)}
+        # the checkpoint carries the protocol: validated on held-out identities, with this job's seed
+        assert saved["protocol"]["selected_on"] == "validation"
+        seen.add((loss["rol_weight"], saved["protocol"]["seed"]))
+    assert seen == {(0.5, 1), (0.5, 2), (1.5, 1), (1.5, 2)}
 
 
 def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
@@ -137,35 +141,85 @@ def test_multirun_leaves_a_ranked_summary_table(weight_sweep: Path) -> None:
     assert scores == sorted(scores, reverse=True)
     table = (weight_sweep / "sweep_summary.md").read_text()
     assert "4 jobs (4 done), best first by val/score (higher is better)" in table
-    assert (
-        "| model.loss.rol_weight | model.loss.kdl_weight |" in table
-    )  # the swept keys; the rest listed above
-    assert "Same in every job: `experiment=synthetic`" in table and len(table.splitlines()) == 5 + 2 + 4
+    assert "Selected on the validation split (held-out training identities)" in table
+    assert "| model.loss.rol_weight | seed |" in table  # the swept keys; the rest listed above
+    assert "Same in every job: `experiment=synthetic`" in table
+
+
+@pytest.mark.slow
+def test_multirun_groups_seeds_into_configurations(weight_sweep: Path) -> None:
+    """Jobs that differ only in their seed are one configuration: mean ± std (n) of every column, ranked by
+    the mean of val/score, checked against each job's own files; the winner against the runner-up over
+    paired seeds with SciPy's t interval."""
+    values: dict[str, dict[str, dict[str, float]]] = {}
+    for job in job_dirs(weight_sweep):
+        rol, seed = job_config(job)["model"]["loss"]["rol_weight"], job_config(job)["seed"]
+        groups = json.loads((job / "metrics.json").read_text())["groups"]
+        score = json.loads((job / "job_status.json").read_text())["value"]
+        values.setdefault(str(rol), {})[str(seed)] = {"val/score": score, **groups}
+    rows = list(csv.DictReader((weight_sweep / "sweep_configs.csv").open()))
+    assert len(rows) == 2 and [r["jobs"] for r in rows] == ["2", "2"]
+    means = []
+    for row in rows:
+        seeds = values[row["model.loss.rol_weight"]]
+        for column in ("val/score", "matched/RNT->RNT/mAP", "missing/avg/R1"):
+            got = [seeds[s][column] for s in ("1", "2")]
+            assert float(row[f"{column} mean"]) == pytest.approx(sum(got) / 2, abs=1e-9)
+            assert float(row[f"{column} std"]) == pytest.approx(abs(got[0] - got[1]) / math.sqrt(2), abs=1e-9)
+            assert row[f"{column} n"] == "2"
+        means.append(float(row["val/score mean"]))
+    assert means == sorted(means, reverse=True)
+    best, runner_up = (values[r["model.loss.rol_weight"]] for r in rows)
+    diffs = [best[s]["val/score"] - runner_up[s]["val/score"] for s in ("1", "2")]
+    low, high = stats.ttest_rel(
+        [best[s]["val/score"] for s in ("1", "2")], [runner_up[s]["val/score"] for s in ("1", "2")]
+    ).confidence_interval(0.95)
+    table = (weight_sweep / "sweep_summary.md").read_text()
+    assert "## Configurations (mean ± std over seeds)" in table
+    assert f"- val/score: {sum(diffs) / 2:+.2f}, 95% CI [{low:+.2f}, {high:+.2f}] (n=2 paired seeds)" in table
+    # the same table again from the folder, against a named reference
+    other = rows[1]["model.loss.rol_weight"]
+    out = cli(
+        "sweep_summary", str(weight_sweep), f"--reference=model.loss.rol_weight={other}", cwd=weight_sweep
+    )
+    assert f"minus reference (model.loss.rol_weight={other})" in out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("one_line", [True, False], ids=["error-line", "traceback"])
-def test_a_failed_job_is_in_the_table_of_its_sweep(one_line: bool, data_dir: Path, tmp_path: Path) -> None:
-    """Job 1 stops with a config error. As one ``error:`` line (the default) it ends the multirun at once, past
-    Hydra's job callbacks; as a traceback (HYDRA_FULL_ERROR=1) Hydra records the failed job and then raises.
-    Either way the table is written, with job 0's numbers and job 1 failed, and printed."""
+def test_a_failed_job_never_stops_its_sweep(one_line: bool, data_dir: Path, tmp_path: Path) -> None:
+    """Job 0 stops with a config error, as one ``error:`` line (the default) or a traceback
+    (HYDRA_FULL_ERROR=1). Job 1 still runs; the failed job's status file and table row hold its error, the
+    table lists it after the sweep, and the sweep's exit code says a job failed."""
     sweep = tmp_path / "sweep"
     env = {k: v for k, v in ENV.items() if k != "HYDRA_FULL_ERROR"} if one_line else ENV
-    out = cli(
-        "train",
-        "-m",
-        *overrides(data_dir, "test=true", f"hydra.sweep.dir={sweep}", "model.loss.rol_order=2,3"),
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdreid.train",
+            "-m",
+            *overrides(data_dir, "test=true", f"hydra.sweep.dir={sweep}", "model.loss.rol_weight=oops,0.5"),
+        ],
         cwd=tmp_path,
         env=env,
-        ok=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert ("error: model.loss.rol_order=3" in out) == one_line
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    error = "model.loss.rol_weight='oops': expected a number"
     assert "Sweep summary: 2 jobs (1 done, 1 failed)" in out
-    done, failed = summary_rows(sweep)
+    assert f"job 0 (model.loss.rol_weight=oops) failed: {'' if one_line else 'MDReIDError: '}{error}" in out
+    status = json.loads((sweep / "0" / "job_status.json").read_text())
+    assert status["status"] == "failed" and status["error"].endswith(error)
+    if one_line:
+        assert "error: 1 of 2 jobs failed or never ran" in proc.stderr and "Traceback" not in out
+    failed, done = sorted(summary_rows(sweep), key=lambda r: r["job"])
     check_row_against_job(done, sweep)
-    assert (failed["job"], failed["status"], failed["model.loss.rol_order"]) == ("1", "failed", "3")
-    why = "ended before the job finished" if one_line else "MDReIDError: model.loss.rol_order=3: use one of"
-    assert why in failed["note"] and failed["val/score"] == ""
+    assert (failed["status"], failed["model.loss.rol_weight"], failed["val/score"]) == ("failed", "oops", "")
+    assert failed["note"].endswith(error)
 
 
 @pytest.mark.slow
@@ -220,6 +274,10 @@ def test_optuna_search_optimises_the_returned_val_score(data_dir: Path, tmp_path
     for job in job_dirs(sweep):
         rows = csv.DictReader((job / "csv" / "metrics.csv").open())
         scores += [float(r["val/score"]) for r in rows if r.get("val/score")]
+        # optimised on the validation split: held-out training identities, never the test split
+        protocol = yaml.safe_load((job / "csv" / "hparams.yaml").read_text())["protocol"]
+        assert protocol["selected_on"] == "validation" and protocol["splits"]["val"]["ids"] == 4
+        assert protocol["selection"]["sweep_metric"] == "val/score"
     assert len(scores) == 2 and math.isfinite(best["best_value"])
     assert best["best_value"] == pytest.approx(max(scores), rel=1e-6)  # main() returned val/score
     # the same table as a grid sweep, ranked by the value Optuna optimised (test=false: no metrics.json)

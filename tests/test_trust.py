@@ -30,7 +30,7 @@ from mdreid.pretrain import pretrain
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 
-REFUSED = r"asks to run posix\.mkdir while loading.*trust_checkpoint=true"
+REFUSED = r"asks to run posix\.mkdir while loading.*(trust_checkpoint=true|--trust-checkpoint)"
 
 
 @pytest.fixture
@@ -75,6 +75,12 @@ def test_a_booby_trapped_checkpoint_never_runs_from_any_entry_point(
         with pytest.raises(MDReIDError, match=REFUSED):
             call()
         assert not marker.exists(), f"{name} ran the file's code"
+    with pytest.raises(MDReIDError) as refused:  # the converter is vouched for by its flag, not an override
+        convert(path, tmp_path / "out.ckpt", "rgbnt201")
+    assert str(refused.value).startswith("SRC=") and "trust_checkpoint=true" not in str(refused.value)
+    assert str(refused.value).endswith(
+        "convert it with --trust-checkpoint (that runs whatever code the file carries)"
+    )
     with pytest.raises(MDReIDError, match=r"model\.backbone\.weights=.*asks to run posix\.mkdir"):
         vision = {"width": 32, "layers": 1, "heads": 2, "patch_size": 8}
         build_backbone(weights=str(path), image_size=(32, 16), vision=vision, embed_dim=16)

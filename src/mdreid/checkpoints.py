@@ -8,6 +8,7 @@ truncated or foreign file, NaN weights. Whether the weights fit a model is check
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 import torch
 
 from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.safe_load import load_torch_file
+from mdreid.runtime.safe_load import TRUST_HINT, load_torch_file
+
+log = logging.getLogger(__name__)
 
 _LISTED = 4
 # keys named per kind of mismatch in the error of a checkpoint that does not fit
@@ -76,15 +79,37 @@ def key_mismatch(
     return "; ".join(parts)
 
 
+HEAD_SUFFIX = ".classifier.weight"  # the identity classifiers: one row per training identity
+
+
+def with_run_heads(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with the run's own identity classifiers (from ``own``) where the checkpoint's classify
+    another number of identities: fine-tuning trains heads for the run's identities (e.g. from a checkpoint
+    of all 171 RGBNT201 identities, in a run that holds 17 out for validation). Said in one warning line."""
+    replaced = [k for k in own if k.endswith(HEAD_SUFFIX) and k in state and state[k].shape != own[k].shape]
+    if not replaced:
+        return dict(state)
+    log.warning(
+        "init_from %s: its identity classifiers have %d identities, this run trains %d: they start anew; "
+        "the rest of the network is the checkpoint's",
+        source,
+        state[replaced[0]].shape[0],
+        own[replaced[0]].shape[0],
+    )
+    return {**state, **{k: own[k] for k in replaced}}
+
+
 def is_mdreid_checkpoint(payload: object) -> bool:
     """An mdreid Lightning checkpoint: a ``state_dict`` whose keys are the module's (``net.``...)."""
     state = payload.get("state_dict") if isinstance(payload, Mapping) else None
     return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
 
 
-def _load(path: Path, key: str, trust: bool) -> object:
+def _load(path: Path, key: str, trust: bool, hint: str) -> object:
     try:
-        return load_torch_file(path, key, trust)
+        return load_torch_file(path, key, trust, hint)
     except MDReIDError:
         raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
@@ -118,10 +143,13 @@ def _check_finite(state: Mapping[str, torch.Tensor], key: str, path: Path) -> No
         )
 
 
-def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path", trust: bool = False) -> Checkpoint:
+def resolve_checkpoint(
+    path: str | Path | None, key: str = "ckpt_path", trust: bool = False, hint: str = TRUST_HINT
+) -> Checkpoint:
     """Open the checkpoint ``key`` points at, or fail in one line that says what is wrong and what to do.
 
-    The file is read without running code from it (``mdreid.runtime.safe_load``) unless ``trust`` is set.
+    The file is read without running code from it (``mdreid.runtime.safe_load``) unless ``trust`` is set;
+    ``hint``: how the user of this command vouches for a file that asks to run code.
     """
     if path is None or not str(path).strip():
         raise MDReIDError(
@@ -137,7 +165,7 @@ def resolve_checkpoint(path: str | Path | None, key: str = "ckpt_path", trust: b
             f"{key}={str(path)!r} does not exist; point it at a .ckpt written by mdreid.train "
             "or an official MDReID .pth"
         )
-    payload = _load(path, key, trust)
+    payload = _load(path, key, trust, hint)
     if is_mdreid_checkpoint(payload):
         _check_finite(payload["state_dict"], key, path)
         step = payload.get("global_step")

@@ -40,8 +40,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         saved_hparams,
     )
     from mdreid.metrics.eval_config import EvalConfig
+    from mdreid.reporting.protocol import PROTOCOL_KEY, describe, evaluation_record
     from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.hydra import instantiate_loggers, instantiate_trainer
+    from mdreid.runtime.hydra import command_line_overrides, instantiate_loggers, instantiate_trainer
 
     evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(cfg.seed, workers=True)
@@ -50,12 +51,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with open_dict(cfg):
         cfg.data.image_size = arch["image_size"]  # the images are resized to what the model was trained on
     adopt_image_rule(cfg, ckpt)  # and 16-bit / float images are mapped as they were in training
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(cfg, validation=False)
     model = load_module(ckpt, image_size=arch["image_size"], evaluation=evaluation, junk=datamodule.junk_rule)
     check_cameras(model, datamodule, evaluation)
+    trained = None if ckpt.official else ckpt.payload.get(PROTOCOL_KEY)
+    protocol = evaluation_record(cfg.data.dataset, datamodule.benchmark, trained, command_line_overrides())
+    protocol["selection"]["epoch"] = ckpt.epoch  # the weights evaluated are the checkpoint's
+    print(describe(protocol), flush=True)
     publisher = PublishResults.from_config(
         cfg,
         evaluation,
+        protocol=protocol,
         ckpt_path=str(run.ckpt_path),
         selection="checkpoint",
         epoch=ckpt.epoch,  # the checkpoint's, not this trainer's 0
@@ -66,7 +72,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@checked_overrides
+@checked_overrides("eval.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval.yaml")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -196,7 +196,7 @@ def _sort_nodes(graph: Any) -> None:
     graph.node.extend(ordered)
 
 
-@checked_overrides
+@checked_overrides("export.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export.yaml")
 @cli_errors
 def main(cfg: DictConfig) -> None:

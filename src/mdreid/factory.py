@@ -18,7 +18,7 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint
+from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint, with_run_heads
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
@@ -36,9 +36,10 @@ ARCHITECTURE = ("backbone", "mdl", "sie_coe")
 _NOT_ARCHITECTURE = ("backbone.weights", "backbone.allow_random_init")
 
 
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The DataModule, with the dataset prepared (synthetic data generated if configured) and indexed."""
-    datamodule = instantiate(cfg.data)
+def build_datamodule(cfg: DictConfig, validation: bool = True) -> L.LightningDataModule:
+    """The DataModule, with the dataset prepared (synthetic data generated if configured). ``validation=False``
+    (evaluating a checkpoint) carves no validation split: scoring the test split needs no training split."""
+    datamodule = instantiate(cfg.data, **({} if validation else {"val": "none"}))
     datamodule.prepare_data()
     return datamodule
 
@@ -166,9 +167,11 @@ def load_module(
     image_size: Sequence[int] | None = None,
     evaluation: EvalConfig | Mapping[str, Any] | None = None,
     junk: str | None = None,
+    new_heads: bool = False,
 ) -> ReIDModule:
     """A checkpoint's weights, loaded strictly, in eval mode: into ``model`` (a fine-tuning run's, built from
-    its config) or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for
+    its config; ``new_heads`` keeps its own identity classifiers where the checkpoint's have another number of
+    identities, ``checkpoints.with_run_heads``) or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for
     an official ``.pth`` its tensors' shapes; ``image_size`` then settles a grid the benchmark does not
     identify), scored with ``evaluation`` (an ``EvalConfig``, or the ``eval`` section it parses) and ``junk``
     where given.
@@ -180,7 +183,7 @@ def load_module(
         converted = read_official(ckpt)
         if model is None:
             model = official_module(converted, image_size, str(ckpt.path), evaluation, junk or "camera")
-        load_official(model, converted, str(ckpt.path))
+        load_official(model, converted, str(ckpt.path), new_heads)
         return model.eval()
     if model is None:
         if image_size is not None and list(image_size) != list(saved_hparams(ckpt)["image_size"]):
@@ -189,13 +192,16 @@ def load_module(
                 f"{list(saved_hparams(ckpt)['image_size'])} ({ckpt.path}); drop it: the checkpoint defines the model"
             )
         model = _rebuilt(ckpt, evaluation, junk)
-    mismatch = key_mismatch(model.state_dict(), ckpt.state_dict)
+    state = (
+        with_run_heads(model.state_dict(), ckpt.state_dict, str(ckpt.path)) if new_heads else ckpt.state_dict
+    )
+    mismatch = key_mismatch(model.state_dict(), state)
     if mismatch:
         raise MDReIDError(
             f"checkpoint {ckpt.path} does not fit the configured model ({mismatch}); "
             "use the experiment/model overrides the checkpoint was trained with"
         )
-    model.load_state_dict(ckpt.state_dict, strict=True)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.data.val_split import NONE, TEST, ValConfig
 from mdreid.model_config import model_sections
 from mdreid.models.backbone import BackboneConfig, backbone_config
 from mdreid.models.tower import TARGET, check_tower_section
+from mdreid.reporting.protocol import monitors
 from mdreid.run_config import RunConfig
 from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
@@ -15,22 +17,44 @@ from mdreid.runtime.output_dir import check_writable
 
 
 def check_pretrained_weights(run: RunConfig, backbone: BackboneConfig) -> None:
-    """A recipe that starts from CLIP (``allow_random_init: false`` in its backbone config) needs
-    ``model.backbone.weights``, unless the run starts from another checkpoint (``init_from``, ``ckpt_path``)."""
+    """A recipe that starts from pretrained weights (``allow_random_init: false`` in its backbone config: CLIP,
+    or a ``_target_`` tower such as DINOv2) needs ``model.backbone.weights``, unless the run starts from
+    another checkpoint (``init_from``, ``ckpt_path``)."""
     if backbone.weights or backbone.allow_random_init:
         return
     if run.init_from or run.ckpt_path:
         return
     raise MDReIDError(
-        f"model.backbone.weights is not set: the {backbone.name} recipe starts from CLIP weights, a local "
-        "file (convert OpenAI's ViT-B-16.pt once with scripts/convert_clip_weights.py); to train a randomly "
-        "initialised tower anyway, set model.backbone.allow_random_init=true"
+        f"model.backbone.weights is not set: the {backbone.name} recipe starts from pretrained weights, a local "
+        "file (a .safetensors for a timm tower; for CLIP, convert OpenAI's ViT-B-16.pt once with "
+        "scripts/convert_clip_weights.py); to train a randomly initialised tower anyway, set "
+        "model.backbone.allow_random_init=true"
     )
 
 
-def check_train_config(cfg: DictConfig, run: RunConfig) -> None:
-    """Every check that needs only the config: output folder, epochs, model sections, pretrained weights."""
+def check_selection(selecting: dict[str, str], val: ValConfig) -> None:
+    """Selection needs a validation split, and selecting on the test split needs the user's explicit
+    ``data.val=test``: ``selecting`` maps each config key that selects (a monitor, ``optimized_metric``) to
+    its metric."""
+    for key, metric in selecting.items():
+        if metric.startswith("val/") and val.mode == NONE:
+            raise MDReIDError(
+                f"{key}={metric}: data.val=none trains on every identity and has no validation split, so there "
+                f"is nothing to select on; set {key}=null, or hold identities out with the default data.val"
+            )
+        if metric.startswith("test/") and val.mode != TEST:
+            raise MDReIDError(
+                f"{key}={metric} selects on the test split; select on the validation split ({key}=val/"
+                f"{metric.removeprefix('test/')}), or, to select on test anyway, say so with data.val=test"
+            )
+
+
+def check_train_config(cfg: DictConfig, run: RunConfig) -> ValConfig:
+    """Every check that needs only the config: output folder, epochs, model sections, pretrained weights,
+    what the run selects on. Returns the parsed validation split."""
     check_writable(cfg.paths.output_dir, "paths.output_dir")
+    val = ValConfig.parse(cfg.data.get("val", "holdout"))
+    check_selection(monitors(cfg), val)
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise MDReIDError(
@@ -42,5 +66,10 @@ def check_train_config(cfg: DictConfig, run: RunConfig) -> None:
     model_sections(cfg.model)
     backbone = plain(cfg.model.backbone)
     check_tower_section(backbone)
-    if TARGET not in backbone:  # a tower of your own brings its own weights
+    if TARGET not in backbone:
         check_pretrained_weights(run, backbone_config(backbone))
+    elif backbone.get("allow_random_init") is False:  # a tower of your own that asks for the same check
+        name = str(backbone.get("name") or backbone[TARGET])
+        weights = backbone.get("weights")
+        check_pretrained_weights(run, BackboneConfig(name=name, weights=weights, allow_random_init=False))
+    return val

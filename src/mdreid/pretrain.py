@@ -10,7 +10,6 @@ the tower is scored zero-shot on the synthetic bench copy (:mod:`mdreid.pretrain
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,19 +33,12 @@ from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.config_sections import typed_section
 from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.runtime.file_hash import sha256
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
 from mdreid.runtime.portable_paths import portable, portable_overrides
 
 log = logging.getLogger(__name__)
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def init_record(path: str | None) -> dict[str, Any] | None:
@@ -149,7 +141,7 @@ def run(cfg: DictConfig) -> None:
         pretrain(cfg)
 
 
-@checked_overrides
+@checked_overrides("pretrain.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="pretrain.yaml")
 def main(cfg: DictConfig) -> None:
     run(cfg)

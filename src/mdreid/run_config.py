@@ -25,10 +25,14 @@ class RunConfig:
     init_from: str | None = None
     # load checkpoints as pickle, code included (only for a file whose source is trusted)
     trust_checkpoint: bool = False
+    # a run folder that holds a finished run's results may be reused, replacing them
+    overwrite: bool = False
     # evaluate on the test split after training (train)
     test: bool = False
     # the metric main() returns to a sweeper (train)
     optimized_metric: str | None = None
+    # the configuration a multirun's best one is compared with (train)
+    sweep_reference: str | None = None
     # [H, W] for an official file trained on other data (export)
     image_size: list[int] | None = None
     # the file written (export, pretrain)

@@ -51,7 +51,7 @@ def score(cfg: DictConfig) -> dict[str, float]:
     return scored.result.scalars("test")
 
 
-@checked_overrides
+@checked_overrides("score.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="score.yaml")
 @cli_errors
 def _main(cfg: DictConfig) -> None:

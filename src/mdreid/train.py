@@ -29,7 +29,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     from mdreid.runtime.output_dir import keep_caches_in
 
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
-    check_train_config(cfg, run_cfg)
+    val = check_train_config(cfg, run_cfg)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
@@ -43,11 +43,20 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         load_module,
     )
     from mdreid.metrics.eval_config import EvalConfig
+    from mdreid.reporting.protocol import monitors, protocol_record, warn_test_selection
     from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.hydra import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+    from mdreid.reporting.seed_groups import configuration_label
+    from mdreid.runtime.hydra import (
+        command_line_overrides,
+        instantiate_callbacks,
+        instantiate_loggers,
+        instantiate_trainer,
+    )
+    from mdreid.runtime.logs import WandbLogger
     from mdreid.runtime.safe_load import checkpoint_globals
 
     evaluation = EvalConfig.parse(cfg.eval)
+    warn_test_selection(val, monitors(cfg))
     trust = run_cfg.trust_checkpoint
     init = resolve_checkpoint(run_cfg.init_from, "init_from", trust) if run_cfg.init_from else None
     resume = resolve_checkpoint(run_cfg.ckpt_path, trust=trust) if run_cfg.ckpt_path else None
@@ -57,19 +66,31 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule, evaluation)
     if init is not None:
-        load_module(init, model).train()  # a resume (ckpt_path) restores its own weights over these
+        load_module(init, model, new_heads=True).train()  # a resume (ckpt_path) restores its own over these
     if resume is not None:
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
     check_cameras(model, datamodule, evaluation)  # validation and test
+    protocol = protocol_record(cfg, datamodule.benchmark, val, command_line_overrides())
     callbacks = instantiate_callbacks(run_cfg.callbacks)
-    callbacks.append(PublishResults.from_config(cfg, evaluation))
+    publisher = PublishResults.from_config(cfg, evaluation, protocol)
+    callbacks.append(publisher)
     loggers = instantiate_loggers(run_cfg.logger)
-    trainer = instantiate_trainer(cfg, callbacks, loggers)
+    overrides = command_line_overrides()
+    group = (
+        f"{cfg.data.dataset} | {configuration_label(dict(o.split('=', 1) for o in overrides if '=' in o))}"
+    )
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.group_by(group)
+    # no validation split (data.val=none): no validation loop at all
+    no_val = {} if datamodule.has_validation else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
+    trainer = instantiate_trainer(cfg, callbacks, loggers, **no_val)
     for lg in loggers:
         lg.log_hyperparams(
             {
                 "cfg": OmegaConf.to_container(cfg, resolve=True),
+                "protocol": protocol,
                 "params/total": sum(p.numel() for p in model.parameters()),
                 "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             }
@@ -80,13 +101,20 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         trainer.fit(model, datamodule=datamodule, ckpt_path=run_cfg.ckpt_path, weights_only=not trust)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     wanted = run_cfg.optimized_metric
-    if wanted and wanted.startswith("val/") and wanted not in metrics and trainer.limit_val_batches:
+    # (under ddp_spawn the callbacks ran in the workers: the returned metrics are all there is to go by)
+    validated = publisher.validated_epoch
+    final = validated == trainer.current_epoch if validated is not None else wanted in metrics
+    if wanted and wanted.startswith("val/") and not final and trainer.limit_val_batches:
         # the last epoch was no validation epoch (max_epochs not a multiple of check_val_every_n_epoch):
-        # a sweeper must still get the final model's value
+        # a sweeper must get the final model's value, not an earlier epoch's
         trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
+    best = getattr(trainer.checkpoint_callback, "best_model_score", None)
+    if monitor and monitor == wanted and best is not None:
+        metrics[wanted] = float(best)  # the sweeper scores the weights that are reported: the best epoch's
     if run_cfg.test:
-        ckpt = "best" if OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor") else None
+        ckpt = "best" if monitor else None
         with checkpoint_globals():  # the best checkpoint is this run's own file
             trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
@@ -109,7 +137,7 @@ def run(cfg: DictConfig) -> float | None:
     return metrics.get(name) if name else None
 
 
-@checked_overrides
+@checked_overrides("train.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     return run(cfg)

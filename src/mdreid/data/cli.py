@@ -24,6 +24,7 @@ from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, generate
 from mdreid.data.synthetic.unpaired import generate_unpaired
+from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import cli_errors
 
 ROLES = ("train", "query", "gallery")
@@ -195,7 +196,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mdreid.data", description=__doc__)
+    parser = OneLineParser(prog="python -m mdreid.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)

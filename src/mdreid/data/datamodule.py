@@ -1,5 +1,8 @@
 """The LightningDataModule: a benchmark's Records -> PK training batches and sharded evaluation batches.
 
+Validation runs on training identities held out by ``data.val`` (``mdreid.data.val_split``), testing on the
+test split; ``data.val=none`` trains on every identity and has no validation loader.
+
 Sharding is done here, not by Lightning: the Trainer must run with ``use_distributed_sampler=False``
 (conf/trainer/default.yaml sets it). Training uses the DDP-aware ``PKSampler``; validation and test use the
 unpadded ``ShardSampler`` over the evaluation listing (each image once, with its query/gallery roles).
@@ -27,6 +30,7 @@ from mdreid.data.shard_sampler import ShardSampler
 from mdreid.data.synth_config import synth_config
 from mdreid.data.transforms import TripletTransform, check_image_size
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
+from mdreid.data.val_split import ValConfig, split_validation
 from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 
@@ -63,6 +67,9 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         manifest: the CSV / JSON Lines file of ``dataset="manifest"`` (docs/manifest.md); ``root`` is unused.
         high_bit_depth: ``{"mode": "stretch" | "range", "range": [lo, hi] | None}``: how 16-bit and float
             images map to 0..255 (``mdreid.data.bit_depth``); None = per-image stretch.
+        val: the validation split (``ValConfig``): ``{"ids", "min_ids", "seed"}`` or ``"holdout"`` (its
+            defaults) holds training identities out; ``"none"`` trains on all of them; ``"test"``
+            validates on the test split.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         synth: Mapping[str, Any] | None = None,
         manifest: str | None = None,
         high_bit_depth: Mapping[str, Any] | None = None,
+        val: Mapping[str, Any] | str | None = "holdout",
     ) -> None:
         super().__init__()
         # plain values (Hydra hands over OmegaConf nodes), so that checkpoints hold data only
@@ -109,8 +117,10 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         self.seed = seed
         self.synth = synth_config(synth, self.dataset)
         self.bit_depth = BitDepthRule.from_config(high_bit_depth)
+        self.val = ValConfig.parse(val)
         self._benchmark: Benchmark | None = None
         self.train_set: TrainTripletDataset | None = None
+        self.val_set: EvalTripletDataset | None = None
         self.eval_set: EvalTripletDataset | None = None
 
     # ---- data on disk ----------------------------------------------------------------------------------
@@ -190,15 +200,17 @@ class MultiModalReIDDataModule(L.LightningDataModule):
 
     @property
     def benchmark(self) -> Benchmark:
-        """The indexed splits, read once and cached (generating synthetic data first if configured)."""
+        """The indexed splits with the validation split carved out, read once and cached (generating synthetic
+        data first if configured)."""
         if self._benchmark is None:
             self._ensure_synthetic()
-            self._benchmark = load_benchmark(
+            loaded = load_benchmark(
                 self.dataset,
                 self.manifest or self.root,
                 on_missing=self.on_missing,
                 on_bad_name=self.on_bad_name,
             )
+            self._benchmark = split_validation(loaded, self.val)
         return self._benchmark
 
     @property
@@ -212,6 +224,10 @@ class MultiModalReIDDataModule(L.LightningDataModule):
     @property
     def junk_rule(self) -> str:
         return self.benchmark.junk_rule
+
+    @property
+    def has_validation(self) -> bool:
+        return self.benchmark.val is not None
 
     @property
     def num_query(self) -> int:
@@ -232,10 +248,11 @@ class MultiModalReIDDataModule(L.LightningDataModule):
             self.train_set = TrainTripletDataset(
                 self.benchmark.train, transform, self.dropout, self.seed, self.bit_depth
             )
+        transform = TripletTransform(self.image_size, train=False)
+        if self.val_set is None and stage in (None, "fit", "validate") and self.has_validation:
+            self.val_set = EvalTripletDataset(self.benchmark.val, transform, self.bit_depth)
         if self.eval_set is None:
-            self.eval_set = EvalTripletDataset(
-                self.benchmark, TripletTransform(self.image_size, train=False), self.bit_depth
-            )
+            self.eval_set = EvalTripletDataset(self.benchmark, transform, self.bit_depth)
 
     def _rank_and_world(self) -> tuple[int, int]:
         """The attached Trainer's rank and world size, else the process group's, else a single process."""
@@ -268,14 +285,19 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         )
         return self._loader(self.train_set, sampler, sampler.per_rank_batch, drop_last=True)
 
-    def _eval_dataloader(self) -> DataLoader:
-        self.setup("validate")
+    def _eval_dataloader(self, dataset: EvalTripletDataset) -> DataLoader:
         rank, world = self._rank_and_world()
-        sampler = ShardSampler(len(self.eval_set), rank, world)
-        return self._loader(self.eval_set, sampler, self.eval_batch_size, drop_last=False)
+        sampler = ShardSampler(len(dataset), rank, world)
+        return self._loader(dataset, sampler, self.eval_batch_size, drop_last=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_dataloader()
+        """The validation split's listing; there is none with ``data.val=none`` (the Trainer is then built
+        with ``limit_val_batches=0``, so this is never asked for)."""
+        self.setup("validate")
+        if self.val_set is None:
+            raise MDReIDError("data.val=none: this run has no validation split to evaluate")
+        return self._eval_dataloader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_dataloader()
+        self.setup("test")
+        return self._eval_dataloader(self.eval_set)

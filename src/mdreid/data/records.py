@@ -20,7 +20,7 @@ class Record:
     sceneid: int = -1  # MSVR310 scene id; -1 elsewhere
     label: int = -1  # train label 0..C-1 (sorted raw pids); -1 outside the train split
     index: int = -1  # position in its split's sorted listing
-    split: str = "train"  # "train", "query", "gallery" or "test" (RGBNT201: query = gallery)
+    split: str = "train"  # "train", "val", "query", "gallery" or "test" (RGBNT201: query = gallery)
     stitched: bool = False
 
     @property
@@ -36,7 +36,12 @@ class Record:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """The splits of one benchmark. ``query`` and ``gallery`` may be the same list (RGBNT201)."""
+    """The splits of one benchmark. ``query`` and ``gallery`` (the test split) may be the same list (RGBNT201).
+
+    ``val`` is the validation split (``data.val_split``): a Benchmark of its own with only a query and a
+    gallery, or None. ``val_query_every`` is how the dataset forms a query from a gallery: 1 = every image
+    queries the others (RGBNT201, MSVR310), 5 = one image in five of each identity and camera (RGBNT100).
+    """
 
     name: str
     root: str
@@ -45,6 +50,8 @@ class Benchmark:
     gallery: list[Record] = field(default_factory=list)
     # junk rule for evaluation: "camera" (same pid & camera) or "scene" (same pid & scene; MSVR310)
     junk_rule: str = "camera"
+    val: Benchmark | None = None
+    val_query_every: int = 1
 
     @property
     def query_is_gallery(self) -> bool:
@@ -56,5 +63,7 @@ class Benchmark:
 
     @property
     def num_cameras(self) -> int:
-        """Distinct train camera ids: the size of the camera-embedding table (SIE)."""
-        return max((r.camid for r in self.train), default=-1) + 1
+        """Camera ids of the training split, held-out identities included: the size of the camera-embedding
+        table (SIE), the same whether or not identities are held out for validation."""
+        held_out = [r for r in self.val.gallery if r.split == "val"] if self.val is not None else []
+        return max((r.camid for r in (*self.train, *held_out)), default=-1) + 1

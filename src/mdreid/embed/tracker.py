@@ -43,7 +43,9 @@ class MultiSpectralBackend:
     ) -> None:
         unknown = sorted(set(modalities) - set(ARGUMENTS))
         if unknown or not modalities:
-            raise MDReIDError(f"modalities={list(modalities)}: use a non-empty subset of {', '.join(ARGUMENTS)}")
+            raise MDReIDError(
+                f"modalities={list(modalities)}: use a non-empty subset of {', '.join(ARGUMENTS)}"
+            )
         self.embedder, self.modalities, self.camid, self.bgr = embedder, tuple(modalities), camid, bgr
         probe = embedder.embed(rgb=np.zeros((8, 8, 3), np.uint8))
         self.dim = int(probe.sh.shape[-1])
@@ -60,7 +62,9 @@ class MultiSpectralBackend:
         frames = {m: f for m, f in frames.items() if m in self.modalities}
         sizes = {f.shape[:2] for f in frames.values()}
         if len(sizes) > 1:
-            raise MDReIDError(f"get_features: the frames have different sizes {sorted(sizes)}; they must be aligned")
+            raise MDReIDError(
+                f"get_features: the frames have different sizes {sorted(sizes)}; they must be aligned"
+            )
         return frames
 
     def get_features(self, xyxys: Any, img: Any) -> np.ndarray:
@@ -75,7 +79,9 @@ class MultiSpectralBackend:
         x2, y2 = np.clip(np.round(boxes[:, 2:]), 0, [width, height]).astype(int).T
         empty = np.flatnonzero((x2 <= x1) | (y2 <= y1))
         if len(empty):
-            raise MDReIDError(f"get_features: box {boxes[empty[0]].tolist()} has no pixels inside the {width}x{height} frame")
+            raise MDReIDError(
+                f"get_features: box {boxes[empty[0]].tolist()} has no pixels inside the {width}x{height} frame"
+            )
         crops = {
             m: [np.ascontiguousarray(f[b:d, a:c]) for a, b, c, d in zip(x1, y1, x2, y2, strict=True)]
             for m, f in frames.items()

@@ -1,10 +1,16 @@
-"""``python -m mdreid.index``: build a gallery index from a trained checkpoint, add to it, search it.
+"""``python -m mdreid.index``: build a gallery index from a trained checkpoint or a feature file, add to it,
+search it.
 
     python -m mdreid.index build INDEX --ckpt CKPT [--role gallery] experiment=rgbnt201 data.root=/datasets
     python -m mdreid.index build INDEX --ckpt CKPT --manifest gallery.csv
+    python -m mdreid.index build INDEX --features gallery.safetensors    # any method's (docs/feature_files.md)
     python -m mdreid.index add INDEX --manifest new_items.csv
     python -m mdreid.index search INDEX --tir night.jpg --camid 2 --gallery-modalities R --top-k 10 --out hits/
     python -m mdreid.index search INDEX --manifest queries.csv --kind hnsw
+    python -m mdreid.index search INDEX --features queries.safetensors  # an index built from a feature file
+
+The index records the model that made its features (``index.identity``); ``add`` and ``search`` refuse a
+checkpoint file that has changed since, or a feature file of another producer or feature size.
 
 A dataset is named by the Hydra overrides of ``mdreid.eval`` (its query or gallery split, ``--role``); a
 manifest (docs/manifest.md) by its file, all of its rows unless ``--splits`` picks some. Search writes
@@ -14,10 +20,12 @@ manifest (docs/manifest.md) by its file, all of its rows unless ``--splits`` pic
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import MDReIDError, cli_errors
 
 ROLES = ("gallery", "query", "all")
@@ -50,11 +58,16 @@ def _records(args: argparse.Namespace) -> list:
     from mdreid.factory import build_datamodule
     from mdreid.runtime.hydra import compose_config
 
-    bench = build_datamodule(compose_config("eval", [*args.overrides, "ckpt_path=unused"])).benchmark
+    bench = build_datamodule(compose_config("eval", _dataset_overrides(args)), validation=False).benchmark
     role = getattr(args, "role", "gallery")
     if role == "all" and not bench.query_is_gallery:
         return list(bench.query) + list(bench.gallery)
     return list(bench.gallery if role in ("gallery", "all") else bench.query)
+
+
+def _dataset_overrides(args: argparse.Namespace) -> list[str]:
+    """The overrides of ``mdreid.eval`` that name the dataset; the model is the index's, not the config's."""
+    return [*args.overrides, "ckpt_path=unused"]
 
 
 def _extract(args: argparse.Namespace, model, records: list):
@@ -69,18 +82,65 @@ def _model(ckpt: str):
     return load_module(ckpt)
 
 
-def cmd_build(args: argparse.Namespace) -> None:
-    from mdreid.checkpoints import resolve_checkpoint
-    from mdreid.index.search import pair_index
-    from mdreid.index.store import GalleryStore
+def _feature_rows(path: str, role: str):
+    """The rows of a feature file with ``role`` (gallery, query or all) as items, and the file's record."""
+    import torch
 
-    ckpt = str(resolve_checkpoint(args.ckpt).path)
-    model = _model(ckpt)
-    items = _extract(args, model, _records(args))
+    from mdreid.feature_file import read_feature_file
+    from mdreid.index.identity import features_identity
+    from mdreid.index.store import GalleryItems
+
+    fs = read_feature_file(path)
+    keep = {"gallery": fs.is_gallery, "query": fs.is_query, "all": torch.ones_like(fs.is_query)}[role]
+    if not bool(keep.any()):
+        raise MDReIDError(f"{path}: no row is marked {role} (is_{role}); choose the rows with --role")
+    inputs = fs.metric_inputs()
+    cut = lambda x: None if x is None else x[keep]  # noqa: E731
+    n = int(keep.sum())
+    items = GalleryItems(
+        *(cut(inputs[k]) for k in ("sp", "sh", "present", "pid", "camid", "sceneid")),
+        paths=[("", "", "")] * n,  # a feature file names no images
+        stitched=[False] * n,
+    )
+    return items, features_identity(path, fs, fs.features.shape[-1])
+
+
+def _new_items(args: argparse.Namespace, store, role: str):
+    """The items an ``add`` or ``search`` names, made by the index's own model (checked first)."""
+    from mdreid.index.identity import verify_checkpoint, verify_features
+
+    if args.features:
+        items, record = _feature_rows(args.features, role)
+        verify_features(store.info["model"], store.root, args.features, record)
+        return items
+    return _extract(args, _model(verify_checkpoint(store.info["model"], store.root)), _records(args))
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from mdreid.index.identity import checkpoint_identity
+    from mdreid.index.search import pair_index
+    from mdreid.index.store import GalleryStore, feature_dim
+
+    if args.features:
+        if args.manifest or args.overrides:
+            raise MDReIDError(
+                "build --features FILE takes its rows from the file: drop --manifest and overrides"
+            )
+        items, identity = _feature_rows(args.features, args.role)
+        image_size = None
+    else:
+        from mdreid.checkpoints import resolve_checkpoint
+
+        ckpt = str(resolve_checkpoint(args.ckpt).path)
+        model = _model(ckpt)
+        items = _extract(args, model, _records(args))
+        identity = checkpoint_identity(ckpt, model, feature_dim(items))
+        image_size = list(model.hparams["image_size"])
     settings = {
-        "checkpoint": ckpt,
+        "model": identity,
         "similarity": args.similarity,
-        "image_size": list(model.hparams["image_size"]),
+        "image_size": image_size,
+        "command": shlex.join(["python", "-m", "mdreid.index", *args.argv]),
     }
     store = GalleryStore.create(args.index, items, settings)
     for pair in args.pairs or []:
@@ -94,7 +154,7 @@ def cmd_add(args: argparse.Namespace) -> None:
     from mdreid.index.store import GalleryStore
 
     store = GalleryStore.open(args.index)
-    ids = store.append(_extract(args, _model(store.info["checkpoint"]), _records(args)))
+    ids = store.append(_new_items(args, store, args.role))
     for key in list(store.info["faiss"]):  # bring every FAISS index made so far up to date
         pair, kind = key.split("/")
         pair_index(store, *pair.split("->"), kind)
@@ -107,7 +167,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     from mdreid.index.store import GalleryItems, GalleryStore
 
     store = GalleryStore.open(args.index)
-    queries = _extract(args, _model(store.info["checkpoint"]), _records(args))
+    queries = _new_items(args, store, "query")
     g_subset = args.gallery_modalities or _common_subset(store.items().present)
     subsets = [args.query_modalities or _letters(present) for present in queries.present]
     results: list = [None] * len(queries)
@@ -121,7 +181,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     if args.out is None:
         print(text)
     else:
-        print(f"{args.out}: results.json, ranked_list.png")
+        print(f"{args.out}: {', '.join(sorted(p.name for p in Path(args.out).iterdir()))}")
 
 
 def _letters(mask) -> str:
@@ -141,7 +201,7 @@ def _common_subset(present) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m mdreid.index", description=__doc__.split("\n\n")[0])
+    main = OneLineParser(prog="python -m mdreid.index", description=__doc__.split("\n\n")[0])
     sub = main.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -153,7 +213,11 @@ def parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="extract a gallery's features once and index them")
     common(build)
-    build.add_argument("--ckpt", required=True, help="a checkpoint of mdreid.train (or an official .pth)")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="a checkpoint of mdreid.train (or an official .pth)")
+    source.add_argument(
+        "--features", help="a feature file of any method (docs/feature_files.md); no checkpoint"
+    )
     build.add_argument("--role", choices=ROLES, default="gallery", help="dataset split to index")
     build.add_argument("--similarity", choices=("code", "paper"), default="code")
     build.add_argument("--pairs", nargs="*", help="make these pairs' FAISS indices now, e.g. RNT->RNT T->R")
@@ -164,12 +228,16 @@ def parser() -> argparse.ArgumentParser:
     add = sub.add_parser("add", help="extract and append new gallery items (no rebuild)")
     common(add)
     add.add_argument("--role", choices=ROLES, default="gallery")
+    add.add_argument("--features", help="new items from a feature file (an index built from one)")
     add.add_argument("overrides", nargs="*")
     find = sub.add_parser("search", help="top-k gallery items of query images of any modalities")
     common(find)
     for m, name in (("rgb", "RGB"), ("nir", "near-infrared"), ("tir", "thermal")):
         find.add_argument(f"--{m}", help=f"the query's {name} image")
     find.add_argument("--camid", type=int, help="the query camera's id (with image files)")
+    find.add_argument(
+        "--features", help="queries: the query rows of a feature file (an index built from one)"
+    )
     find.add_argument("--query-modalities", help="compare only these query modalities, e.g. RT")
     find.add_argument(
         "--gallery-modalities", help="gallery subset G (default: the modalities every item has)"
@@ -190,6 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         main_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [*getattr(args, "overrides", []), *extra]
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.overrides:  # a misspelt key stops the command before any checkpoint or image is read
+        from mdreid.runtime.config_check import check_command_line
+
+        check_command_line(
+            "eval.yaml", _dataset_overrides(args), multirun=False, entry="python -m mdreid.index"
+        )
     {"build": cmd_build, "add": cmd_add, "search": cmd_search}[args.command](args)
     return 0
 

@@ -58,11 +58,14 @@ def ranked_list_image(results: Sequence[QueryResult], g_subset: str, top_k: int)
 
 
 def write_results(results: Sequence[QueryResult], g_subset: str, out: str | Path | None, top_k: int) -> str:
-    """The JSON text; with ``out``, also ``out/results.json`` and ``out/ranked_list.png`` (atomically)."""
+    """The JSON text; with ``out``, also ``out/results.json`` and ``out/ranked_list.png`` (atomically; no image
+    for queries from a feature file, which names no images)."""
     text = results_json(results, g_subset)
     if out is not None:
         out = Path(out)
         atomic_write_text(out / "results.json", text + "\n")
+        if not any(any(path for path in query.paths[0]) for query, _, _ in results):
+            return text
         image = ranked_list_image(results, g_subset, top_k)
         atomic_write(out / "ranked_list.png", lambda f: image.save(f, format="PNG"))
     return text

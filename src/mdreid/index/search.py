@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -68,6 +69,18 @@ def new_faiss_index(kind: str, dim: int, train: np.ndarray, nlist: int | None = 
     return index
 
 
+def read_faiss(path: Path) -> faiss.Index:
+    """A saved FAISS index, or one line naming the damaged file and how it is made again."""
+    try:
+        return faiss.deserialize_index(np.fromfile(path, np.uint8))
+    except Exception as err:  # faiss reports a truncated file as a RuntimeError from its C++ reader
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise MDReIDError(
+            f"{path}: damaged FAISS file ({reason[:120]}); delete it: the next search or add makes it again "
+            "from the index's items"
+        ) from err
+
+
 def pair_index(
     store: GalleryStore, q_subset: str, g_subset: str, kind: str = "flat", nlist: int | None = None
 ) -> faiss.Index:
@@ -80,9 +93,7 @@ def pair_index(
         entry = None  # deleted to be made afresh (e.g. an IVF index retrained on today's items)
     items = store.items()
     seen = 0 if entry is None else entry["items_seen"]
-    index = (
-        None if entry is None else faiss.deserialize_index(np.fromfile(store.root / entry["file"], np.uint8))
-    )
+    index = None if entry is None else read_faiss(store.root / entry["file"])
     if index is not None and seen == len(items):
         return index
     new = items.rows(seen, len(items))

@@ -2,7 +2,8 @@
 
 Layout of an index folder::
 
-    index.json                 format, checkpoint, similarity rule, image size, the shards and the FAISS files
+    index.json                 format, the model that made the features (index.identity), similarity rule,
+                               image size, the command that built it, the shards and the FAISS files
     items-00000.safetensors    sp / sh [n, 3, D] float32, present [n, 3] uint8, pid / camid / sceneid [n] int64;
                                the file paths (and stitched flags) as JSON in the safetensors metadata
     faiss/RT-NT.flat.faiss     one FAISS index per (query subset -> gallery subset) pair and kind, made on demand
@@ -25,7 +26,7 @@ from torch import Tensor
 from mdreid.runtime.atomic_io import atomic_write, atomic_write_json
 from mdreid.runtime.errors import MDReIDError
 
-FORMAT = 1
+FORMAT = 2  # 2: the model is recorded by its sha256 (index.identity)
 MANIFEST = "index.json"
 
 
@@ -76,7 +77,18 @@ def _shard_bytes(items: GalleryItems) -> bytes:
     return save(tensors, metadata={"paths": json.dumps(items.paths), "stitched": json.dumps(items.stitched)})
 
 
-def _read_shard(path: Path) -> GalleryItems:
+def _read_shard(path: Path, rebuild: str) -> GalleryItems:
+    try:
+        items = _load_shard(path)
+    except MDReIDError:
+        raise
+    except Exception as err:  # truncated, overwritten or missing: safetensors, JSON and key errors alike
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise MDReIDError(f"{path}: damaged index shard ({reason}); rebuild the index: {rebuild}") from err
+    return items
+
+
+def _load_shard(path: Path) -> GalleryItems:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -109,13 +121,14 @@ class GalleryStore:
 
     @classmethod
     def create(cls, root: str | Path, items: GalleryItems, settings: dict[str, Any]) -> GalleryStore:
-        """A new index of ``items``; ``settings``: checkpoint, similarity, image_size (recorded as given)."""
+        """A new index of ``items``; ``settings``: model (``index.identity``), similarity, image_size and the
+        command that built it (recorded as given)."""
         root = Path(root)
         if (root / MANIFEST).exists():
             raise MDReIDError(
                 f"{root} already holds an index; add items with `python -m mdreid.index add {root}`"
             )
-        info = {"format": FORMAT, **settings, "features": _kinds(items), "feature_dim": _dim(items)}
+        info = {"format": FORMAT, **settings, "features": _kinds(items), "feature_dim": feature_dim(items)}
         store = cls(root, {**info, "shards": [], "faiss": {}})
         store.append(items)
         return store
@@ -134,7 +147,8 @@ class GalleryStore:
             raise MDReIDError(f"{path}: not valid JSON ({err}); rebuild the index") from err
         if info.get("format") != FORMAT:
             raise MDReIDError(
-                f"{path}: index format {info.get('format')!r}, this mdreid reads {FORMAT}; rebuild it"
+                f"{path}: index format {info.get('format')!r}, this mdreid reads {FORMAT}; rebuild it: "
+                f"{info.get('command') or 'python -m mdreid.index build'}"
             )
         return cls(root, info)
 
@@ -145,16 +159,18 @@ class GalleryStore:
     def items(self) -> GalleryItems:
         """Every item, in the order they were added (an item's row is its id in the FAISS indices)."""
         if self._items is None:
-            self._items = GalleryItems.cat([_read_shard(self.root / s["file"]) for s in self.info["shards"]])
+            rebuild = self.info.get("command") or "python -m mdreid.index build"
+            shards = [_read_shard(self.root / s["file"], rebuild) for s in self.info["shards"]]
+            self._items = GalleryItems.cat(shards)
         return self._items
 
     def append(self, items: GalleryItems) -> range:
         """Write ``items`` as a new shard; returns their ids."""
         if not len(items):
             raise MDReIDError(f"{self.root}: no items to add")
-        if (_kinds(items), _dim(items)) != (self.info["features"], self.info["feature_dim"]):
+        if (_kinds(items), feature_dim(items)) != (self.info["features"], self.info["feature_dim"]):
             raise MDReIDError(
-                f"{self.root}: the new items have features {_kinds(items)} of size {_dim(items)}, the index "
+                f"{self.root}: the new items have features {_kinds(items)} of size {feature_dim(items)}, the index "
                 f"{self.info['features']} of size {self.info['feature_dim']}; extract them with the index's checkpoint"
             )
         start = self.size
@@ -169,7 +185,7 @@ class GalleryStore:
         atomic_write_json(self.root / MANIFEST, self.info)
 
 
-def _dim(items: GalleryItems) -> int:
+def feature_dim(items: GalleryItems) -> int:
     return (items.sp if items.sp is not None else items.sh).shape[-1]
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdreid.runtime.config_keys import locate_target
 from mdreid.runtime.errors import MDReIDError
 
 # the objective's own terms, also the keys it returns
@@ -41,6 +42,7 @@ class LossConfig:
                     f"model.loss.extra_terms.{name}: give {{_target_: ..., weight: ...}} under a name other than "
                     f"{', '.join(BUILT_IN_TERMS)}"
                 )
+            locate_target(spec["_target_"], f"model.loss.extra_terms.{name}")  # importable, before any build
             build = {"weight": 1.0, **spec}
             weight = build.pop("weight")
             if not isinstance(weight, (int, float)) or isinstance(weight, bool):

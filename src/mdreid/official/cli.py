@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mdreid.official.convert import convert
+from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import cli_errors
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m mdreid.official", description="The officially released MDReID checkpoints."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +39,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like key=value)")
     args.overrides = [*args.overrides, *rest]
+    if any(o.lstrip("+~").split("=", 1)[0] == "trust_checkpoint" for o in args.overrides):
+        parser.error(
+            "trust_checkpoint is no override of the converter; vouch for SRC with --trust-checkpoint"
+        )
     return args
 
 

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning
 import torch
-from hydra.errors import HydraException
 from omegaconf import open_dict
 
 from mdreid.data.readers import junk_rule
@@ -18,16 +16,10 @@ from mdreid.module import ReIDModule
 from mdreid.official.layout import RELEASES, describe_mismatch, resolve_image_size
 from mdreid.official.reader import load_official, read_file
 from mdreid.runtime.atomic_io import atomic_write
+from mdreid.runtime.config_check import check_command_line
 from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.file_hash import sha256
 from mdreid.runtime.hydra import compose_config
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert(
@@ -37,13 +29,10 @@ def convert(
     config (loss, optimiser, schedule: what a fine-tuning run from it would use). The output holds tensors
     and plain values only, so it loads without trusting anything."""
     src, dst = Path(src), Path(dst)
+    words = [f"experiment={experiment}", *overrides]
+    check_command_line("train.yaml", words, multirun=False, entry="python -m mdreid.official convert")
     converted = read_file(src, trust)
-    try:
-        cfg = compose_config("train", [f"experiment={experiment}", *overrides])
-    except HydraException as err:
-        raise MDReIDError(
-            f"--experiment {experiment} {' '.join(overrides)}: {err}".replace("\n", " ")
-        ) from err
+    cfg = compose_config("train", words)
     layout = converted.layout
     release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.synth is None else None
     if release is not None:
@@ -71,7 +60,7 @@ def convert(
         "global_step": 0,
         "converted_from": {
             "file": str(src.resolve()),
-            "sha256": _sha256(src),
+            "sha256": sha256(src),
             "experiment": experiment,
             "overrides": list(overrides),
             "dropped": list(converted.unused),

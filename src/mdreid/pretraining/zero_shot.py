@@ -28,6 +28,7 @@ from mdreid.data.transforms import MEAN, STD
 from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
 from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
@@ -136,6 +137,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
+@checked_overrides("pretrain.yaml")
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="pretrain.yaml")
 def main(cfg: DictConfig) -> None:
     run(cfg)

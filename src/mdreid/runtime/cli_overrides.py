@@ -55,8 +55,12 @@ def check_overrides(overrides: Sequence[str]) -> None:
             raise MDReIDError(_problem(overrides, index, reason)) from err
 
 
+# Hydra flags after which nothing is run: the config need not be complete
+_NO_RUN_FLAGS = ("help", "hydra_help", "info", "shell_completion", "cfg", "resolve")
+
+
 @cli_errors
-def _check_argv(argv: Sequence[str]) -> None:
+def _check_argv(argv: Sequence[str], config_name: str) -> None:
     from hydra._internal.utils import get_args_parser
 
     try:
@@ -64,16 +68,29 @@ def _check_argv(argv: Sequence[str]) -> None:
     except SystemExit:  # a malformed flag: Hydra reports it itself
         return
     check_overrides(args.overrides)
+    if any(getattr(args, flag, None) for flag in _NO_RUN_FLAGS) or args.config_path or args.config_dir:
+        return
+    from mdreid.runtime.config_check import check_command_line
+
+    name = args.config_name or config_name
+    check_command_line(
+        name, args.overrides, bool(args.multirun), f"python -m mdreid.{name.removesuffix('.yaml')}"
+    )
 
 
-def checked_overrides(main: F) -> F:
-    """Wrap a ``hydra.main`` entry point: called as the CLI (no arguments), check ``sys.argv``'s overrides
-    first, so that one Hydra cannot parse ends in one ``error:`` line and exit code 2."""
+def checked_overrides(config_name: str) -> Callable[[F], F]:
+    """Wrap the ``hydra.main`` entry point of ``config_name``: called as the CLI (no arguments), check
+    ``sys.argv`` first, so that an override Hydra cannot parse, a key the config lacks (with or without
+    ``+``), an unknown group option or a mandatory value not given ends in one ``error:`` line and exit code
+    2 (``config_check``)."""
 
-    @functools.wraps(main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not args and not kwargs:
-            _check_argv(sys.argv[1:])
-        return main(*args, **kwargs)
+    def wrap(main: F) -> F:
+        @functools.wraps(main)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not args and not kwargs:
+                _check_argv(sys.argv[1:], config_name)
+            return main(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]
+
+    return wrap

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -25,5 +26,12 @@ def asset_path(name: str) -> str:
     return str(ASSETS_DIR / name)
 
 
+def selection_metric(val: Any) -> str | None:
+    """The default metric a sweep optimises: ``val/score``, unless ``data.val`` is none (no validation split,
+    so there is nothing to select on)."""
+    return None if val is None or (isinstance(val, str) and val.lower() == "none") else "val/score"
+
+
 # configs say ${mdreid.asset:FILE}; the loaders then see a plain path, as for any user-supplied file
 OmegaConf.register_new_resolver("mdreid.asset", asset_path, replace=True)
+OmegaConf.register_new_resolver("mdreid.selection_metric", selection_metric, replace=True)

@@ -7,18 +7,17 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
-from mdreid.runtime.config import config_dir
+from mdreid.runtime.config_check import compose_checked
 from mdreid.runtime.config_sections import plain, typed_section, typed_view
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.logs import ParamSummary, quiet_known_noise
@@ -32,11 +31,10 @@ def compose_config(
 ) -> DictConfig:
     """The config ``python -m mdreid.<entry> OVERRIDES`` runs with, for tests, scripts and notebooks.
 
-    Any Hydra instance left by an earlier compose is cleared first, so calls do not depend on each other.
+    Any Hydra instance left by an earlier compose is cleared first, so calls do not depend on each other;
+    Hydra's config errors (an unknown key or group option) are one ``MDReIDError`` line.
     """
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+    return compose_checked(config_name, overrides, return_hydra_config)
 
 
 def command_line_overrides() -> list[str]:
@@ -133,7 +131,11 @@ def with_display_callbacks(flags: TrainerFlags, callbacks: list[Callback]) -> li
     return callbacks
 
 
-def instantiate_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> L.Trainer:
+def instantiate_trainer(
+    cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger], **fixed: Any
+) -> L.Trainer:
+    """The configured Trainer; ``fixed`` are Trainer arguments the run decides (no validation loop without a
+    validation split), over the config's."""
     quiet_known_noise()
     flags = typed_view(TrainerFlags, cfg.trainer, "trainer")
     resolve_precision(cfg, flags)
@@ -145,4 +147,5 @@ def instantiate_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: lis
         plugins=[AtomicCheckpointIO()],
         # any summary is in the callbacks by now (with_display_callbacks)
         enable_model_summary=False,
+        **fixed,
     )

@@ -2,8 +2,7 @@
 job starts (``running``, with its process id and host) and when Hydra sees it end (``done`` or ``failed``, with
 the optimized metric's value or the error), each time atomically.
 
-A job whose process died without ending (killed, out of memory, a node lost, or a one-line ``error:`` exit
-that Hydra never sees) keeps ``running`` on disk; ``job_state`` tells it from a live one by its process: on
+A job whose process died without ending (killed, out of memory, a node lost) keeps ``running`` on disk; ``job_state`` tells it from a live one by its process: on
 the same host, a process id that no longer exists (or that the caller knows has ended) means ``failed``. A job
 on another host cannot be checked and stays ``running``.
 """
@@ -46,8 +45,11 @@ def mark_running(job_dir: str | Path, metric: str | None) -> Path:
     return atomic_write_json(Path(job_dir) / STATUS_FILE, {**record, "optimized_metric": metric})
 
 
-def mark_ended(job_dir: str | Path, ok: bool, value: Any = None, error: BaseException | None = None) -> Path:
-    """Record the job's end: ``done`` with the optimized metric's value (a number or None), or ``failed``."""
+def mark_ended(
+    job_dir: str | Path, ok: bool, value: Any = None, error: BaseException | str | None = None
+) -> Path:
+    """Record the job's end: ``done`` with the optimized metric's value (a number or None), or ``failed``
+    with the error (its one line as given, or an exception's type and first line)."""
     path = Path(job_dir) / STATUS_FILE
     record = _read(path) or {}
     record.update(status=DONE if ok else FAILED, ended=_now())
@@ -55,6 +57,8 @@ def mark_ended(job_dir: str | Path, ok: bool, value: Any = None, error: BaseExce
         record["value"] = (
             float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
         )
+    elif isinstance(error, str):
+        record["error"] = error
     else:
         lines = str(error).strip().splitlines()
         record["error"] = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -65,6 +65,32 @@ def holds_nothing(folder: Path) -> bool:
     return True
 
 
+# what a finished (or resumable) run leaves in its folder; a new run there would replace it
+RESULTS = ("metrics.json", "checkpoints/*.ckpt", "*.safetensors", "sweep_summary.csv")
+# entry points whose ckpt_path resumes the run that wrote it (eval and export read it as the model instead)
+RESUMING = ("train", "pretrain")
+
+
+def refuse_finished_run(folder: Path, config: DictConfig, key: str) -> None:
+    """A folder that holds a run's results (``RESULTS``) takes no new run: one line names ``ckpt_path=`` to
+    resume it, another folder, or ``overwrite=true``. Resuming (``ckpt_path`` of train or pretrain) and an
+    entry point without an ``overwrite`` key (export, which writes its file elsewhere) pass."""
+    if "overwrite" not in config or config.overwrite is True:
+        return
+    resumes = str(config.hydra.job.config_name).removesuffix(".yaml") in RESUMING
+    if config.get("ckpt_path") and resumes:
+        return
+    found = sorted(str(p.relative_to(folder)) for pattern in RESULTS for p in folder.glob(pattern))
+    if not found:
+        return
+    last = folder / "checkpoints" / "last.ckpt"
+    resume = f"resume it with ckpt_path={last}, " if last.is_file() and resumes else ""
+    raise MDReIDError(
+        f"{key}={folder} holds a finished run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); "
+        f"{resume}choose another folder ({key}=...), or replace its results with overwrite=true"
+    )
+
+
 def _remove_if_unused(folder: Path) -> None:
     if folder.is_dir() and holds_nothing(folder):
         shutil.rmtree(folder, ignore_errors=True)
@@ -72,7 +98,8 @@ def _remove_if_unused(folder: Path) -> None:
 
 class CheckOutputDir(Callback):
     """Hydra callback, before Hydra creates the folder: an unwritable ``hydra.run.dir`` / ``hydra.sweep.dir``
-    is one ``error:`` line, exit 2, and so is a folder that another live run is using (``RunLock``).
+    is one ``error:`` line, exit 2, and so is a folder that another live run is using (``RunLock``) or that
+    holds a finished run (``refuse_finished_run``).
 
     A run folder this process creates and leaves with nothing in it (a config that fails its checks, an
     unreadable checkpoint) is removed when the process exits, so failed starts leave no empty run folders.
@@ -81,11 +108,13 @@ class CheckOutputDir(Callback):
     def __init__(self) -> None:
         self._lock: RunLock | None = None
 
-    def _take(self, folder: str, key: str) -> None:
+    def _take(self, folder: str, key: str, config: DictConfig) -> None:
         path = check_writable(folder, key)
         if not path.exists():  # Hydra creates it next; a folder that was there is never removed
             atexit.register(_remove_if_unused, path)
         if is_primary_process():  # DDP ranks > 0 re-enter the same folder as their rank 0
+            if path.is_dir():
+                refuse_finished_run(path, config, key)
             self._lock = RunLock(path, key)
             self._lock.acquire()
             atexit.register(self._drop)  # runs first: an error line exits without on_run_end
@@ -97,14 +126,14 @@ class CheckOutputDir(Callback):
 
     @cli_errors
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._take(config.hydra.run.dir, "hydra.run.dir")
+        self._take(config.hydra.run.dir, "hydra.run.dir", config)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._drop()
 
     @cli_errors
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._take(config.hydra.sweep.dir, "hydra.sweep.dir")
+        self._take(config.hydra.sweep.dir, "hydra.sweep.dir", config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._drop()

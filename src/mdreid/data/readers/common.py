@@ -202,6 +202,7 @@ class Layout:
     junk_rule: str  # evaluation removal rule, "camera" or "scene"
     read_split: Callable[[Scan, str], list[Found]]
     stitched: bool = False
+    val_query_every: int = 1  # the validation query: every image (1), or one in N per identity and camera
 
     @property
     def display(self) -> str:
@@ -262,4 +263,5 @@ class Layout:
             query=by_folder[self.splits["query"]],
             gallery=by_folder[self.splits["gallery"]],
             junk_rule=self.junk_rule,
+            val_query_every=self.val_query_every,
         )

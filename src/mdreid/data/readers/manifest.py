@@ -1,6 +1,6 @@
 """Your own data as a manifest: one row per sample, in CSV or JSON Lines (docs/manifest.md).
 
-Columns: ``split`` (train, query, gallery, or test = both query and gallery), ``pid``, ``camid``, optional
+Columns: ``split`` (train, val, query, gallery, or test = both query and gallery), ``pid``, ``camid``, optional
 ``sceneid``, and ``rgb``, ``nir``, ``tir``: a path relative to the manifest's folder (or absolute), or empty
 when the sample lacks that modality; at least one is set. ``stitched`` (optional, true/false) marks one
 768x128 R|N|T strip named in all three columns, as RGBNT100 stores it.
@@ -29,7 +29,7 @@ from mdreid.runtime.errors import MDReIDError
 REQUIRED = ("split", "pid", "camid")
 MODALITY_COLUMNS = ("rgb", "nir", "tir")  # R, N, T
 COLUMNS = (*REQUIRED, "sceneid", *MODALITY_COLUMNS, "stitched")
-SPLITS = ("train", "query", "gallery", "test")
+SPLITS = ("train", "val", "query", "gallery", "test")
 # the fields of a Row that a Record keeps as they are
 _RECORD_FIELDS = ("paths", "pid", "camid", "sceneid", "stitched")
 _LISTED = 10  # distinct problems quoted in one error; the count says how many more
@@ -193,7 +193,8 @@ def read_manifest(path: str | Path, on_missing: str = "error", on_bad_name: str 
 
 
 def load_manifest(path: str | Path, on_missing: str = "error", on_bad_name: str = "error") -> Benchmark:
-    """The manifest as a ``Benchmark``: train relabelled by sorted pid, ``test`` rows in query and gallery."""
+    """The manifest as a ``Benchmark``: train relabelled by sorted pid, ``test`` rows in query and gallery,
+    ``val`` rows (if any) the validation split, each row both query and gallery."""
     path = Path(path).expanduser().absolute()
     rows = read_manifest(path, on_missing, on_bad_name)
     labels = {pid: i for i, pid in enumerate(sorted({r.pid for r in rows if r.split == "train"}))}
@@ -227,22 +228,27 @@ def load_manifest(path: str | Path, on_missing: str = "error", on_bad_name: str 
             len(unmatched),
         )
     scenes = any(r.sceneid >= 0 for r in rows)
+    junk = "scene" if scenes else "camera"
+    val = records(("val",))
     return Benchmark(
         name="manifest",
         root=str(path),
         train=records(("train",)),
         query=query,
         gallery=gallery,
-        junk_rule="scene" if scenes else "camera",
+        junk_rule=junk,
+        val=Benchmark("manifest", str(path), query=val, gallery=val, junk_rule=junk) if val else None,
     )
 
 
 def manifest_rows(bench: Benchmark, folder: str | Path) -> list[dict[str, str]]:
     """The rows that describe ``bench`` (paths relative to ``folder``), in the order ``load_manifest`` keeps:
-    train, then query and gallery, or ``test`` once when they are one list (RGBNT201)."""
+    train, its own validation rows if any, then query and gallery, or ``test`` once when they are one list (RGBNT201)."""
     scenes = bench.junk_rule == "scene"
     stitched = any(r.stitched for r in chain(bench.train, bench.query, bench.gallery))
     parts: list[tuple[str, list[Record]]] = [("train", bench.train)]
+    if bench.val is not None:
+        parts.append(("val", bench.val.gallery))
     parts += (
         [("test", bench.query)]
         if bench.query_is_gallery

@@ -39,4 +39,5 @@ LAYOUT = Layout(
     junk_rule="camera",
     read_split=read_split,
     stitched=True,
+    val_query_every=5,  # the query folder holds one image in five of every gallery (identity, camera) group
 )
