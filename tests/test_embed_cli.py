@@ -20,6 +20,8 @@ from mdreid.data.synthetic.video import VideoSpec, boxes, frames, write_video
 from mdreid.embed.cli import main
 from mdreid.embed.embedder import Embedder
 from mdreid.factory import build_module
+from mdreid.index.cli import main as index_main
+from mdreid.index.store import GalleryStore
 from mdreid.feature_file import read_feature_file
 
 SPEC = VideoSpec(ids=3, frames=16, night=(6, 9))
@@ -72,6 +74,10 @@ def test_a_manifest_becomes_a_feature_file_of_the_embedders_features(setup: Simp
     )
     assert saved.pid.tolist() == [r.pid for r in setup.records] and saved.method == "mdreid.embed"
     assert saved.names[1] == setup.records[1].paths[0]
+    # the file is one mdreid.index builds from and searches with (no checkpoint, no images)
+    index = setup.tmp / "idx"
+    assert index_main(["build", str(index), "--features", str(setup.tmp / "m.safetensors")]) in (0, None)
+    assert GalleryStore.open(index).size == 7  # the gallery rows
 
 
 def test_a_frame_folder_needs_every_frame_or_says_absent(setup: SimpleNamespace, capsys) -> None:
