@@ -20,9 +20,9 @@ from mdreid.data.synthetic.video import VideoSpec, boxes, frames, write_video
 from mdreid.embed.cli import main
 from mdreid.embed.embedder import Embedder
 from mdreid.factory import build_module
+from mdreid.feature_file import read_feature_file
 from mdreid.index.cli import main as index_main
 from mdreid.index.store import GalleryStore
-from mdreid.feature_file import read_feature_file
 
 SPEC = VideoSpec(ids=3, frames=16, night=(6, 9))
 
