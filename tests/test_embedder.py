@@ -80,7 +80,7 @@ def test_every_input_kind_gives_the_features_of_its_file(evaluated: dict, tmp_pa
     embedder = mdreid.Embedder.from_checkpoint(evaluated["ckpt"], device="cpu")
     rgb = _paths(records, 0)
     reference = embedder.embed(rgb=rgb, camid=0)
-    arrays = [np.asarray(Image.open(p)) for p in rgb]
+    arrays = [np.array(Image.open(p)) for p in rgb]
     kinds = {
         "Path": [Path(p) for p in rgb],
         "PIL": [Image.open(p) for p in rgb],
