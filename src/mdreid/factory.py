@@ -216,14 +216,22 @@ def adopt_architecture(cfg: DictConfig, ckpt: Checkpoint) -> None:
             cfg.model[key] = value
 
 
-def adopt_image_rule(cfg: DictConfig, ckpt: Checkpoint) -> None:
-    """Evaluate with the high-bit-depth rule the checkpoint was trained with (its DataModule's saved
-    ``high_bit_depth``): images must reach the model as they did in training. A command-line rule that
-    contradicts it is an error naming both; a checkpoint that does not record one leaves the config's."""
+def trained_image_rule(ckpt: Checkpoint) -> BitDepthRule | None:
+    """The high-bit-depth rule the checkpoint was trained with (its DataModule's saved ``high_bit_depth``);
+    None when it records none (an official ``.pth``, or a checkpoint written without a DataModule)."""
     saved = ckpt.payload.get("datamodule_hyper_parameters") if not ckpt.official else None
     if not isinstance(saved, Mapping) or "high_bit_depth" not in saved:
+        return None
+    return BitDepthRule.from_config(saved["high_bit_depth"])
+
+
+def adopt_image_rule(cfg: DictConfig, ckpt: Checkpoint) -> None:
+    """Evaluate with the high-bit-depth rule the checkpoint was trained with (``trained_image_rule``):
+    images must reach the model as they did in training. A command-line rule that contradicts it is an
+    error naming both; a checkpoint that does not record one leaves the config's."""
+    trained = trained_image_rule(ckpt)
+    if trained is None:
         return
-    trained = BitDepthRule.from_config(saved["high_bit_depth"])
     given = any(override_key(o).startswith("data.high_bit_depth") for o in command_line_overrides())
     asked = BitDepthRule.from_config(cfg.data.high_bit_depth)
     if given and asked != trained:
