@@ -33,7 +33,12 @@ from mdreid.reporting.seed_groups import group_jobs
 ROL = (0.0, 0.5, 1.5, 3.0)
 KDL = (0.0, 5.25)
 SEEDS = (1, 2, 3)
-TEST, VAL = "test/score", "val/score"
+VAL, TEST = "validation", "test"
+# selection criteria: (name, validation key in metrics.json's "validation", test group(s) averaged)
+CRITERIA = (
+    ("score: RNT->RNT (mAP + R1) / 2", "val/score", ("matched/RNT->RNT/mAP", "matched/RNT->RNT/R1")),
+    ("mismatched, all 42 pairs, mAP", "val/mismatched/avg42/mAP", ("mismatched/avg42/mAP",)),
+)
 
 
 def job_name(rol: float, kdl: float, seed: int) -> str:
@@ -64,22 +69,27 @@ def run_job(out: Path, rol: float, kdl: float, seed: int, epochs: int | None) ->
     print(f"{folder.name}: {time.time() - start:.0f} s", flush=True)
 
 
-def read_jobs(out: Path) -> list[tuple[dict[str, str], str, dict[str, float]]]:
+def read_jobs(out: Path, val_key: str, test_keys: tuple[str, ...]) -> list[tuple[dict, str, dict]]:
+    """(overrides, seed, {VAL, TEST}) of every finished job for one criterion."""
     jobs = []
     for rol, kdl, seed in itertools.product(ROL, KDL, SEEDS):
         path = out / "runs" / job_name(rol, kdl, seed) / "metrics.json"
         if not path.is_file():
             continue
         payload = json.loads(path.read_text())
-        groups = payload["groups"]
-        test = (groups["matched/RNT->RNT/mAP"] + groups["matched/RNT->RNT/R1"]) / 2
+        test = float(np.mean([payload["groups"][k] for k in test_keys]))
         overrides = {"model.loss.rol_weight": f"{rol:g}", "model.loss.kdl_weight": f"{kdl:g}"}
-        jobs.append((overrides, str(seed), {VAL: payload["validation"][VAL], TEST: test}))
+        jobs.append((overrides, str(seed), {VAL: payload["validation"][val_key], TEST: test}))
     return jobs
 
 
-def report(out: Path) -> dict:
-    groups = group_jobs(read_jobs(out))
+def _std(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def select(jobs: list[tuple[dict, str, dict]]) -> dict:
+    """Both selections over configurations (means over seeds) and per seed, with the spread over seeds."""
+    groups = group_jobs(jobs)
     seeds = sorted({s for g in groups for s in g.values.get(TEST, {})})
     complete = [g for g in groups if len(g.values.get(TEST, {})) == len(seeds)]
 
@@ -97,13 +107,14 @@ def report(out: Path) -> dict:
         {
             "config": label(g),
             "val_mean": mean(g, VAL),
-            "val_std": float(np.std(list(g.values[VAL].values()), ddof=1)),
+            "val_std": _std(list(g.values[VAL].values())),
             "test_mean": mean(g, TEST),
-            "test_std": float(np.std(list(g.values[TEST].values()), ddof=1)),
+            "test_std": _std(list(g.values[TEST].values())),
         }
         for g in sorted(complete, key=lambda g: -mean(g, VAL))
     ]
-    result = {
+    stds = [r["test_std"] for r in rows if r["test_std"] is not None]
+    return {
         "configurations": len(complete),
         "seeds": seeds,
         "chosen_on_validation": {"config": label(on_val), "test_mean": mean(on_val, TEST)},
@@ -114,22 +125,35 @@ def report(out: Path) -> dict:
             "chosen_on_test_test_mean": float(np.mean(per_seed_test)),
             "optimism": float(np.mean(per_seed_test) - np.mean(per_seed_val)),
         },
-        "test_std_over_seeds_median": float(np.median([r["test_std"] for r in rows])),
+        "test_std_over_seeds_median": float(np.median(stds)) if stds else None,
         "rows": rows,
     }
-    lines = [
-        "| configuration (ranked by mean val/score) | val/score | test score (RNT->RNT (mAP+R1)/2) |",
-        "|---|---|---|",
-        *(
-            f"| {r['config']} | {r['val_mean']:.1f} ± {r['val_std']:.1f} | {r['test_mean']:.1f} ± {r['test_std']:.1f} |"
-            for r in rows
-        ),
-    ]
-    (out / "report.json").write_text(json.dumps(result, indent=2))
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _cell(mean: float, std: float | None) -> str:
+    return f"{mean:.1f}" + ("" if std is None else f" ± {std:.1f}")
+
+
+def report(out: Path) -> dict:
+    results = {name: select(read_jobs(out, val_key, test_keys)) for name, val_key, test_keys in CRITERIA}
+    lines = []
+    for name, result in results.items():
+        lines += [
+            f"Selected by {name}:",
+            "",
+            "| configuration (ranked by its mean on validation) | validation | test |",
+            "|---|---:|---:|",
+            *(
+                f"| {r['config']} | {_cell(r['val_mean'], r['val_std'])} | {_cell(r['test_mean'], r['test_std'])} |"
+                for r in result["rows"]
+            ),
+            "",
+        ]
+    (out / "report.json").write_text(json.dumps(results, indent=2))
+    (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
-    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
-    return result
+    print(json.dumps({n: {k: v for k, v in r.items() if k != "rows"} for n, r in results.items()}, indent=2))
+    return results
 
 
 def main() -> None:

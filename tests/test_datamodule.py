@@ -56,13 +56,14 @@ def datamodule(dataset: str, root: Path, **kwargs) -> MultiModalReIDDataModule:
         "num_instances": 2,
         "eval_batch_size": 5,
         "num_workers": 0,
+        "val": "none",  # trees of 2-4 training identities: batching is tested here, the split in test_val_split
     }
     return MultiModalReIDDataModule(dataset, str(root), **{**options, **kwargs})
 
 
 def eval_batches(dm: MultiModalReIDDataModule) -> dict[str, torch.Tensor]:
     """Every evaluation batch of this rank, concatenated per key."""
-    batches = list(dm.val_dataloader())
+    batches = list(dm.test_dataloader())
     return {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
 
 

@@ -29,7 +29,7 @@ from test_robustness import cli, error_line
 
 EVAL_KEYS = (
     "pairs, similarity, max_rank, chunk_size, rerank, rerank_k1, rerank_k2, rerank_lambda, save_features, "
-    "unseen_cameras, plots"
+    "unseen_cameras, plots, plots_cam"
 )
 PAIRS_HELP = (
     "use 'all', 'paper', or a list of 'Q->G' strings / (Q, G) tuples with Q, G in R, N, T, RN, RT, NT, RNT"

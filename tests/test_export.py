@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,9 +16,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from checkpoint_files import NUM_CAMERAS, save_checkpoint
+from mdreid.data.readers import load_benchmark
+from mdreid.data.synthetic.generate import generate
+from mdreid.embed.embedder import Embedder
 from mdreid.export import example_inputs, export, export_extractor
+from mdreid.export_parity import parity_report
 from mdreid.factory import load_module
-from mdreid.modalities import MODALITIES
+from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
 from mdreid.runtime.errors import MDReIDError
@@ -73,11 +78,12 @@ def test_extractor_is_the_checkpoint_models_per_modality_path(tiny_cfg, tmp_path
 
 
 @pytest.mark.slow
-def test_onnx_cli_dynamic_batch_and_camera_embedding(ckpt, tmp_path: Path) -> None:
+def test_onnx_cli_dynamic_batch_and_camera_embedding(ckpt, tiny_cfg, tmp_path: Path) -> None:
     path, module = ckpt
     out = tmp_path / "exported" / "feat.onnx"
     proc = run_cli(f"ckpt_path={path}", "format=onnx", f"out={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    check_parity_report(out, proc.stdout, tiny_cfg, tmp_path)
     assert f"wrote {out}" in proc.stdout and "image [batch, 3, 64, 32] float32" in proc.stdout
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image", "camid"]
@@ -147,6 +153,25 @@ def test_cli_bad_format_exits_2_with_one_line(ckpt, tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: format='tflite' is not supported; use one of: onnx, torchscript"
     ], proc.stderr
+
+
+def check_parity_report(out: Path, printed: str, tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    """The export's parity report covers the 7 query subsets and fp32 agrees to float rounding (fp16: the
+    deploy page's example, tests/test_deploy_docs.py); the same check catches a graph of other weights."""
+    report = json.loads(Path(f"{out}.parity.json").read_text())
+    assert [r["query"] for r in report["rows"]] == list(SUBSETS) and report["pairs"] == 49
+    assert "| RNT |" in Path(f"{out}.parity.md").read_text() and "parity with PyTorch" in printed
+    assert report["max_abs_unit_feature"] < 1e-5 and report["max_abs_mAP_49"] < 1e-3
+    other = save_checkpoint(tiny_cfg, tmp_path / "other.ckpt", "model.sie_coe=2.0")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    generate("rgbnt201", tmp_path / "data", ids=6, seed=1, preset="tiny")
+    records = load_benchmark("rgbnt201", tmp_path / "data").query[:12]
+    wrong = parity_report(Embedder(other, device="cpu"), out, "onnx", "fp32", records)
+    assert wrong["max_abs_unit_feature"] > 1e-2
+    with pytest.raises(MDReIDError, match="fp16=true converts ONNX graphs"):
+        export(OmegaConf.create({"ckpt_path": "x.ckpt", "format": "torchscript", "fp16": True}))
 
 
 def test_an_unwritable_output_names_out(

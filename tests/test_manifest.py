@@ -53,7 +53,8 @@ def test_manifest_of_a_benchmark_reads_back_the_same_records(name: str, copies: 
 
 def _eval_overrides(data_dir: Path, *extra: str) -> list[str]:
     tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]
-    return [*tiny, f"paths.data_dir={data_dir}", "eval.plots=false", *extra]
+    # the copies hold 4-5 training identities: too few to hold some out, and evaluation needs none
+    return [*tiny, f"paths.data_dir={data_dir}", "eval.plots=false", "data.val=none", *extra]
 
 
 @pytest.mark.slow
@@ -102,7 +103,7 @@ def test_every_problem_is_reported_at_once_with_row_numbers(copies: dict[str, Pa
     with pytest.raises(MDReIDError) as info:
         load_manifest(path)
     msg = str(info.value)
-    assert "4 bad row(s): row 6: split='validation' is not one of train, query, gallery, test" in msg
+    assert "4 bad row(s): row 6: split='validation' is not one of train, val, query, gallery, test" in msg
     assert "row 7: pid='seven' is not an integer" in msg and "row 8: duplicates row 4" in msg
     assert "row 9: no modality: rgb, nir, tir are all empty" in msg
     assert f"1 missing file(s): row 10: {tmp_path / 'gone.jpg'} not found" in msg
@@ -172,18 +173,18 @@ def test_a_repeated_problem_is_reported_once_with_its_count_and_first_rows(
 ) -> None:
     rows = _absolute_rows(copies["rgbnt201"])
     train = [r for r in rows if r["split"] == "train"]
-    bad = [{**r, "split": "val"} for r in rows * 4][:118]  # rejected before the duplicate check
-    # rows 2.. are the training rows; the 118 "val" rows follow, then a non-integer pid
+    bad = [{**r, "split": "valid"} for r in rows * 4][:118]  # rejected before the duplicate check
+    # rows 2.. are the training rows; the 118 "valid" rows follow, then a non-integer pid
     path = _write(tmp_path / "many.csv", [*train, *bad, {**train[0], "pid": "x", "split": "query"}])
     first = len(train) + 2
     with pytest.raises(MDReIDError) as info:
         load_manifest(path)
     msg = str(info.value)
     assert (
-        f"119 bad row(s): rows {first}, {first + 1}, {first + 2} (+115 more): split='val' is not one of "
-        f"train, query, gallery, test; row {first + 118}: pid='x' is not an integer; fix the manifest"
+        f"119 bad row(s): rows {first}, {first + 1}, {first + 2} (+115 more): split='valid' is not one of "
+        f"train, val, query, gallery, test; row {first + 118}: pid='x' is not an integer; fix the manifest"
     ) in msg
-    assert msg.count("split='val'") == 1 and len(msg) < 600
+    assert msg.count("split='valid'") == 1 and len(msg) < 600
 
 
 def test_unmatched_query_identities_are_counted(copies: dict[str, Path], tmp_path: Path, caplog) -> None:
@@ -219,6 +220,7 @@ def test_partially_present_samples_train_with_gradients_on_both_tokens(
         rows.append(row)
     path = _write(tmp_path / "partial.csv", rows)
     data = ["data.dataset=manifest", f"data.manifest={path}", "data.synth=null", "model.mdl.tie_tokens=false"]
+    data.append("data.val=none")  # every training identity: the batch must hold partial samples
     cfg = compose_cfg("train.yaml", [*TINY_OVERRIDES, f"paths.data_dir={base}", *data], tmp_path / "run")
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")

@@ -85,8 +85,8 @@ def test_every_manifest_name_parses() -> None:
 
 
 def test_public_names() -> None:
-    assert DATASETS == ("rgbnt201", "rgbnt100", "msvr310")
-    assert [benchmark_folder(d) for d in DATASETS] == ["RGBNT201", "RGBNT100", "MSVR310"]
+    assert DATASETS == ("rgbnt201", "rgbnt100", "msvr310", "wmveid863")
+    assert [benchmark_folder(d) for d in DATASETS] == ["RGBNT201", "RGBNT100", "MSVR310", "MSVWild863"]
     assert split_folders("rgbnt201") == {"train": "train_171", "query": "test", "gallery": "test"}
     assert split_folders("MSVR310")["query"] == "query3"
 
@@ -355,7 +355,10 @@ def test_msvr310_filename_must_match_its_id_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"name": "market1501"}, "invalid dataset='market1501': use one of rgbnt201, rgbnt100, msvr310"),
+        (
+            {"name": "market1501"},
+            "invalid dataset='market1501': use one of rgbnt201, rgbnt100, msvr310, wmveid863",
+        ),
         (
             {"name": "rgbnt201", "on_missing": "ignore"},
             "invalid data.on_missing='ignore': use one of error, skip",

@@ -307,7 +307,8 @@ def test_08_unknown_names_list_the_valid_ones(cases: Cases) -> None:
     assert all(f"\t{name}\n" in hydra_error.stderr for name in EXPERIMENTS)
     line = error_line(cases["unknown_dataset"])
     assert (
-        line == "error: invalid data.dataset='market1501': use one of rgbnt201, rgbnt100, msvr310, manifest"
+        line
+        == "error: invalid data.dataset='market1501': use one of rgbnt201, rgbnt100, msvr310, wmveid863, manifest"
     )
     line = error_line(cases["unknown_similarity"])
     assert "similarity" in line and "'cosine'" in line and line.endswith("use one of code, paper, common")

@@ -201,6 +201,9 @@ BAD_FILES = [
         "key 'present': row 0 has no modality",
     ),
     ({**_good(), "pid": torch.zeros(6)}, META, "key 'pid': must be an integer id per row"),
+    ({**_good(), "box": torch.zeros(6, 3)}, META, "key 'box': must be float [6, 4]"),
+    ({**_good(), "frame": torch.zeros(6)}, META, "key 'frame': must be an integer id per row"),
+    (_good(), {**META, "names": '["a"]'}, "key 'names': must be a JSON list of 6 strings"),
     ({**_good(), "camid": torch.zeros(5, dtype=torch.long)}, META, "key 'camid': must have shape [6]"),
     ({**_good(), "is_query": torch.zeros(6, dtype=torch.bool)}, META, "key 'is_query': no row has it set"),
     (

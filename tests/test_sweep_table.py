@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mdreid.reporting.sweep_table import build_table
+from mdreid.reporting.sweep_report import summary_markdown
+from mdreid.reporting.sweep_table import build_table, to_markdown
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.job_status import mark_ended, mark_running
 from mdreid.sweep_summary import main
@@ -101,13 +102,14 @@ def test_rebuilt_table_takes_each_status_from_the_job_folder(tmp_path: Path, cap
     assert [j.status for j in build_table(sweep, ended_pids=(os.getpid(),)).jobs if j.num == 2] == ["failed"]
 
 
-def test_without_an_optimized_metric_the_table_ranks_by_rnt_map(tmp_path: Path) -> None:
+def test_without_an_optimized_metric_the_table_never_ranks_on_test(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     for num, map_ in enumerate((20.0, 60.0, 40.0)):
         make_job(sweep, num, str(num), groups(map_))  # e.g. an eval sweep: metrics.json only
     table = build_table(sweep)
-    assert table.rank_by == "matched/RNT->RNT/mAP" and [j.num for j in table.jobs] == [1, 2, 0]
+    assert table.rank_by is None and [j.num for j in table.jobs] == [0, 1, 2]  # job order, not test mAP
     assert all(j.status == "done" for j in table.jobs)
+    assert "in job order (no selection metric; test columns are not ranked on)" in to_markdown(table)
 
 
 def test_minimize_direction_ranks_the_lowest_first(tmp_path: Path) -> None:
@@ -168,3 +170,23 @@ def test_jobs_of_the_plan_that_never_ran_are_listed(tmp_path: Path, capsys) -> N
     out = capsys.readouterr().out
     assert "job 0 (model.optim.base_lr=0.1) failed: model.loss.rol_weight='oops': expected a number" in out
     assert "job 2 (model.optim.base_lr=0.3) never ran" in out
+
+
+def test_a_sweep_selected_on_test_says_so_first(tmp_path: Path) -> None:
+    """data.val=test: the jobs' protocol records say selected_on test, and the table's first line says so."""
+    sweep = tmp_path / "sweep"
+    for num, value in enumerate((0.3, 0.5)):
+        job = make_job(sweep, num, str(num), groups(40.0))
+        payload = json.loads((job / "metrics.json").read_text())
+        payload["protocol"] = {"selected_on": "test" if num else "validation", "dataset": "rgbnt201"}
+        (job / "metrics.json").write_text(json.dumps(payload))
+        mark_running(job, "val/score")
+        mark_ended(job, True, value)
+    markdown = summary_markdown(build_table(sweep))
+    assert markdown.splitlines()[2].startswith("SELECTED ON THE TEST SPLIT (data.val=test)")
+    honest = tmp_path / "honest"
+    make_job(honest, 0, "1", groups(40.0))
+    (honest / "0" / "metrics.json").write_text(
+        json.dumps({"groups": groups(40.0), "rows": [], "protocol": {"selected_on": "validation"}})
+    )
+    assert "Selected on the validation split" in summary_markdown(build_table(honest))

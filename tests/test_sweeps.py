@@ -274,6 +274,10 @@ def test_optuna_search_optimises_the_returned_val_score(data_dir: Path, tmp_path
     for job in job_dirs(sweep):
         rows = csv.DictReader((job / "csv" / "metrics.csv").open())
         scores += [float(r["val/score"]) for r in rows if r.get("val/score")]
+        # optimised on the validation split: held-out training identities, never the test split
+        protocol = yaml.safe_load((job / "csv" / "hparams.yaml").read_text())["protocol"]
+        assert protocol["selected_on"] == "validation" and protocol["splits"]["val"]["ids"] == 4
+        assert protocol["selection"]["sweep_metric"] == "val/score"
     assert len(scores) == 2 and math.isfinite(best["best_value"])
     assert best["best_value"] == pytest.approx(max(scores), rel=1e-6)  # main() returned val/score
     # the same table as a grid sweep, ranked by the value Optuna optimised (test=false: no metrics.json)

@@ -64,7 +64,12 @@ def check_common(bench, n_train: int = N_TRAIN, n_test: int = N_TEST) -> None:
 
 
 def test_root_holds_only_the_benchmark_folders(tiny: Path) -> None:
-    assert sorted(os.listdir(tiny)) == ["MSVR310", "RGBNT100", "RGBNT201"]  # no leftover scratch folders
+    assert sorted(os.listdir(tiny)) == [
+        "MSVR310",
+        "MSVWild863",
+        "RGBNT100",
+        "RGBNT201",
+    ]  # no leftover scratch folders
 
 
 def test_rgbnt201_layout(tiny: Path) -> None:

@@ -6,13 +6,17 @@ import csv
 import json
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from checkpoint_files import NUM_CAMERAS, save_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.readers import load_benchmark
 from mdreid.eval import evaluate
+from mdreid.factory import build_module, load_module
+from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
 
 
@@ -42,7 +46,9 @@ def check_protocol(record: dict, data_dir: Path, epoch: int) -> None:
 
 
 @pytest.mark.slow
-def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: Path, tmp_path: Path) -> None:
+def test_two_epoch_run_learns_and_writes_metrics(
+    tiny_cfg, synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     cfg = tiny_cfg(
         "train.yaml",
         "trainer.max_epochs=3",
@@ -74,7 +80,11 @@ def test_two_epoch_run_learns_and_writes_metrics(tiny_cfg, synthetic_data_dir: P
         [*tiny, f"paths.data_dir={synthetic_data_dir}", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"],
         tmp_path / "eval",
     )
+    capsys.readouterr()
     evaluate(eval_cfg)
+    printed = capsys.readouterr().out  # the protocol record as one block, before the tables
+    assert "protocol: rgbnt201 (junk rule: camera)" in printed
+    assert "selected on: validation; checkpoint: last-epoch (epoch 3)" in printed
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (evaluated["epoch"], evaluated["global_step"]) == (3, payload["global_step"])
     assert evaluated["rows"] == payload["rows"]
@@ -141,3 +151,23 @@ def test_val_none_and_val_test_are_named_in_every_output(
     assert metrics["val/score"] == pytest.approx(metrics["test/score"], abs=1e-6)
     saved = torch.load(tmp_path / "test" / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["protocol"]["selected_on"] == "test"
+
+
+def test_fine_tuning_trains_new_identity_classifiers_for_another_identity_count(
+    tiny_cfg, tmp_path: Path
+) -> None:
+    """A checkpoint of 12 identities into a run of 5 (e.g. all identities, then some held out for validation):
+    the heads start anew, every other tensor is the checkpoint's; without new_heads the file is refused."""
+    saved = save_checkpoint(tiny_cfg, tmp_path / "all.ckpt")
+    cfg = tiny_cfg("train.yaml")
+    torch.manual_seed(1)
+    run = build_module(cfg, SimpleNamespace(num_classes=5, num_cameras=NUM_CAMERAS, junk_rule="camera"))
+    fresh = {k: v.clone() for k, v in run.state_dict().items()}
+    with pytest.raises(MDReIDError, match="does not fit the configured model"):
+        load_module(tmp_path / "all.ckpt", run)
+    load_module(tmp_path / "all.ckpt", run, new_heads=True)
+    heads = [k for k in fresh if k.endswith(".classifier.weight")]
+    assert heads and all(run.state_dict()[k].shape[0] == 5 for k in heads)
+    for key, value in run.state_dict().items():
+        expected = fresh[key] if key in heads else saved.state_dict()[key]
+        assert torch.equal(value, expected), key

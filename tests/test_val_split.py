@@ -24,9 +24,9 @@ from mdreid.runtime.errors import MDReIDError
 
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny synthetic copies of the three benchmarks (24 identities each) under one root."""
+    """Tiny synthetic copies of the four benchmarks (24 identities each) under one root."""
     root = tmp_path_factory.mktemp("val-copies")
-    for like in ("rgbnt201", "rgbnt100", "msvr310"):
+    for like in ("rgbnt201", "rgbnt100", "msvr310", "wmveid863"):
         generate(like, root, ids=24, seed=0, preset="tiny")
     return root
 
@@ -35,7 +35,7 @@ def pids(records) -> set[int]:
     return {r.pid for r in records}
 
 
-@pytest.mark.parametrize("dataset", ["rgbnt201", "rgbnt100", "msvr310"])
+@pytest.mark.parametrize("dataset", ["rgbnt201", "rgbnt100", "msvr310", "wmveid863"])
 def test_held_out_identities_are_disjoint_and_follow_the_test_protocol(dataset: str, copies: Path) -> None:
     raw = load_benchmark(dataset, copies)
     bench = split_validation(raw, ValConfig.parse({"ids": 0.25, "min_ids": 2, "seed": 3}))

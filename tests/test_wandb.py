@@ -88,10 +88,14 @@ def test_offline_run_holds_config_scalars_table_and_plots(tiny_cfg, wandb_offlin
     runs = sorted((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs
     (log_file,) = runs[0].glob("run-*.wandb")
-    config, history = {}, {}
+    config, history, summary, groups = {}, {}, {}, set()
     for record in wandb_records(log_file):
         kind = record.WhichOneof("record_type")
-        if kind == "config":
+        if kind == "run":
+            groups.add(record.run.run_group)
+        elif kind == "summary":
+            summary.update({item_name(item): json.loads(item.value_json) for item in record.summary.update})
+        elif kind == "config":
             config.update({item_name(item): json.loads(item.value_json) for item in record.config.update})
         elif kind == "history":
             history.update({item_name(item): json.loads(item.value_json) for item in record.history.item})
@@ -102,6 +106,10 @@ def test_offline_run_holds_config_scalars_table_and_plots(tiny_cfg, wandb_offlin
     assert config["cfg"]["data"]["dataset"] == "rgbnt201" and config["cfg"]["seed"] == cfg.seed
     assert history["test/score"] == pytest.approx(metrics["test/score"])
     assert history["train/loss_epoch"] > 0
+    # grouped by configuration (the overrides but the seed: none outside a Hydra job), and the protocol
+    assert groups == {"rgbnt201 | (defaults)"}
+    assert summary["protocol/selected_on"] == "validation" and summary["protocol/epoch"] == 1
+    assert config["protocol"]["splits"]["val"]["ids"] == 4
 
     media = runs[0] / "files" / "media"
     (pairs_file,) = (media / "table" / "test").glob("pairs_*.table.json")

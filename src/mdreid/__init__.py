@@ -4,6 +4,7 @@ The public API, loaded on first use so that ``python -m mdreid.<entry> --help`` 
 
     from mdreid import ReIDModule, AnyToAnyReID, any_to_any_reid, compose_config, train_model, evaluate
     from mdreid import build_datamodule, build_module, load_module, load_official_checkpoint, plots
+    from mdreid import Embedder, Embeddings  # a trained model on your own images (docs/deploy.md)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     "read_modalities": "mdreid.data.triplet_dataset",
     "generate_synthetic": "mdreid.data.synthetic.generate",
     "print_result": "mdreid.reporting.reports",
+    "Embedder": "mdreid.embed.embedder",
+    "Embeddings": "mdreid.embed.embeddings",
 }
 # public name -> a module exposed whole
 _MODULES: dict[str, str] = {"plots": "mdreid.reporting.plots"}

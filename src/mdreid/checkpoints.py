@@ -8,6 +8,7 @@ truncated or foreign file, NaN weights. Whether the weights fit a model is check
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.safe_load import TRUST_HINT, load_torch_file
+
+log = logging.getLogger(__name__)
 
 _LISTED = 4
 # keys named per kind of mismatch in the error of a checkpoint that does not fit
@@ -74,6 +77,28 @@ def key_mismatch(
             more = f" (+{len(keys) - _LISTED_KEYS} more)" if len(keys) > _LISTED_KEYS else ""
             parts.append(f"{label}: {', '.join(name(k) for k in keys[:_LISTED_KEYS])}{more}")
     return "; ".join(parts)
+
+
+HEAD_SUFFIX = ".classifier.weight"  # the identity classifiers: one row per training identity
+
+
+def with_run_heads(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with the run's own identity classifiers (from ``own``) where the checkpoint's classify
+    another number of identities: fine-tuning trains heads for the run's identities (e.g. from a checkpoint
+    of all 171 RGBNT201 identities, in a run that holds 17 out for validation). Said in one warning line."""
+    replaced = [k for k in own if k.endswith(HEAD_SUFFIX) and k in state and state[k].shape != own[k].shape]
+    if not replaced:
+        return dict(state)
+    log.warning(
+        "init_from %s: its identity classifiers have %d identities, this run trains %d: they start anew; "
+        "the rest of the network is the checkpoint's",
+        source,
+        state[replaced[0]].shape[0],
+        own[replaced[0]].shape[0],
+    )
+    return {**state, **{k: own[k] for k in replaced}}
 
 
 def is_mdreid_checkpoint(payload: object) -> bool:

@@ -1,4 +1,4 @@
-"""Export entry point: ``python -m mdreid.export ckpt_path=PATH format=onnx|torchscript [out=FILE]``.
+"""Export entry point: ``python -m mdreid.export ckpt_path=PATH format=onnx|torchscript [out=FILE] [fp16=true]``.
 
 Writes the per-modality feature extractor (:class:`~mdreid.models.feature_extractor.FeatureExtractor`):
 inputs ``image [batch,3,H,W]`` float32 (one modality's images, normalised as in evaluation) and ``camid
@@ -10,13 +10,16 @@ The model is rebuilt from the checkpoint alone (its saved hyper-parameters, or a
 tensor shapes), so no experiment is needed.
 ``out`` defaults to the checkpoint's path with ``.onnx`` / ``.pt``. ONNX uses the ``torch.export``-based
 exporter with a dynamic batch axis; TorchScript is a trace (torch marks TorchScript deprecated, ONNX is the
-format to prefer). Files are written atomically.
+format to prefer). Files are written atomically. ``fp16=true`` converts the ONNX graph to float16 (inputs and
+outputs stay float32). ``parity=true`` (the default) then runs the written file against PyTorch on a test
+split and writes the report next to it (``mdreid.export_parity``).
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -121,6 +124,9 @@ def export(cfg: DictConfig) -> Path:
     """Rebuild the model from ``cfg.ckpt_path``, write its feature extractor, print the file and its I/O."""
     fmt = str(cfg.format)
     suffix = check_format(fmt)
+    fp16, parity = bool(cfg.get("fp16", False)), bool(cfg.get("parity", False))  # code-built configs: off
+    if fp16 and fmt != "onnx":
+        raise MDReIDError(f"fp16=true converts ONNX graphs; use format=onnx (got format={fmt})")
     run = RunConfig.parse(cfg)
     if run.paths is not None:  # a CLI run; a config built in code may name no run folder
         keep_caches_in(run.paths.output_dir)
@@ -131,18 +137,66 @@ def export(cfg: DictConfig) -> Path:
 
     ckpt = resolve_checkpoint(run.ckpt_path, trust=run.trust_checkpoint)
     module = load_module(ckpt, image_size=run.image_size)
-    out = Path(run.out) if run.out else Path(run.ckpt_path).with_suffix(suffix)
+    out = Path(run.out) if run.out else Path(run.ckpt_path).with_suffix((".fp16" if fp16 else "") + suffix)
     hp = module.hparams
     example = example_inputs(
         tuple(hp["image_size"]), int(hp["num_cameras"]), int(cfg.batch_size), int(cfg.seed)
     )
     extractor = FeatureExtractor(module.net)
     export_extractor(extractor, example, out, fmt, int(cfg.opset))
+    if fp16:
+        to_fp16(out)
     opset = f", opset {cfg.opset}" if fmt == "onnx" else ""
-    print(f"wrote {out} ({fmt}{opset})")
+    precision = "fp16" if fp16 else "fp32"
+    print(f"wrote {out} ({fmt}{opset}{', fp16' if fp16 else ''})")
     print("\n".join(describe(extractor, example)))
     print("one graph serves every modality (R, N, T): feed one modality's images with their camera ids")
+    if parity:
+        from mdreid.embed.embedder import Embedder
+        from mdreid.export_parity import parity_report
+        from mdreid.factory import trained_image_rule
+
+        report = parity_report(Embedder(module, trained_image_rule(ckpt), device="cpu"), out, fmt, precision)
+        print(
+            f"parity with PyTorch on {report['data']}: max |feature diff| {report['max_abs_feature']:.2e} "
+            f"(L2-normalised {report['max_abs_unit_feature']:.2e}), max |mAP diff| over {report['pairs']} pairs "
+            f"{report['max_abs_mAP_49']:.3g}; report: {out}.parity.md"
+        )
     return out
+
+
+def to_fp16(path: Path) -> None:
+    """Rewrite the ONNX file at ``path`` with float16 weights and arithmetic; its inputs and outputs stay
+    float32 (``keep_io_types``), so callers feed and read it as before."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    _sort_nodes(model.graph)  # the converter appends its input casts after their consumers
+    onnx.checker.check_model(model)
+    atomic_write(path, lambda fh: fh.write(model.SerializeToString()))
+
+
+def _sort_nodes(graph: Any) -> None:
+    """Order an ONNX graph's nodes so that every node follows the producers of its inputs, as the format
+    requires (a stable topological sort)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        waiting = []
+        for node in pending:
+            if all(name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            raise MDReIDError(
+                f"the float16 graph has nodes whose inputs are never produced: {waiting[0].name}"
+            )
+        pending = waiting
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 @checked_overrides("export.yaml")

@@ -18,7 +18,7 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint
+from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint, with_run_heads
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
@@ -174,9 +174,11 @@ def load_module(
     image_size: Sequence[int] | None = None,
     evaluation: EvalConfig | Mapping[str, Any] | None = None,
     junk: str | None = None,
+    new_heads: bool = False,
 ) -> ReIDModule:
     """A checkpoint's weights, loaded strictly, in eval mode: into ``model`` (a fine-tuning run's, built from
-    its config) or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for
+    its config; ``new_heads`` keeps its own identity classifiers where the checkpoint's have another number of
+    identities, ``checkpoints.with_run_heads``) or, without one, into the model the checkpoint describes (its saved hyper-parameters, or for
     an official ``.pth`` its tensors' shapes; ``image_size`` then settles a grid the benchmark does not
     identify), scored with ``evaluation`` (an ``EvalConfig``, or the ``eval`` section it parses) and ``junk``
     where given.
@@ -188,7 +190,7 @@ def load_module(
         converted = read_official(ckpt)
         if model is None:
             model = official_module(converted, image_size, str(ckpt.path), evaluation, junk or "camera")
-        load_official(model, converted, str(ckpt.path))
+        load_official(model, converted, str(ckpt.path), new_heads)
         return model.eval()
     if model is None:
         if image_size is not None and list(image_size) != list(saved_hparams(ckpt)["image_size"]):
@@ -197,13 +199,16 @@ def load_module(
                 f"{list(saved_hparams(ckpt)['image_size'])} ({ckpt.path}); drop it: the checkpoint defines the model"
             )
         model = _rebuilt(ckpt, evaluation, junk)
-    mismatch = key_mismatch(model.state_dict(), ckpt.state_dict)
+    state = (
+        with_run_heads(model.state_dict(), ckpt.state_dict, str(ckpt.path)) if new_heads else ckpt.state_dict
+    )
+    mismatch = key_mismatch(model.state_dict(), state)
     if mismatch:
         raise MDReIDError(
             f"checkpoint {ckpt.path} does not fit the configured model ({mismatch}); "
             "use the experiment/model overrides the checkpoint was trained with"
         )
-    model.load_state_dict(ckpt.state_dict, strict=True)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
@@ -219,14 +224,22 @@ def adopt_architecture(cfg: DictConfig, ckpt: Checkpoint, overrides: Sequence[st
             cfg.model[key] = value
 
 
-def adopt_image_rule(cfg: DictConfig, ckpt: Checkpoint) -> None:
-    """Evaluate with the high-bit-depth rule the checkpoint was trained with (its DataModule's saved
-    ``high_bit_depth``): images must reach the model as they did in training. A command-line rule that
-    contradicts it is an error naming both; a checkpoint that does not record one leaves the config's."""
+def trained_image_rule(ckpt: Checkpoint) -> BitDepthRule | None:
+    """The high-bit-depth rule the checkpoint was trained with (its DataModule's saved ``high_bit_depth``);
+    None when it records none (an official ``.pth``, or a checkpoint written without a DataModule)."""
     saved = ckpt.payload.get("datamodule_hyper_parameters") if not ckpt.official else None
     if not isinstance(saved, Mapping) or "high_bit_depth" not in saved:
+        return None
+    return BitDepthRule.from_config(saved["high_bit_depth"])
+
+
+def adopt_image_rule(cfg: DictConfig, ckpt: Checkpoint) -> None:
+    """Evaluate with the high-bit-depth rule the checkpoint was trained with (``trained_image_rule``):
+    images must reach the model as they did in training. A command-line rule that contradicts it is an
+    error naming both; a checkpoint that does not record one leaves the config's."""
+    trained = trained_image_rule(ckpt)
+    if trained is None:
         return
-    trained = BitDepthRule.from_config(saved["high_bit_depth"])
     given = any(override_key(o).startswith("data.high_bit_depth") for o in command_line_overrides())
     asked = BitDepthRule.from_config(cfg.data.high_bit_depth)
     if given and asked != trained:

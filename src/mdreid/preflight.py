@@ -17,16 +17,18 @@ from mdreid.runtime.output_dir import check_writable
 
 
 def check_pretrained_weights(run: RunConfig, backbone: BackboneConfig) -> None:
-    """A recipe that starts from CLIP (``allow_random_init: false`` in its backbone config) needs
-    ``model.backbone.weights``, unless the run starts from another checkpoint (``init_from``, ``ckpt_path``)."""
+    """A recipe that starts from pretrained weights (``allow_random_init: false`` in its backbone config: CLIP,
+    or a ``_target_`` tower such as DINOv2) needs ``model.backbone.weights``, unless the run starts from
+    another checkpoint (``init_from``, ``ckpt_path``)."""
     if backbone.weights or backbone.allow_random_init:
         return
     if run.init_from or run.ckpt_path:
         return
     raise MDReIDError(
-        f"model.backbone.weights is not set: the {backbone.name} recipe starts from CLIP weights, a local "
-        "file (convert OpenAI's ViT-B-16.pt once with scripts/convert_clip_weights.py); to train a randomly "
-        "initialised tower anyway, set model.backbone.allow_random_init=true"
+        f"model.backbone.weights is not set: the {backbone.name} recipe starts from pretrained weights, a local "
+        "file (a .safetensors for a timm tower; for CLIP, convert OpenAI's ViT-B-16.pt once with "
+        "scripts/convert_clip_weights.py); to train a randomly initialised tower anyway, set "
+        "model.backbone.allow_random_init=true"
     )
 
 
@@ -64,6 +66,10 @@ def check_train_config(cfg: DictConfig, run: RunConfig) -> ValConfig:
     model_sections(cfg.model)
     backbone = plain(cfg.model.backbone)
     check_tower_section(backbone)
-    if TARGET not in backbone:  # a tower of your own brings its own weights
+    if TARGET not in backbone:
         check_pretrained_weights(run, backbone_config(backbone))
+    elif backbone.get("allow_random_init") is False:  # a tower of your own that asks for the same check
+        name = str(backbone.get("name") or backbone[TARGET])
+        weights = backbone.get("weights")
+        check_pretrained_weights(run, BackboneConfig(name=name, weights=weights, allow_random_init=False))
     return val

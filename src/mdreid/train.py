@@ -45,12 +45,14 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.protocol import monitors, protocol_record, warn_test_selection
     from mdreid.reporting.results_callback import PublishResults
+    from mdreid.reporting.seed_groups import configuration_label
     from mdreid.runtime.hydra import (
         command_line_overrides,
         instantiate_callbacks,
         instantiate_loggers,
         instantiate_trainer,
     )
+    from mdreid.runtime.logs import WandbLogger
     from mdreid.runtime.safe_load import checkpoint_globals
 
     evaluation = EvalConfig.parse(cfg.eval)
@@ -64,7 +66,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule, evaluation)
     if init is not None:
-        load_module(init, model).train()  # a resume (ckpt_path) restores its own weights over these
+        load_module(init, model, new_heads=True).train()  # a resume (ckpt_path) restores its own over these
     if resume is not None:
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
@@ -74,6 +76,13 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     publisher = PublishResults.from_config(cfg, evaluation, protocol)
     callbacks.append(publisher)
     loggers = instantiate_loggers(run_cfg.logger)
+    overrides = command_line_overrides()
+    group = (
+        f"{cfg.data.dataset} | {configuration_label(dict(o.split('=', 1) for o in overrides if '=' in o))}"
+    )
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.group_by(group)
     # no validation split (data.val=none): no validation loop at all
     no_val = {} if datamodule.has_validation else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     trainer = instantiate_trainer(cfg, callbacks, loggers, **no_val)

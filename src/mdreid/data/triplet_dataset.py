@@ -26,7 +26,7 @@ _AUG_STREAM = 0x5EED_0003  # separates the augmentation seeds from the sampler's
 DEFAULT_RULE = BitDepthRule()
 
 
-def _open_rgb(path: str, rule: BitDepthRule) -> Image.Image:
+def read_image(path: str, rule: BitDepthRule) -> Image.Image:
     """A decoded RGB image (16-bit and float ones mapped by ``rule``); a corrupt or truncated file is an error
     naming it (PIL raises several types)."""
     try:
@@ -49,14 +49,14 @@ def read_modalities(
     PIL's silent black padding. ``rule`` maps 16-bit and float files (per file, so a strip as a whole).
     """
     if record.stitched:
-        strip = _open_rgb(record.paths[0], rule)
+        strip = read_image(record.paths[0], rule)
         if strip.size != STITCHED_SIZE:
             raise MDReIDError(
                 f"{record.paths[0]}: stitched image is {strip.size[0]}x{strip.size[1]}, expected "
                 f"{STITCHED_SIZE[0]}x{STITCHED_SIZE[1]} (RGB | NIR | TIR panels of {PANEL_SIZE[0]}x{PANEL_SIZE[1]}); replace the file"
             )
         return [strip.crop(box) for box, keep in zip(PANEL_BOXES, present, strict=True) if keep]
-    return [_open_rgb(path, rule) for path, keep in zip(record.paths, present, strict=True) if keep]
+    return [read_image(path, rule) for path, keep in zip(record.paths, present, strict=True) if keep]
 
 
 def _item(

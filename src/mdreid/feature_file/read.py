@@ -185,6 +185,31 @@ def _metadata(check: _Check, meta: dict[str, str]) -> dict[str, Any]:
     return {"junk": junk, "dataset": dataset, "method": meta.get("method"), "provenance": provenance}
 
 
+def _names(check: _Check, meta: dict[str, str], n: int) -> list[str] | None:
+    if "names" not in meta:
+        return None
+    try:
+        names = json.loads(meta["names"])
+    except json.JSONDecodeError as err:
+        raise check.fail("names", f"is not JSON ({err})") from err
+    if not isinstance(names, list) or len(names) != n or not all(isinstance(x, str) for x in names):
+        raise check.fail("names", f"must be a JSON list of {n} strings, one per row")
+    return names
+
+
+def _boxes(check: _Check, x: Tensor | None, n: int) -> Tensor | None:
+    if x is None:
+        return None
+    if x.dtype not in _FLOATS or tuple(x.shape) != (n, 4):
+        raise check.fail(
+            "box",
+            f"must be float [{n}, 4] (bb_left, bb_top, bb_width, bb_height), got {x.dtype} {list(x.shape)}",
+        )
+    if not bool(torch.isfinite(x.float()).all()):
+        raise check.fail("box", "holds a non-finite value")
+    return x.float()
+
+
 def read_feature_file(path: str | Path) -> FeatureSet:
     """The validated content of a ``.safetensors`` or ``.npz`` feature file (docs/feature_files.md)."""
     path = Path(path).expanduser()
@@ -214,7 +239,7 @@ def read_feature_file(path: str | Path) -> FeatureSet:
     for key, flags in (("is_query", is_query), ("is_gallery", is_gallery)):
         if not bool(flags.any()):
             raise check.fail(key, "no row has it set; a scoring needs queries and a gallery")
-    sceneid = tensors.get("sceneid")
+    sceneid, frame, track = (tensors.get(k) for k in ("sceneid", "frame", "track"))
     return FeatureSet(
         features=features,
         shared=None if shared is None else _features(check, "shared", shared, n),
@@ -224,5 +249,9 @@ def read_feature_file(path: str | Path) -> FeatureSet:
         sceneid=None if sceneid is None else _ids(check, "sceneid", sceneid, n),
         is_query=is_query,
         is_gallery=is_gallery,
+        frame=None if frame is None else _ids(check, "frame", frame, n),
+        track=None if track is None else _ids(check, "track", track, n),
+        box=_boxes(check, tensors.get("box"), n),
+        names=_names(check, meta, n),
         **description,
     )

@@ -9,7 +9,7 @@ compared as ``pair_similarity`` describes), the same mapping the LightningModule
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,16 +22,18 @@ FORMAT = "mdreid-features/1"
 DEFAULT_NAME = "features.safetensors"
 SUFFIXES: tuple[str, ...] = (".safetensors", ".npz")
 REQUIRED_TENSORS: tuple[str, ...] = ("features", "present", "pid", "camid", "is_query", "is_gallery")
-OPTIONAL_TENSORS: tuple[str, ...] = ("shared", "sceneid")
+OPTIONAL_TENSORS: tuple[str, ...] = ("shared", "sceneid", "frame", "track", "box")
 REQUIRED_META: tuple[str, ...] = ("format", "junk")
-OPTIONAL_META: tuple[str, ...] = ("dataset", "method", "provenance")
+OPTIONAL_META: tuple[str, ...] = ("dataset", "method", "provenance", "names")
 
 
 @dataclass(frozen=True)
 class FeatureSet:
     """The rows of one evaluation, in file order: ``features`` / ``shared`` [N, 3, D] float (modalities R, N,
     T; rows of absent modalities are never compared), ``present`` [N, 3] bool, ``pid`` / ``camid`` /
-    ``sceneid`` [N] int64, ``is_query`` / ``is_gallery`` [N] bool, and the junk rule and descriptions."""
+    ``sceneid`` [N] int64, ``is_query`` / ``is_gallery`` [N] bool, and the junk rule and descriptions.
+    Rows cut from videos keep where they came from: ``frame`` / ``track`` [N] int64 and ``box`` [N, 4]
+    float32 (MOTChallenge ``bb_left, bb_top, bb_width, bb_height``); ``names`` is one string per row."""
 
     features: Tensor
     present: Tensor
@@ -45,6 +47,10 @@ class FeatureSet:
     dataset: str | None = None
     method: str | None = None
     provenance: Mapping[str, Any] | None = None
+    frame: Tensor | None = None
+    track: Tensor | None = None
+    box: Tensor | None = None
+    names: Sequence[str] | None = None
 
     @property
     def num_rows(self) -> int:
@@ -101,12 +107,26 @@ class FeatureSet:
             "sceneid": None if self.sceneid is None else self.sceneid.long(),
             "is_query": self.is_query.bool(),
             "is_gallery": self.is_gallery.bool(),
+            "frame": None if self.frame is None else self.frame.long(),
+            "track": None if self.track is None else self.track.long(),
+            "box": None if self.box is None else self.box.float(),
         }
-        return {k: v.detach().cpu().contiguous() for k, v in out.items() if v is not None}
+        stored, seen = {}, set()
+        for key, value in out.items():
+            if value is None:
+                continue
+            value = value.detach().cpu().contiguous()
+            if value.untyped_storage().data_ptr() in seen:  # safetensors refuses tensors sharing memory
+                value = value.clone()
+            seen.add(value.untyped_storage().data_ptr())
+            stored[key] = value
+        return stored
 
     def metadata(self) -> dict[str, str]:
         """The stored strings by key; ``provenance`` as a JSON object."""
         out = {"format": FORMAT, "junk": self.junk, "dataset": self.dataset, "method": self.method}
         if self.provenance is not None:
             out["provenance"] = json.dumps(dict(self.provenance), sort_keys=True, default=str)
+        if self.names is not None:
+            out["names"] = json.dumps(list(self.names))
         return {k: v for k, v in out.items() if v is not None}

@@ -2,7 +2,8 @@
 describes. The metric's configurable arguments are fields here, so one added to ``AnyToAnyReID`` is
 ``eval.<name>`` everywhere (train, eval, score) without touching the callers.
 
-Besides the metric's arguments the section holds ``save_features`` and ``plots`` (for the results callback)
+Besides the metric's arguments the section holds ``save_features``, ``plots`` and ``plots_cam`` (for the
+results callback)
 and ``unseen_cameras`` (for the camera check before evaluating).
 """
 
@@ -50,6 +51,7 @@ class EvalConfig:
     save_features: bool = False
     unseen_cameras: str = "error"
     plots: bool = True
+    plots_cam: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mdreid.checkpoints import Checkpoint, find_state_dict, key_mismatch, resolve_checkpoint
+from mdreid.checkpoints import Checkpoint, find_state_dict, key_mismatch, resolve_checkpoint, with_run_heads
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import (
@@ -51,8 +51,9 @@ def official_module(
     )
 
 
-def load_official(model: ReIDModule, converted: Converted, source: str) -> None:
-    """Fill ``model`` from an official checkpoint; sizes that contradict it are named before any key list."""
+def load_official(model: ReIDModule, converted: Converted, source: str, new_heads: bool = False) -> None:
+    """Fill ``model`` from an official checkpoint; sizes that contradict it are named before any key list.
+    ``new_heads`` (fine-tuning) keeps the model's identity classifiers where the identity counts differ."""
     net, layout = model.net, converted.layout
     if not net.decoupled:
         raise MDReIDError(f"{source} holds the decoupled MDReID model; evaluate it with model=mdreid")
@@ -62,18 +63,18 @@ def load_official(model: ReIDModule, converted: Converted, source: str) -> None:
             f"set model.mdl.tie_tokens={str(layout.tie_tokens).lower()}"
         )
     grid = net.mdl.encoder.positional_embedding.shape[0] - net.mdl.num_tokens
-    contradiction = describe_mismatch(
-        layout, model.hparams["num_classes"], model.hparams["num_cameras"], grid
-    )
+    classes = layout.num_classes if new_heads else model.hparams["num_classes"]
+    contradiction = describe_mismatch(layout, classes, model.hparams["num_cameras"], grid)
     if contradiction:
         raise MDReIDError(f"checkpoint {source} does not fit the configured model: {contradiction}")
-    mismatch = key_mismatch(model.state_dict(), converted.state, official_name)
+    state = with_run_heads(model.state_dict(), converted.state, source) if new_heads else converted.state
+    mismatch = key_mismatch(model.state_dict(), state, official_name)
     if mismatch:
         raise MDReIDError(
             f"checkpoint {source} does not fit the configured model ({mismatch}); "
             "use the experiment/model overrides of the benchmark it was trained on"
         )
-    model.load_state_dict(converted.state, strict=True)
+    model.load_state_dict(state, strict=True)
     log.info(
         "official checkpoint %s: %d tensors loaded; dropped %d that never enter the loss or repeat another: %s",
         source,

@@ -151,14 +151,15 @@ def summarize_protocol(loggers: Sequence[Any], record: Mapping[str, Any]) -> Non
     """The protocol in the W&B run summary, so a dashboard shows how each run's number was selected."""
     from lightning.pytorch.loggers import WandbLogger
 
+    selection = record.get("selection") or {}
     flat = {
-        "protocol/dataset": record["dataset"],
-        "protocol/selected_on": record["selected_on"],
-        "protocol/validation": record["validation"],
-        "protocol/checkpoint": record["selection"]["checkpoint"],
-        "protocol/epoch": record["selection"].get("epoch"),
-        "protocol/seed": record["seed"],
-        "protocol/junk_rule": record["junk_rule"],
+        "protocol/dataset": record.get("dataset"),
+        "protocol/selected_on": record.get("selected_on"),
+        "protocol/validation": record.get("validation"),
+        "protocol/checkpoint": selection.get("checkpoint"),
+        "protocol/epoch": selection.get("epoch"),
+        "protocol/seed": record.get("seed"),
+        "protocol/junk_rule": record.get("junk_rule"),
     }
     for logger in loggers:
         if isinstance(logger, WandbLogger):

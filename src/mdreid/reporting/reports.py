@@ -7,7 +7,7 @@ eval CLIs both publish through ``publish``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,16 +124,24 @@ def publish(
     records: Sequence[Record] | None = None,
     prefix: str = "test",
     console: Console | None = None,
+    explain: Callable | None = None,
 ) -> dict[str, Path]:
     """Print, write and log one evaluation; returns the written files by name. Plots need the ``samples``;
-    the ranked lists among them also need the ``records`` (the images)."""
+    the ranked lists among them also need the ``records`` (the images), and draw Grad-CAM overlays with
+    ``explain`` (an ``Explainer.match``)."""
     print_result(result, console)
     warn_unscored(result)
     files = dict(zip(("metrics.json", "metrics.csv"), write_metrics(out_dir, result, header), strict=True))
     plots: dict[str, Path] = {}
     if samples is not None:
         plots = write_plots(
-            result, samples, records, out_dir / "plots", similarity=result.similarity, junk=result.junk
+            result,
+            samples,
+            records,
+            out_dir / "plots",
+            similarity=result.similarity,
+            junk=result.junk,
+            explain=explain,
         )
     log_media(loggers, result, plots, prefix)
     for name, path in {**files, **plots}.items():

@@ -44,10 +44,12 @@ class PublishResults(Callback):
         plots: bool = True,
         save_features: bool = False,
         protocol: Mapping[str, Any] | None = None,
+        plots_cam: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.header = dict(header)
         self.plots = plots
+        self.plots_cam = plots_cam
         self.save_features = save_features
         self.protocol = copy.deepcopy(dict(protocol)) if protocol is not None else None
         self.files: dict[str, Path] = {}
@@ -71,6 +73,7 @@ class PublishResults(Callback):
             plots=evaluation.plots,
             save_features=evaluation.save_features,
             protocol=protocol,
+            plots_cam=evaluation.plots_cam,
         )
 
     def on_save_checkpoint(
@@ -114,6 +117,18 @@ class PublishResults(Callback):
         protocol["selection"]["epoch"] = epoch
         return protocol
 
+    def _explain(self, pl_module: ReIDModule, similarity: str):
+        """``Explainer.match`` of the tested model for the ranked lists (eval.plots_cam), else None."""
+        if not self.plots_cam:
+            return None
+        from mdreid.explain.cam import TARGET_MODES
+        from mdreid.explain.explainer import Explainer
+
+        if similarity not in TARGET_MODES:
+            log.warning("no Grad-CAM in the ranked lists: similarity %s has no map target", similarity)
+            return None
+        return Explainer(pl_module, similarity, pl_module.device).match
+
     def on_test_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:
         evaluation = pl_module.test_evaluation
         if not trainer.is_global_zero or evaluation is None:
@@ -133,6 +148,7 @@ class PublishResults(Callback):
             loggers=trainer.loggers,
             samples=evaluation.samples if self.plots else None,
             records=records,
+            explain=self._explain(pl_module, evaluation.result.similarity) if self.plots else None,
         )
         if self.save_features:
             saved = FeatureSet.from_samples(

@@ -123,6 +123,12 @@ class WandbLogger(LightningWandbLogger):
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
 
+    def group_by(self, name: str) -> None:
+        """The W&B group of the run, unless the config named one (``logger.wandb.group``); set before the
+        run starts, as ``wandb.init`` reads it once."""
+        if self._wandb_init.get("group") is None:
+            self._wandb_init["group"] = name
+
 
 def summary_table(columns: list[tuple[str, list[str]]]) -> list[str]:
     """Left-aligned text table, one header line, a rule, one line per row."""

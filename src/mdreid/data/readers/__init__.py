@@ -1,4 +1,4 @@
-"""Readers of the three real benchmarks: ``load_benchmark(name, root)`` returns sorted ``Benchmark`` splits.
+"""Readers of the real benchmarks: ``load_benchmark(name, root)`` returns sorted ``Benchmark`` splits.
 
 Other datasets plug in without editing this package: ``@register_reader("name")`` on a function
 ``(root, on_missing, on_bad_name) -> Benchmark`` makes ``data.dataset=name`` read through it. A module that
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from mdreid.data.readers import msvr310, rgbnt100, rgbnt201
+from mdreid.data.readers import msvr310, rgbnt100, rgbnt201, wmveid863
 from mdreid.data.readers.common import POLICIES, Layout, check_choice
 from mdreid.data.readers.manifest import load_manifest
 from mdreid.data.records import Benchmark
 from mdreid.runtime.errors import MDReIDError
 
-DATASETS: tuple[str, ...] = ("rgbnt201", "rgbnt100", "msvr310")
+DATASETS: tuple[str, ...] = ("rgbnt201", "rgbnt100", "msvr310", "wmveid863")
 # what data.dataset / --dataset accept besides registered readers: the benchmarks, or a manifest of your own
 # data (root = the file)
 SOURCES: tuple[str, ...] = (*DATASETS, "manifest")
@@ -66,7 +66,7 @@ def sources() -> tuple[str, ...]:
     return (*SOURCES, *sorted(_PLUGINS))
 
 
-_LAYOUTS: dict[str, Layout] = {m.LAYOUT.name: m.LAYOUT for m in (rgbnt201, rgbnt100, msvr310)}
+_LAYOUTS: dict[str, Layout] = {m.LAYOUT.name: m.LAYOUT for m in (rgbnt201, rgbnt100, msvr310, wmveid863)}
 
 
 def _layout(name: str) -> Layout:
@@ -75,7 +75,7 @@ def _layout(name: str) -> Layout:
 
 
 def benchmark_folder(name: str) -> str:
-    """The top folder of a benchmark under the data root: RGBNT201, RGBNT100 or MSVR310."""
+    """The top folder of a benchmark under the data root: RGBNT201, RGBNT100, MSVR310 or MSVWild863."""
     return _layout(name).display
 
 

@@ -36,6 +36,7 @@ from mdreid.data.readers.common import check_choice
 from mdreid.data.readers.rgbnt100 import PANEL_SIZE
 from mdreid.data.synthetic.appearance import Identity, make_identity
 from mdreid.data.synthetic.cameras import Setting, make_setting
+from mdreid.data.synthetic.cue import body_key, paint_cue
 from mdreid.data.synthetic.layouts import KINDS, MAX_IDS, PLANNERS, Plan
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.streams import IDENTITY, IMAGE, SETTING, SOURCES
@@ -73,8 +74,9 @@ def _save(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, quality=JPEG_QUALITY)
 
 
-def _write(plan: Plan, like: str, seed: int, coupling: float, folder: Path) -> None:
-    """Render every shot into ``folder`` (stitching RGBNT100 panels), then make the query copies."""
+def _write(plan: Plan, like: str, seed: int, coupling: float, folder: Path, cue: bool = False) -> None:
+    """Render every shot into ``folder`` (stitching RGBNT100 panels), then make the query copies; with ``cue``
+    the identity is only in a fixed patch (:mod:`mdreid.data.synthetic.cue`)."""
     kind, code = KINDS[like], SOURCES[like]
     identities: dict[int, Identity] = {}
     settings: dict[int, Setting] = {}
@@ -83,9 +85,10 @@ def _write(plan: Plan, like: str, seed: int, coupling: float, folder: Path) -> N
             identities[shot.pid] = make_identity(kind, (seed, code, IDENTITY, shot.pid), coupling)
         if shot.setting not in settings:
             settings[shot.setting] = make_setting(kind, (seed, code, SETTING, shot.setting))
-        images = render_triplet(
-            identities[shot.pid], settings[shot.setting], (seed, code, IMAGE, *shot.key)
-        ).images
+        who = make_identity(kind, body_key(seed, code, shot.key), coupling) if cue else identities[shot.pid]
+        images = render_triplet(who, settings[shot.setting], (seed, code, IMAGE, *shot.key)).images
+        if cue:
+            images = paint_cue(images, seed, code, shot.pid)
         if len(shot.files) == 1:  # RGBNT100: native crops resized to fixed panels, as the real files were
             panels = [np.asarray(Image.fromarray(im).resize(PANEL_SIZE, Image.BILINEAR)) for im in images]
             _save(folder / shot.files[0], np.concatenate(panels, axis=1))
@@ -98,11 +101,12 @@ def _write(plan: Plan, like: str, seed: int, coupling: float, folder: Path) -> N
 
 
 def recipe(
-    like: str, ids: int | None, seed: int, preset: str, coupling: float = DEFAULT_COUPLING
+    like: str, ids: int | None, seed: int, preset: str, coupling: float = DEFAULT_COUPLING, cue: bool = False
 ) -> dict[str, Any]:
     """What a synthetic copy was generated from; stored with it so a copy is never mistaken for another."""
     n_ids = PRESETS[preset].ids if ids is None else ids
-    return {"like": like, "preset": preset, "ids": n_ids, "seed": seed, "coupling": float(coupling)}
+    made = {"like": like, "preset": preset, "ids": n_ids, "seed": seed, "coupling": float(coupling)}
+    return {**made, "cue": True} if cue else made
 
 
 def read_recipe(benchmark_dir: str | Path) -> dict[str, Any] | None:
@@ -130,11 +134,13 @@ def generate(
     seed: int = 0,
     preset: str = "tiny",
     coupling: float = DEFAULT_COUPLING,
+    cue: bool = False,
 ) -> Path:
     """Write a synthetic copy of benchmark ``like`` into ``out`` and return ``out`` (the data root).
 
     ``ids`` overrides the preset's identity count; ``coupling`` is the share of materials whose NIR/TIR look
-    follows RGB. Raises MDReIDError for an unknown ``like``/``preset``, bad ``ids``/``seed``/``coupling``, or
+    follows RGB; ``cue`` puts the identity only in a fixed patch (for checking explanations; the default
+    output is unchanged). Raises MDReIDError for an unknown ``like``/``preset``, bad ``ids``/``seed``/``coupling``, or
     when the benchmark folder already exists under ``out`` (the caller decides).
     """
     like = check_choice("like", str(like).lower(), DATASETS)
@@ -151,8 +157,8 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
     try:
-        _write(plan, like, seed, coupling, scratch)
-        (scratch / RECIPE_FILE).write_text(json.dumps(recipe(like, ids, seed, preset, coupling)) + "\n")
+        _write(plan, like, seed, coupling, scratch, cue)
+        (scratch / RECIPE_FILE).write_text(json.dumps(recipe(like, ids, seed, preset, coupling, cue)) + "\n")
         try:
             os.rename(scratch, target)
         except OSError as err:

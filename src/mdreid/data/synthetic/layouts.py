@@ -12,6 +12,9 @@ camera or scene. A plan only names things; :mod:`mdreid.data.synthetic.generate`
   Each id appears in 1-3 scenes and 1-3 views per scene; ``III`` runs per vehicle across scenes. Half the
   test ids are multi-scene (``query3/`` copies all their gallery images), the rest are single-scene
   gallery distractors.
+- WMVEID863 (vehicles): ``MSVWild863/{train,query,test}/{vis,ni,th}/PPPP_camC_III.jpg``. Each id is seen by
+  2-3 of 8 cameras (test ids by cameras train has seen); ``query/`` holds copies of the ``III=000`` triplet
+  of every test (pid, camera) group, so each query's true matches are the id's other cameras.
 
 The grammars are the real ones (docs/datasets.md), so the real readers load a copy unchanged.
 """
@@ -26,12 +29,14 @@ import numpy as np
 from mdreid.data.readers import msvr310 as msvr310_reader
 from mdreid.data.readers import rgbnt201 as rgbnt201_reader
 from mdreid.data.readers import split_folders
+from mdreid.data.readers import wmveid863 as wmveid863_reader
 from mdreid.data.readers.rgbnt100 import SPLIT_PARENT
 from mdreid.data.synthetic.streams import PLAN, SOURCES, keyed_rng
 
 RGBNT100_GROUP = 5  # images per (pid, camera); the query keeps 1 of them
-KINDS = {"rgbnt201": "person", "rgbnt100": "vehicle", "msvr310": "vehicle"}
-MAX_IDS = {"rgbnt201": 999_999, "rgbnt100": 450, "msvr310": 9_999}  # what the filename grammars allow
+KINDS = {"rgbnt201": "person", "rgbnt100": "vehicle", "msvr310": "vehicle", "wmveid863": "vehicle"}
+MAX_IDS = {"rgbnt201": 999_999, "rgbnt100": 450, "msvr310": 9_999, "wmveid863": 9_999}
+WMVEID863_CAMERAS = 8  # what the filename grammars allow
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,33 @@ def _plan_msvr310(seed: int, n_train: int, n_test: int, per_id: int) -> Plan:
     return plan
 
 
+def _plan_wmveid863(seed: int, n_train: int, n_test: int, per_id: int) -> Plan:
+    """Ids in 2-3 cameras; a test id's first image per camera is also a query."""
+    folders = split_folders("wmveid863")
+    plan = Plan()
+    train_cams: set[int] = set()
+    for i in range(n_train + n_test):
+        pid, test = i + 1, i >= n_train
+        rng = keyed_rng(seed, SOURCES["wmveid863"], PLAN, pid)
+        pool = sorted(train_cams) if test else list(range(1, WMVEID863_CAMERAS + 1))
+        cams = sorted(rng.choice(pool, min(int(rng.integers(2, 4)), len(pool)), replace=False).tolist())
+        train_cams.update(cams)
+        folder = folders["gallery" if test else "train"]
+        index = 0
+        for cam, n in zip(cams, _spread(rng, _count(rng, per_id), len(cams), 2), strict=True):
+            for k in range(n):
+                name = f"{pid:04d}_cam{cam}_{index:03d}.jpg"
+                files = tuple(f"{folder}/{m}/{name}" for m in wmveid863_reader.MODALITY_DIRS)
+                plan.shots.append(Shot(files, pid, cam, (int(test), pid, cam, index)))
+                if test and k == 0:
+                    plan.copies += [(f, folders["query"] + f[len(folder) :]) for f in files]
+                index += 1
+    return plan
+
+
 PLANNERS: dict[str, Callable[[int, int, int, int], Plan]] = {
     "rgbnt201": _plan_rgbnt201,
     "rgbnt100": _plan_rgbnt100,
     "msvr310": _plan_msvr310,
+    "wmveid863": _plan_wmveid863,
 }

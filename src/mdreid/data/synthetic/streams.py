@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-# sources: one per benchmark layout, and one for the proxy-foundation pretraining pool
-SOURCES: dict[str, int] = {"rgbnt201": 201, "rgbnt100": 100, "msvr310": 310, "pool": 7}
+# sources: one per benchmark layout, one for the proxy-foundation pretraining pool, one for synthetic videos
+SOURCES: dict[str, int] = {
+    "rgbnt201": 201,
+    "rgbnt100": 100,
+    "msvr310": 310,
+    "wmveid863": 863,
+    "pool": 7,
+    "video": 8,
+}
 # roles inside a source's keys
 IDENTITY, SETTING, PLAN, IMAGE = range(4)
 # streams of one identity: its shape, one appearance stream per modality, and the cross-modal coupling

@@ -14,8 +14,9 @@ non-match is shown before a match, exactly as the scores count it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -23,11 +24,12 @@ from torch import Tensor
 
 from mdreid.data.records import Record
 from mdreid.data.triplet_dataset import read_modalities
+from mdreid.explain.shares import MatchShares, Side, drop_one_shares
 from mdreid.metrics.any_to_any import JUNK_RULES
 from mdreid.metrics.functional import query_rank_stats, rank_masks, ranking_order
 from mdreid.metrics.groups import pair_name
 from mdreid.metrics.pair_similarity import PairDistances
-from mdreid.modalities import MODALITIES, NUM_MODALITIES, subset_indices
+from mdreid.modalities import LETTERS, MODALITIES, NUM_MODALITIES, subset_indices
 from mdreid.runtime.errors import MDReIDError
 
 BORDER = 4
@@ -223,11 +225,40 @@ def _paste_column(
     images: Mapping[int, Image.Image],
     used: Sequence[int],
     colour: tuple[int, int, int],
+    captions: Mapping[int, str] | None = None,
 ) -> None:
     for row, m in enumerate(used):
         if m in images:
             tile = images[m].resize(layout.tile, Image.Resampling.BILINEAR)
-            canvas.paste(ImageOps.expand(tile, border=BORDER, fill=colour), layout.origin(block, row, column))
+            origin = layout.origin(block, row, column)
+            canvas.paste(ImageOps.expand(tile, border=BORDER, fill=colour), origin)
+            if captions and captions.get(m):
+                _caption(canvas, origin, layout, captions[m])
+
+
+def _caption(canvas: Image.Image, origin: tuple[int, int], layout: GridLayout, text: str) -> None:
+    """``text`` on a white band at the bottom of a tile (inside its border)."""
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font, spacing=1)
+    x = origin[0] + BORDER
+    y = origin[1] + BORDER + layout.tile[1] - (bottom - top) - 2
+    draw.rectangle((x, y, x + layout.tile[0] - 1, origin[1] + BORDER + layout.tile[1] - 1), fill=BACKGROUND)
+    draw.multiline_text((x + 1, y - top + 1), text, fill=QUERY_COLOUR, font=font, spacing=1)
+
+
+def share_captions(shares: MatchShares) -> dict[int, str]:
+    """Per modality row of a gallery tile: the share of the query's and of the gallery's modality there."""
+    out = {}
+    for m, letter in enumerate(LETTERS):
+        lines = [
+            f"{side} {values[letter]:+.3f}"
+            for side, values in (("q", shares.query), ("g", shares.gallery))
+            if values.get(letter) is not None
+        ]
+        if lines:
+            out[m] = "\n".join(lines)
+    return out
 
 
 def ranked_list_grid(
@@ -238,36 +269,48 @@ def ranked_list_grid(
     similarity: str = "code",
     junk: str = "camera",
     topk: int = 10,
+    explain: Callable[[Record, Record, tuple[str, str]], Any] | None = None,
 ) -> Image.Image:
-    """One block per query: rows = the pair's modalities, columns = query then ranks 1..topk.
+    """One block per query: rows = the pair's modalities, columns = query then ranks 1..topk; every gallery
+    tile is captioned with the drop-one shares (``explain.shares``) of its modality row.
 
     ``records`` is the evaluation listing aligned with ``samples["index"]`` (drawing: ``draw_ranked_lists``).
+    ``explain(query, gallery, pair)`` (an ``Explainer.match``) swaps the images for Grad-CAM overlays: each
+    gallery item's maps for its match, the query's for its rank-1 match.
     """
     ranked = rank_queries(samples, pair, query_rows, similarity, junk, topk)
     q_mods, g_mods = subset_indices(pair[0]), subset_indices(pair[1])
-    blocks = [
-        (
-            record_images(_record(records, samples, r.query), q_mods),
-            [
-                (
-                    record_images(_record(records, samples, position), g_mods),
-                    MATCH_COLOUR if match else WRONG_COLOUR,
-                )
-                for position, match in zip(r.gallery, r.matches, strict=True)
-            ],
-        )
-        for r in ranked
-    ]
+    cpu = {k: None if v is None else v.cpu() for k, v in samples.items()}
+    blocks = []
+    for r in ranked:
+        query = _record(records, samples, r.query)
+        q_images = record_images(query, q_mods)
+        if not r.gallery:
+            blocks.append((q_images, []))
+            continue
+        side = lambda rows: Side(*(None if cpu[k] is None else cpu[k][rows] for k in ("sp", "sh", "present")))  # noqa: E731
+        shares = drop_one_shares(side([r.query]), side(list(r.gallery)), *pair, similarity)
+        gallery = []
+        for rank, (position, match, share) in enumerate(zip(r.gallery, r.matches, shares, strict=True)):
+            item = _record(records, samples, position)
+            images = record_images(item, g_mods)
+            if explain is not None:
+                found = explain(query, item, pair)
+                images = {LETTERS.index(c): cam.overlay for c, cam in found.gallery.items()}
+                if rank == 0:
+                    q_images = {LETTERS.index(c): cam.overlay for c, cam in found.query.items()}
+            gallery.append((images, MATCH_COLOUR if match else WRONG_COLOUR, share_captions(share)))
+        blocks.append((q_images, gallery))
     return draw_ranked_lists(pair, blocks, topk)
 
 
 def draw_ranked_lists(
     pair: tuple[str, str],
-    blocks: Sequence[tuple[Mapping[int, Image.Image], Sequence[tuple[Mapping[int, Image.Image], tuple]]]],
+    blocks: Sequence[tuple[Mapping[int, Image.Image], Sequence[tuple]]],
     topk: int,
 ) -> Image.Image:
     """The grid of ``ranked_list_grid`` from images: per query its images by modality and its ranked gallery
-    items as (images by modality, border colour). Tiles are 64x128 (persons) or 128x64 (vehicles), picked from
+    items as (images by modality, border colour) or (images, colour, captions by modality). Tiles are 64x128 (persons) or 128x64 (vehicles), picked from
     the first query image's aspect."""
     used = sorted(set(subset_indices(pair[0])) | set(subset_indices(pair[1])))
     first = next(iter(blocks[0][0].values()))
@@ -284,6 +327,6 @@ def draw_ranked_lists(
             y = layout.origin(block, row, 0)[1] + layout.cell[1] // 2
             draw.text((2, y), MODALITIES[m], fill=QUERY_COLOUR, font=font, anchor="lm")
         _paste_column(canvas, layout, block, 0, query_images, used, QUERY_COLOUR)
-        for column, (gallery_images, colour) in enumerate(gallery, start=1):
-            _paste_column(canvas, layout, block, column, gallery_images, used, colour)
+        for column, (gallery_images, colour, *captions) in enumerate(gallery, start=1):
+            _paste_column(canvas, layout, block, column, gallery_images, used, colour, *captions)
     return canvas

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -45,12 +45,14 @@ def write_plots(
     pairs_for_lists: Sequence = LIST_PAIRS,
     num_queries: int = 4,
     seed: int = 0,
+    explain: Callable | None = None,
 ) -> dict[str, Path]:
     """heatmap_mAP/R1.png, cmc.png, ranked_<Q>-<G>.png per list pair and tsne.png; returns stem -> path.
 
     Ranked lists show the images, so they are drawn only with the ``records`` (saved features have none);
     any pair works, and one whose features cannot be compared (no shared features and no common modality)
-    or that has no scored query is skipped with a warning.
+    or that has no scored query is skipped with a warning. With ``explain`` (``Explainer.match``) their tiles
+    are Grad-CAM overlays.
     """
     out = Path(out_dir)
     written = {
@@ -73,7 +75,7 @@ def write_plots(
             log.warning("skipping the ranked list of %s->%s: no query has a valid positive", q, g)
             continue
         name = f"ranked_{q}-{g}"
-        grid = ranked_list_grid(samples, records, (q, g), rows, similarity, junk)
+        grid = ranked_list_grid(samples, records, (q, g), rows, similarity, junk, explain=explain)
         written[name] = save_image(grid, out / f"{name}.png")
     written["tsne"] = save_figure(tsne_figure(samples, seed=seed), out / "tsne.png")
     return written

@@ -1,0 +1,3 @@
+from mdreid.embed.cli import main
+
+main()
