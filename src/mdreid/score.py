@@ -41,7 +41,7 @@ def score(cfg: DictConfig) -> dict[str, float]:
     metric.update(**features.metric_inputs())
     try:
         scored = metric.evaluate()
-    except MDReIDError as err:  # what the features cannot give (a pair of absent modalities...): name the file
+    except MDReIDError as err:  # what the features cannot give (pairs of absent modalities): name the file
         raise MDReIDError(f"{cfg.file}: {err}") from err
     header = {
         "task_name": cfg.task_name,
