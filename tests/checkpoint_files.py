@@ -57,3 +57,26 @@ def booby_trapped(path: Path, marker: Path, state: dict[str, torch.Tensor] | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state or {"net.w": torch.zeros(2)}, "extra": Payload(marker)}, path)
     return path
+
+
+def save_pretraining_checkpoint(run_dir: Path) -> Path:
+    """``<run_dir>/checkpoints/last.ckpt`` as mdreid.pretrain writes it (tiny random tower), with the tower
+    file beside it in the run folder."""
+    from mdreid.pretraining.contrastive import ProxyPretrainModule
+    from mdreid.runtime.hydra import compose_config
+
+    backbone = compose_config("pretrain.yaml", []).backbone
+    module = ProxyPretrainModule(backbone=backbone, image_size=32)
+    path = run_dir / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "optimizer_states": [],
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    (run_dir / "proxy_foundation.safetensors").write_bytes(b"")
+    return path

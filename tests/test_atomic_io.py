@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +70,38 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path: Pa
     assert target.read_bytes() == b"good" and sorted(os.listdir(tmp_path)) == ["last.ckpt"]
 
 
+class _FullDisk(io.RawIOBase):
+    """A file whose device fills after ``room`` bytes, as a full disk refuses the next write."""
+
+    def __init__(self, target, room: int) -> None:
+        self.target, self.room = target, room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.target.write(data)
+
+
+def test_a_checkpoint_on_a_full_disk_names_the_os_reason(tmp_path: Path) -> None:
+    """torch's zip writer turns the OS error into its own RuntimeError; the line still gives the OS reason,
+    as the README shows it."""
+    target = tmp_path / "last.ckpt"
+    atomic_write(target, lambda fh: fh.write(b"good"))
+    with pytest.raises(MDReIDError) as info:
+        atomic_write(target, lambda fh: torch.save({"w": torch.zeros(1 << 12)}, _FullDisk(fh, 1000)))
+    assert re.fullmatch(
+        rf"cannot write {re.escape(str(target))} \(No space left on device; [\d.]+ MB free there\); the previous "
+        r"last\.ckpt is intact\. Free some space or fix the folder's permissions, or point the run elsewhere "
+        r"\(hydra\.run\.dir=\.\.\. or paths\.log_dir=\.\.\.\)",
+        str(info.value),
+    ), str(info.value)
+    assert target.read_bytes() == b"good" and sorted(os.listdir(tmp_path)) == ["last.ckpt"]
+
+
 # a checkpoint larger than the file-size limit: torch's zip writer fails the way a full disk makes it fail
 _SHORT_WRITE = """
 import resource, signal, sys, torch
@@ -90,6 +124,8 @@ def test_a_checkpoint_write_cut_short_keeps_the_previous_checkpoint(tmp_path: Pa
         [sys.executable, "-c", _SHORT_WRITE, str(target)], capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert f"cannot write {target}" in run.stdout and "MB free there" in run.stdout, run.stdout
+    assert f"cannot write {target} (File too large; " in run.stdout and "MB free there" in run.stdout, (
+        run.stdout
+    )
     assert "the previous last.ckpt is intact" in run.stdout
     assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["last.ckpt"]

@@ -223,8 +223,9 @@ def test_verify_and_stats_say_which_rule_maps_how_many_files(
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["1 of 6 files are bad:", f"  {tmp_path / 'nan.tif'}: 1 NaN and 0 infinite sample(s)"]
     assert lines[-1] == (
-        "2 8-bit files read as they are; 4 16-bit or float files mapped by min-max stretch per image to 0..255 "
-        "(data.high_bit_depth.mode=stretch), 1 of them constant (mapped to 0)"
+        "2 8-bit files read as they are; 3 16-bit or float files mapped by min-max stretch per image to 0..255 "
+        "(data.high_bit_depth.mode=stretch), 1 of them constant (mapped to 0); 1 16-bit or float files it "
+        "cannot map (NaN, infinite or out of range): bad"
     )  # a manifest may hold PNG and TIFF files and 16-bit or float samples: nothing is flagged
     args = [
         "verify",
@@ -246,22 +247,34 @@ def test_verify_and_stats_say_which_rule_maps_how_many_files(
         f"  {tmp_path / 't.tif'}: samples span {low:g}..{high:g}, outside data.high_bit_depth.range=[0, 65535]"
         in lines
     )
-    assert lines[-1].startswith(
-        "2 8-bit files read as they are; 4 16-bit or float files mapped by fixed range [0, 65535]"
+    assert lines[-1] == (  # the bad files are counted as bad, not as mapped
+        "2 8-bit files read as they are; 2 16-bit or float files mapped by fixed range [0, 65535] to 0..255 "
+        "(data.high_bit_depth.mode=range), 1 of them constant (mapped to 0); 2 16-bit or float files it cannot "
+        "map (NaN, infinite or out of range): bad"
     )
+    # stats decodes the 16-bit and float files too: the NaN file is bad there as well, and the exit code says so
+    assert main(["stats", "--dataset", "manifest", "--root", manifest]) == 1
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "2 8-bit files read as they are; 3 16-bit or float files mapped by min-max stretch per image to 0..255 "
+        "(data.high_bit_depth.mode=stretch); 1 16-bit or float files it cannot map (NaN, infinite or out of "
+        "range): bad",
+        "1 of 6 files are bad: `verify` names them",
+    ]
+    assert main(["stats", "--dataset", "manifest", "--root", manifest, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["files"] == {
+        "8-bit": 2,
+        "16-bit or float": 3,
+        "unmappable": 1,
+        "unreadable": 0,
+        "high_bit_depth": "min-max stretch per image to 0..255",
+    }
+    save(tmp_path / "nan.tif", samples["float32"])  # the file re-exported without its NaN
     assert main(["stats", "--dataset", "manifest", "--root", manifest]) == 0
     assert (
         capsys.readouterr()
         .out.splitlines()[-1]
-        .startswith("2 8-bit files read as they are; 4 16-bit or float")
+        .startswith("2 8-bit files read as they are; 4 16-bit or float files mapped by min-max stretch")
     )
-    assert main(["stats", "--dataset", "manifest", "--root", manifest, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["files"] == {
-        "8-bit": 2,
-        "16-bit or float": 4,
-        "unreadable": 0,
-        "high_bit_depth": "min-max stretch per image to 0..255",
-    }
     (tmp_path / "n16.png").rename(tmp_path / "n16.jpg")  # a renamed file is still flagged in a manifest
     Path(manifest).write_text(Path(manifest).read_text().replace("n16.png", "n16.jpg"))
     assert main(["verify", "--dataset", "manifest", "--root", manifest]) == 1

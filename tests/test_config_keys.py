@@ -5,8 +5,10 @@ errors end the same way. The entry points run in-process as the CLI calls them (
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,11 +39,34 @@ def _mains() -> dict[str, Callable[[], object]]:
     }
 
 
+@contextlib.contextmanager
+def restored_logging() -> Iterator[None]:
+    """Undo the logging set-up of a Hydra job run in-process: its handlers write to this test's captured
+    streams, which are closed once the test ends."""
+    loggers = [
+        logging.getLogger(),
+        *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]
+    saved = {id(lg): (lg.handlers[:], lg.level) for lg in loggers}
+    try:
+        yield
+    finally:
+        for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+            if not isinstance(lg, logging.Logger):
+                continue
+            handlers, level = saved.get(id(lg), ([], logging.NOTSET))
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+
+
 def one_error(entry: str, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> str:
     """``python -m mdreid.<entry> ARGV`` run in-process; asserts exit code 2 with exactly one ``error:``
     line on stderr and no traceback, and returns the line."""
     monkeypatch.setattr(sys, "argv", [f"mdreid.{entry}", *argv])
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit) as exc, restored_logging():
         _mains()[entry]()
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

@@ -26,6 +26,7 @@ from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
 from mdreid.runtime.errors import MDReIDError
+from test_config_keys import one_error
 
 SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size
 
@@ -171,3 +172,21 @@ def check_parity_report(out: Path, printed: str, tiny_cfg: Callable[..., DictCon
     assert wrong["max_abs_unit_feature"] > 1e-2
     with pytest.raises(MDReIDError, match="fp16=true converts ONNX graphs"):
         export(OmegaConf.create({"ckpt_path": "x.ckpt", "format": "torchscript", "fp16": True}))
+
+
+def test_an_unwritable_output_names_out(
+    ckpt, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A checkpoint on a read-only mount: the file goes next to it by default, and out=FILE is the fix (export
+    has no run folder of results that hydra.run.dir or paths.log_dir would move)."""
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no read-only /sys on this machine")
+    path, _ = ckpt
+    argv = [
+        f"ckpt_path={path}",
+        "format=torchscript",
+        "out=/sys/mdreid.pt",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    line = one_error("export", argv, monkeypatch, capsys)
+    assert line == "error: cannot write to /sys: Permission denied; write the file elsewhere with out=FILE"

@@ -234,6 +234,21 @@ def one_error(capsys, argv: list[str]) -> str:
     return err[0]
 
 
+def test_an_index_folder_that_cannot_be_written_names_another_index_folder(tmp_path: Path, capsys) -> None:
+    """The index CLI has no hydra.run.dir or paths.log_dir: the hint is another index folder, or --out."""
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no read-only /sys on this machine")
+    features = feature_file(tmp_path / "f.safetensors", 12, seed=1, method="m")
+    line = one_error(capsys, ["build", "/sys/mdreid-index", "--features", str(features)])
+    assert line.startswith("error: cannot write to /sys/mdreid-index: ") and line.endswith(
+        "; the index needs a folder you can write: build it in another one (python -m mdreid.index build DIR "
+        "...), or copy an existing index there"
+    )
+    assert index_main(["build", str(tmp_path / "idx"), "--features", str(features)]) == 0
+    argv = ["search", str(tmp_path / "idx"), "--features", str(features), "--out", "/sys/mdreid-hits"]
+    assert one_error(capsys, argv).endswith("; write them elsewhere with --out DIR")
+
+
 def test_an_index_from_any_methods_feature_file(tmp_path: Path, capsys) -> None:
     """build --features needs no checkpoint; search --features ranks as the metric does; a file of another
     producer or size is refused for add and search, naming both."""

@@ -26,6 +26,7 @@ from mdreid.official.cli import main
 from mdreid.official.layout import convert_official
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
+from test_config_keys import one_error
 
 WIDTH, LAYERS, PATCH, EMBED = 64, 2, 16, 32  # one attention head: CLIP's width // 64
 HEADS = ("r", "n", "t", "s", "rs", "ns", "ts")  # BNNeck heads of the official model, E-loss heads last
@@ -347,3 +348,29 @@ def test_convert_cli_takes_overrides_after_the_options_and_repeats_them_in_its_h
     payload = torch.load(out, weights_only=True)  # no allow-list, no trust: tensors and plain values only
     assert payload["converted_from"]["overrides"] == overrides
     assert payload["hyper_parameters"]["backbone"]["vision"]["width"] == 64
+
+
+def test_convert_reads_the_towers_sizes_from_the_tensors_as_eval_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A non-default tower converts with no size given by hand; a size that contradicts it is one line."""
+    state = official_state(num_classes=8, num_cameras=3, grid=8, seed=1)
+    path = _saved(tmp_path / "official.pth", state)
+    out = tmp_path / "converted.ckpt"
+    assert main(["convert", str(path), str(out), "--experiment", "synthetic", "data.image_size=[64,32]"]) == 0
+    saved = torch.load(out, weights_only=True)["hyper_parameters"]
+    assert saved["backbone"]["vision"] == {
+        "width": 64,
+        "layers": 2,
+        "heads": 1,
+        "patch_size": 16,
+        "mlp_ratio": 4.0,
+    }
+    assert saved["backbone"]["embed_dim"] == 32 and saved["image_size"] == [64, 32]
+    check_features(load_module(out), state, (64, 32), 3)
+    argv = ["convert", str(path), str(out), "--experiment", "synthetic", "model.backbone.vision.layers=3"]
+    argv.append("data.image_size=[64,32]")
+    assert one_error("official", argv, monkeypatch, capsys) == (
+        f"error: the command line contradicts the checkpoint {path}: model.backbone.vision.layers=3 (the "
+        "checkpoint has 2); the checkpoint defines the model: drop these overrides"
+    )

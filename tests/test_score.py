@@ -27,6 +27,7 @@ from mdreid.metrics.eval_config import EvalConfig, metric_keys
 from mdreid.modalities import NUM_MODALITIES, all_pairs, subset_indices
 from mdreid.runtime.errors import MDReIDError
 from mdreid.score import file_argument, score
+from test_config_keys import one_error
 
 RESULT_KEYS = ("similarity", "junk", "rows", "groups", "cmc")
 
@@ -285,3 +286,61 @@ def test_cli_reports_a_bad_file_in_one_line(tmp_path: Path) -> None:
         f"error: {bad}: key 'camid': missing tensor; required: features, present, pid, camid, is_query, "
         "is_gallery (format: docs/feature_files.md)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "holds"),
+    [
+        ("x.npz", "png", "is not an npz file (a zip archive of arrays, numpy.savez): it holds a PNG image"),
+        (
+            "x.npz",
+            b"pid,camid\n1,2\n",
+            "is not an npz file (a zip archive of arrays, numpy.savez): it holds text",
+        ),
+        ("x.safetensors", "png", "is not a safetensors file: it holds a PNG image"),
+    ],
+)
+def test_a_file_of_another_kind_is_one_line_naming_it(
+    name: str, content, holds: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``python -m mdreid.score x.npz`` where x.npz is an image or text: numpy would try to unpickle it."""
+    path = tmp_path / name
+    if content == "png":
+        Image.new("RGB", (4, 4)).save(path, format="PNG")
+    else:
+        path.write_bytes(content)
+    line = one_error("score", [str(path), f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys)
+    assert line == f"error: {path}: {holds} (format: docs/feature_files.md)"
+
+
+def test_features_without_a_modality_name_the_file_and_every_pair_they_cannot_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """No TIR anywhere: one line naming the file, the missing combinations and every impossible pair, and the
+    ``eval.pairs`` value that scores the rest; scored that way, the score line says what it averaged."""
+    tensors = _good(8)
+    tensors["present"][:, 2] = False
+    tensors["features"][:, 2] = 0.0
+    path = tmp_path / "no tir.safetensors"
+    save_file(tensors, path, metadata=META)
+    line = one_error("score", [str(path), f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys)
+    assert line == (
+        f"error: {path}: 40 of 49 pairs cannot be scored (no query has all of T / RT / NT / RNT; no gallery item "
+        "has all of T / RT / NT / RNT): R->T, R->RT, R->NT, R->RNT, N->T, N->RT (+34 more); check the presence "
+        "mask, or drop them from eval.pairs: eval.pairs=\"['R->R','R->N','R->RN','N->R','N->N','N->RN','RN->R',"
+        "'RN->N','RN->RN']\" scores the others"
+    )
+    pairs = "eval.pairs=['R->R','R->N','R->RN','N->R','N->N','N->RN','RN->R','RN->N','RN->RN']"
+    result = score(compose_cfg("score.yaml", [f"file={path}", pairs, "eval.plots=false"], tmp_path / "ok"))
+    assert len([k for k in result if k.count("/") == 2 and k.endswith("/mAP")]) == 9
+    printed = " ".join(capsys.readouterr().out.split())  # Rich wraps long lines at the terminal width
+    expected = f"score = (mAP + R1) / 2 averaged over the 9 scored pairs (RNT->RNT not scored): {result['test/score']:.2f}"
+    assert expected in printed
+    full = tmp_path / "full.safetensors"
+    save_file(_good(8), full, metadata=META)
+    score(
+        compose_cfg(
+            "score.yaml", [f"file={full}", "eval.pairs=paper", "eval.plots=false"], tmp_path / "paper"
+        )
+    )
+    assert "score = (mAP + R1) / 2 of RNT->RNT: " in " ".join(capsys.readouterr().out.split())

@@ -6,29 +6,41 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from checkpoint_files import booby_trapped, save_checkpoint
+from checkpoint_files import Payload, booby_trapped, save_checkpoint, save_pretraining_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.checkpoints import resolve_checkpoint
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.eval import evaluate
 from mdreid.export import export
-from mdreid.factory import adopt_architecture, adopt_image_rule, build_module, load_module
+from mdreid.factory import (
+    adopt_architecture,
+    adopt_image_rule,
+    build_datamodule,
+    build_module,
+    check_cameras,
+    load_module,
+)
+from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.official import convert, load_official_checkpoint
 from mdreid.pretrain import pretrain
 from mdreid.runtime.errors import MDReIDError
 from mdreid.train import train
+from test_config_keys import one_error
 
 REFUSED = r"asks to run posix\.mkdir while loading.*(trust_checkpoint=true|--trust-checkpoint)"
 
@@ -106,6 +118,72 @@ def test_the_eval_cli_refuses_it_in_one_line(evil: tuple[Path, Path], tmp_path: 
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "posix.mkdir" in errors[0] and "Traceback" not in run.stderr
     assert not marker.exists()
+
+
+def test_a_plain_pickle_is_one_line_and_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``pickle.dump`` of a payload (not ``torch.save``): torch's weights-only error would suggest loading it
+    with ``weights_only=False``, which runs the payload and still cannot read the file."""
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "plain.pth"
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        path.write_bytes(
+            pickle.dumps({"state_dict": {"net.w": torch.zeros(2)}, "x": Payload(marker)}, protocol)
+        )
+        line = one_error(
+            "eval", [f"ckpt_path={path}", f"hydra.run.dir={tmp_path / f'run{protocol}'}"], monkeypatch, capsys
+        )
+        assert line == (
+            f"error: ckpt_path='{path}' is a plain Python pickle (pickle.dump), not a file torch.save wrote, so "
+            "it was not loaded (unpickling it runs whatever code it carries); if you trust its source, load it "
+            "yourself and save the tensors with torch.save(state_dict, FILE)"
+        )
+        with pytest.raises(MDReIDError, match="is a plain Python pickle"):
+            resolve_checkpoint(path, trust=True)  # torch.load could not read it anyway
+        assert not marker.exists()
+    legacy = tmp_path / "legacy.pth"  # torch.save's pre-zip format is a pickle too, and still readable
+    torch.save({"net.w": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert resolve_checkpoint(legacy).official
+
+
+def test_a_checkpoint_of_the_other_kind_is_one_line_naming_what_to_pass(
+    tiny_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A pretraining run's last.ckpt given to train, eval or export points to its tower file; a fine-tuning
+    run's last.ckpt given to pretrain is refused before the pool is rendered."""
+    pretrained = save_pretraining_checkpoint(tmp_path / "pre")
+    tower = tmp_path / "pre" / "proxy_foundation.safetensors"
+    expected = (
+        f"error: {{key}}='{pretrained}' is a pretraining checkpoint (mdreid.pretrain's resume point): a visual "
+        f"tower, not a re-identification model; fine-tune from its tower with mdreid.train "
+        f"model.backbone.weights={tower} (or score the tower with mdreid.pretraining.zero_shot out=FILE)"
+    )
+    for entry, key in (("eval", "ckpt_path"), ("export", "ckpt_path"), ("train", "init_from")):
+        argv = [f"{key}={pretrained}", f"hydra.run.dir={tmp_path / entry}"]
+        assert one_error(entry, argv, monkeypatch, capsys) == expected.format(key=key)
+    tower.unlink()  # the run's tower moved elsewhere (another out=)
+    with pytest.raises(
+        MDReIDError, match=r"model\.backbone\.weights=the \.safetensors that run wrote \(out="
+    ):
+        resolve_checkpoint(pretrained)
+
+    finetuned = tmp_path / "fine" / "checkpoints" / "last.ckpt"
+    finetuned.parent.mkdir(parents=True)
+    save_checkpoint(tiny_cfg, finetuned)
+    pool = tmp_path / "data" / "pretrain_pool"
+    argv = [
+        f"ckpt_path={finetuned}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={tmp_path / 'p'}",
+    ]
+    assert one_error("pretrain", argv, monkeypatch, capsys) == (
+        f"error: ckpt_path='{finetuned}' is a fine-tuning checkpoint (mdreid.train); pretrain resumes only its "
+        "own <run dir>/checkpoints/last.ckpt, and a later stage starts from an earlier stage's tower with "
+        "init_weights=FILE.safetensors"
+    )
+    assert not pool.exists()  # refused before any rendering
+    assert resolve_checkpoint(pretrained, pretraining=True).resumable
 
 
 def test_mdreid_checkpoints_load_without_trust(tiny_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
@@ -199,6 +277,26 @@ def test_cameras_the_model_never_saw(
         model.net.mdl.cv_embed.zero_()
     zeroed = model.net.extract(batch, present.bool(), torch.tensor([0, 0]))
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(without, zeroed, strict=True))
+
+
+def test_the_unseen_camera_warning_counts_each_image_once(
+    tiny_cfg: Callable[..., DictConfig], synthetic_data_dir: Path, tmp_path: Path, caplog
+) -> None:
+    """RGBNT201's query list is its gallery list: an image of an unseen camera is one image, not two."""
+    path = tmp_path / "one.ckpt"
+    save_checkpoint(tiny_cfg, path, num_cameras=1)
+    bench = build_datamodule(tiny_cfg(), validation=False).benchmark  # the synthetic RGBNT201 copy
+    assert bench.query_is_gallery
+    unseen = [r for r in bench.query if r.camid >= 1]
+    evaluation = EvalConfig.parse({"unseen_cameras": "no_embedding"})
+    caplog.clear()  # the copy's generation logs too
+    with caplog.at_level(logging.WARNING, logger="mdreid.factory"):
+        check_cameras(load_module(path), SimpleNamespace(benchmark=bench), evaluation)
+    cameras = len({r.camid for r in unseen})
+    assert caplog.messages == [
+        f"{len(unseen)} evaluation images from {cameras} unseen cameras get no camera embedding"
+    ]
+    assert 0 < len(unseen) < len(bench.query)
 
 
 def test_init_from_takes_the_checkpoints_architecture(

@@ -107,6 +107,46 @@ def is_mdreid_checkpoint(payload: object) -> bool:
     return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
 
 
+def is_pretraining_checkpoint(payload: object) -> bool:
+    """mdreid.pretrain's Lightning checkpoint: a ``state_dict`` of the visual tower alone (``visual.``...)."""
+    state = payload.get("state_dict") if isinstance(payload, Mapping) else None
+    return isinstance(state, Mapping) and bool(state) and all(str(k).startswith("visual.") for k in state)
+
+
+def _tower_file(path: Path) -> str:
+    """The tower file the pretraining run that wrote checkpoint ``path`` left in its run folder."""
+    run_dir = path.absolute().parent.parent  # <run dir>/checkpoints/last.ckpt
+    towers = sorted(run_dir.glob("*.safetensors"))
+    return (
+        str(towers[0])
+        if towers
+        else f"the .safetensors that run wrote (out=, by default {run_dir}/proxy_foundation.safetensors)"
+    )
+
+
+def _other_kind(payload: object, path: Path, key: str, pretraining: bool) -> str | None:
+    """Why a checkpoint of the other kind (pretraining vs re-identification) cannot serve here and what to
+    pass instead; None when it is of the kind asked for."""
+    if not pretraining and is_pretraining_checkpoint(payload):
+        tower = _tower_file(path)
+        return (
+            f"{key}={str(path)!r} is a pretraining checkpoint (mdreid.pretrain's resume point): a visual tower, "
+            f"not a re-identification model; fine-tune from its tower with mdreid.train "
+            f"model.backbone.weights={tower} (or score the tower with mdreid.pretraining.zero_shot out=FILE)"
+        )
+    if pretraining and not is_pretraining_checkpoint(payload):
+        kind = (
+            "a fine-tuning checkpoint (mdreid.train)"
+            if is_mdreid_checkpoint(payload)
+            else "not a pretraining checkpoint"
+        )
+        return (
+            f"{key}={str(path)!r} is {kind}; pretrain resumes only its own <run dir>/checkpoints/last.ckpt, and "
+            "a later stage starts from an earlier stage's tower with init_weights=FILE.safetensors"
+        )
+    return None
+
+
 def _load(path: Path, key: str, trust: bool, hint: str) -> object:
     try:
         return load_torch_file(path, key, trust, hint)
@@ -144,12 +184,17 @@ def _check_finite(state: Mapping[str, torch.Tensor], key: str, path: Path) -> No
 
 
 def resolve_checkpoint(
-    path: str | Path | None, key: str = "ckpt_path", trust: bool = False, hint: str = TRUST_HINT
+    path: str | Path | None,
+    key: str = "ckpt_path",
+    trust: bool = False,
+    hint: str = TRUST_HINT,
+    pretraining: bool = False,
 ) -> Checkpoint:
     """Open the checkpoint ``key`` points at, or fail in one line that says what is wrong and what to do.
 
     The file is read without running code from it (``mdreid.runtime.safe_load``) unless ``trust`` is set;
-    ``hint``: how the user of this command vouches for a file that asks to run code.
+    ``hint``: how the user of this command vouches for a file that asks to run code. ``pretraining``: the
+    file must be mdreid.pretrain's checkpoint, else it must not be one.
     """
     if path is None or not str(path).strip():
         raise MDReIDError(
@@ -166,7 +211,10 @@ def resolve_checkpoint(
             "or an official MDReID .pth"
         )
     payload = _load(path, key, trust, hint)
-    if is_mdreid_checkpoint(payload):
+    other = _other_kind(payload, path, key, pretraining)
+    if other:
+        raise MDReIDError(other)
+    if is_mdreid_checkpoint(payload) or pretraining:
         _check_finite(payload["state_dict"], key, path)
         step = payload.get("global_step")
         return Checkpoint(

@@ -37,6 +37,9 @@ from mdreid.runtime.output_dir import keep_caches_in
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_NAMES: tuple[str, str] = ("image", "camid")
 
+# the exported file goes next to the checkpoint unless out= names it
+OUT_ELSEWHERE = "write the file elsewhere with out=FILE"
+
 
 def example_inputs(
     image_size: tuple[int, int], num_cameras: int, batch_size: int, seed: int
@@ -69,14 +72,14 @@ def _write_onnx(
             external_data=False,
             verbose=False,
         )
-    atomic_write(out, lambda fh: fh.write(program.model_proto.SerializeToString()))
+    atomic_write(out, lambda fh: fh.write(program.model_proto.SerializeToString()), OUT_ELSEWHERE)
 
 
 def _write_torchscript(extractor: FeatureExtractor, example: tuple[torch.Tensor, ...], out: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.\w+` is deprecated")
         traced = torch.jit.trace(extractor, example)
-        atomic_write(out, lambda fh: torch.jit.save(traced, fh))
+        atomic_write(out, lambda fh: torch.jit.save(traced, fh), OUT_ELSEWHERE)
 
 
 def check_format(fmt: str) -> str:

@@ -109,17 +109,24 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def check_overrides(cfg: DictConfig, saved: Mapping[str, Any], source: str | Path, training: bool) -> None:
+def check_overrides(
+    cfg: DictConfig,
+    saved: Mapping[str, Any],
+    source: str | Path,
+    training: bool,
+    overrides: Sequence[str] | None = None,
+) -> None:
     """Refuse command-line model values the checkpoint contradicts, naming both: the checkpoint defines the
     model, so ``model.backbone.vision.heads=4`` on a 2-head checkpoint would otherwise evaluate another net.
 
     ``saved`` holds the checkpoint's model hyper-parameters (``image_size`` included). Group choices such
     as ``model=baseline`` are compared on the architecture; with ``training`` (evaluation) explicit
     ``model.loss.*`` / ``model.optim.*`` values are compared too, since a fine-tuning run sets those anew.
+    ``overrides``: the command line's overrides, by default the running Hydra job's.
     """
     flat = {k: _plain(v) for k, v in _leaves(saved, "").items()}
     given: dict[str, Any] = {}
-    for override in command_line_overrides():
+    for override in command_line_overrides() if overrides is None else overrides:
         key = override_key(override)
         if key in ("data.image_size", "model.image_size"):
             given["image_size"] = _plain(cfg.data.image_size)
@@ -205,11 +212,12 @@ def load_module(
     return model.eval()
 
 
-def adopt_architecture(cfg: DictConfig, ckpt: Checkpoint) -> None:
-    """Make ``cfg`` build the network of ``ckpt`` (``init_from``): tower, tokens and input size come from the
-    checkpoint; the loss, optimiser and schedule stay the run's own. A contradicting override is an error."""
+def adopt_architecture(cfg: DictConfig, ckpt: Checkpoint, overrides: Sequence[str] | None = None) -> None:
+    """Make ``cfg`` build the network of ``ckpt`` (``init_from``, ``official convert``): tower, tokens and
+    input size come from the checkpoint; the loss, optimiser and schedule stay the run's own. A contradicting
+    override (of ``overrides``, by default the running Hydra job's) is an error."""
     arch = architecture(ckpt, cfg.data.image_size)
-    check_overrides(cfg, arch, ckpt.path, training=False)
+    check_overrides(cfg, arch, ckpt.path, training=False, overrides=overrides)
     with open_dict(cfg):
         cfg.data.image_size = arch.pop("image_size")
         for key, value in arch.items():
@@ -250,7 +258,9 @@ def check_cameras(model: ReIDModule, datamodule: Any, evaluation: EvalConfig) ->
     """Evaluation camera ids the camera embedding has no row for: an error naming the counts, or with
     ``eval.unseen_cameras=no_embedding`` those images get no camera embedding (as if SIE were off for them)."""
     known = int(model.hparams["num_cameras"])
-    records = [*datamodule.benchmark.query, *datamodule.benchmark.gallery]
+    bench = datamodule.benchmark
+    # each image once: RGBNT201's query and gallery are one list, and an image both query and gallery is one
+    records = list({r.paths: r for r in (*bench.query, *bench.gallery)}.values())
     unseen = sorted({r.camid for r in records if r.camid >= known})
     if not unseen:
         return

@@ -97,7 +97,7 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
         raise MDReIDError(f"init_weights={cfg.init_weights}: no such tower file; use a .safetensors or null")
     if run.ckpt_path:
         # a missing, folder, truncated or code-carrying file is one line, not a traceback
-        resolve_checkpoint(run.ckpt_path, trust=trust)
+        resolve_checkpoint(run.ckpt_path, trust=trust, pretraining=True)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L  # Lightning imports matplotlib: after the line above
 

@@ -39,7 +39,10 @@ def score(cfg: DictConfig) -> dict[str, float]:
     features = read_feature_file(cfg.file)
     metric = evaluation.build_metric(junk=features.junk)
     metric.update(**features.metric_inputs())
-    scored = metric.evaluate()
+    try:
+        scored = metric.evaluate()
+    except MDReIDError as err:  # what the features cannot give (pairs of absent modalities): name the file
+        raise MDReIDError(f"{cfg.file}: {err}") from err
     header = {
         "task_name": cfg.task_name,
         "file": str(Path(cfg.file).expanduser().absolute()),

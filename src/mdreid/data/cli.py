@@ -89,29 +89,46 @@ def _header_mode(path: str) -> str | None:
         return None
 
 
+def _high_bit_state(path: str, rule: BitDepthRule) -> str | None:
+    """``"unmappable"`` when a 16-bit or float file's samples are ones ``rule`` cannot map, ``"unreadable"``
+    when they cannot be decoded, None when the rule maps them."""
+    try:
+        return None if read_info(path, rule).unmappable is None else "unmappable"
+    except Exception:  # noqa: BLE001 - whatever PIL raises; `verify` names the error
+        return "unreadable"
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
+    """The counts, and how the files are read; exit 1 when a file cannot be opened or mapped (as verify)."""
     rule = _rule(args)
     bench = _load(args)
     stats: dict[str, dict[str, int | str]] = benchmark_stats(bench)
     files = sorted(_files(bench))
     modes = [_header_mode(p) for p in files]
-    readable = [m for m in modes if m is not None]
+    # only the 16-bit and float files are decoded: their samples decide whether the rule can map them
+    states = [
+        _high_bit_state(p, rule) if m and is_high_bit(m) else None for p, m in zip(files, modes, strict=True)
+    ]
+    readable = [m for m, state in zip(modes, states, strict=True) if m is not None and state != "unreadable"]
     unreadable = len(modes) - len(readable)
+    unmappable = states.count("unmappable")
+    status = 1 if unreadable or unmappable else 0
     if args.json:
         high = sum(is_high_bit(m) for m in readable)
         stats["files"] = {
             "8-bit": len(readable) - high,
-            "16-bit or float": high,
+            "16-bit or float": high - unmappable,
+            "unmappable": unmappable,
             "unreadable": unreadable,
             "high_bit_depth": rule.describe(),
         }
         print(json.dumps(stats))
-        return 0
+        return status
     _print_table(f"{bench.name} at {bench.root}", stats)
-    print(depth_line(readable, rule))
-    if unreadable:
-        print(f"{unreadable} of {len(files)} files cannot be opened: `verify` names them")
-    return 0
+    print(depth_line(readable, rule, unmappable=unmappable))
+    if unreadable or unmappable:
+        print(f"{unreadable + unmappable} of {len(files)} files are bad: `verify` names them")
+    return status
 
 
 @contextmanager
@@ -169,7 +186,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for line in summary_lines(infos):
         print(line)
     if infos:
-        print(depth_line([i.mode for i in infos], rule, sum(i.constant for i in infos)))
+        unmappable = sum(i.unmappable is not None for i in infos)
+        print(depth_line([i.mode for i in infos], rule, sum(i.constant for i in infos), unmappable))
     if flagged:
         print(f"{len(flagged)} of {len(files)} files are flagged:")
         for path, flags in flagged:
@@ -234,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser(
         "stats",
         parents=[reading, depth],
-        help="ids, images, cameras (scenes) per split, and how many files the high-bit-depth rule maps",
+        help="ids, images, cameras (scenes) per split, and how many files the high-bit-depth rule maps; "
+        "exit 1 if any cannot be opened or mapped",
     )
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     stats.set_defaults(run=cmd_stats)

@@ -113,15 +113,23 @@ def image_flags(path: str, info: ImageInfo, own_data: bool = False) -> list[str]
     return flags
 
 
-def depth_line(modes: Iterable[str], rule: BitDepthRule, constant: int | None = None) -> str:
+def depth_line(
+    modes: Iterable[str], rule: BitDepthRule, constant: int | None = None, unmappable: int = 0
+) -> str:
     """How many of the files with these modes are read as they are and how many go through ``rule``; with
-    ``constant`` (``verify`` decodes the samples) also how many of those are constant images (all 0)."""
+    ``constant`` also how many of those are constant images (all 0). ``unmappable`` of the 16-bit or float
+    files hold samples the rule cannot map: they are bad, counted apart, never as mapped."""
     modes = list(modes)
     high = sum(is_high_bit(m) for m in modes)
     note = f", {constant} of them constant (mapped to 0)" if constant else ""
+    bad = (
+        f"; {unmappable} 16-bit or float files it cannot map (NaN, infinite or out of range): bad"
+        if unmappable
+        else ""
+    )
     return (
-        f"{len(modes) - high} 8-bit files read as they are; {high} 16-bit or float files mapped by "
-        f"{rule.describe()} ({KEY}.mode={rule.mode}){note}"
+        f"{len(modes) - high} 8-bit files read as they are; {high - unmappable} 16-bit or float files mapped by "
+        f"{rule.describe()} ({KEY}.mode={rule.mode}){note}{bad}"
     )
 
 

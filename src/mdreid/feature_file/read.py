@@ -46,7 +46,39 @@ class _Check:
         return MDReIDError(f"{where}: {problem} (format: docs/feature_files.md)")
 
 
+_SIGNATURES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x93NUMPY", "a single .npy array, not an npz archive of named arrays"),
+    (b"\x80", "a Python pickle"),
+    (b"PK\x03\x04", "a zip archive"),
+)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(512)
+
+
+def _content(head: bytes) -> str:
+    """What a file holds, judged from its first bytes, for an error about a file of the wrong kind."""
+    if not head:
+        return "an empty file"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unknown binary data"
+    return "text"
+
+
 def _load_safetensors(path: Path, check: _Check) -> tuple[dict[str, Tensor], dict[str, str]]:
+    head = _head(path)
+    if head[8:9] != b"{":  # an 8-byte header length, then the JSON header
+        raise check.fail(None, f"is not a safetensors file: it holds {_content(head)}")
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = dict(fh.metadata() or {})
@@ -58,6 +90,11 @@ def _load_safetensors(path: Path, check: _Check) -> tuple[dict[str, Tensor], dic
 def _load_npz(path: Path, check: _Check) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Arrays become tensors; 0-d string arrays (``np.savez(..., junk="camera")``) are the metadata."""
     tensors, meta = {}, {}
+    head = _head(path)
+    if not head.startswith(b"PK\x03\x04"):  # an npz is a zip archive; np.load would try to unpickle others
+        raise check.fail(
+            None, f"is not an npz file (a zip archive of arrays, numpy.savez): it holds {_content(head)}"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             for key in data.files:

@@ -13,6 +13,9 @@ from mdreid.index.store import GalleryItems
 from mdreid.modalities import LETTERS
 from mdreid.runtime.atomic_io import atomic_write, atomic_write_text
 
+# search's --out names where the results go
+_OUT_ELSEWHERE = "write them elsewhere with --out DIR"
+
 QueryResult = tuple[GalleryItems, str, list[Hit]]  # one query, the subset it was compared on, its hits
 
 
@@ -63,9 +66,9 @@ def write_results(results: Sequence[QueryResult], g_subset: str, out: str | Path
     text = results_json(results, g_subset)
     if out is not None:
         out = Path(out)
-        atomic_write_text(out / "results.json", text + "\n")
+        atomic_write_text(out / "results.json", text + "\n", _OUT_ELSEWHERE)
         if not any(any(path for path in query.paths[0]) for query, _, _ in results):
             return text
         image = ranked_list_image(results, g_subset, top_k)
-        atomic_write(out / "ranked_list.png", lambda f: image.save(f, format="PNG"))
+        atomic_write(out / "ranked_list.png", lambda f: image.save(f, format="PNG"), _OUT_ELSEWHERE)
     return text

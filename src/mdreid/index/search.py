@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mdreid.index.pair_vectors import pair_vectors, similarity_to_distance
-from mdreid.index.store import GalleryItems, GalleryStore
+from mdreid.index.store import INDEX_ELSEWHERE, GalleryItems, GalleryStore
 from mdreid.metrics.groups import pair_name
 from mdreid.runtime.atomic_io import atomic_write
 from mdreid.runtime.errors import MDReIDError
@@ -103,7 +103,9 @@ def pair_index(
         index = new_faiss_index(kind, vectors.shape[1], vectors, nlist)
     index.add_with_ids(vectors, ids)
     file = f"faiss/{q_subset}-{g_subset}.{kind}.faiss"
-    atomic_write(store.root / file, lambda f: f.write(faiss.serialize_index(index).tobytes()))
+    atomic_write(
+        store.root / file, lambda f: f.write(faiss.serialize_index(index).tobytes()), INDEX_ELSEWHERE
+    )
     store.info["faiss"][key] = {"file": file, "items_seen": len(items), "vectors": int(index.ntotal)}
     store.save_info()
     return index

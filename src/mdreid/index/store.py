@@ -111,6 +111,13 @@ def _load_shard(path: Path) -> GalleryItems:
     )
 
 
+# how an index is written to another folder when its own refuses the write (a read-only mount, a full disk)
+INDEX_ELSEWHERE = (
+    "the index needs a folder you can write: build it in another one (python -m mdreid.index build DIR ...), "
+    "or copy an existing index there"
+)
+
+
 class GalleryStore:
     """An index folder: its manifest (``info``), its items, and where its FAISS files go."""
 
@@ -175,14 +182,14 @@ class GalleryStore:
             )
         start = self.size
         name = f"items-{len(self.info['shards']):05d}.safetensors"
-        atomic_write(self.root / name, lambda f: f.write(_shard_bytes(items)))
+        atomic_write(self.root / name, lambda f: f.write(_shard_bytes(items)), INDEX_ELSEWHERE)
         self.info["shards"].append({"file": name, "count": len(items)})
         self.save_info()
         self._items = None
         return range(start, start + len(items))
 
     def save_info(self) -> None:
-        atomic_write_json(self.root / MANIFEST, self.info)
+        atomic_write_json(self.root / MANIFEST, self.info, INDEX_ELSEWHERE)
 
 
 def feature_dim(items: GalleryItems) -> int:

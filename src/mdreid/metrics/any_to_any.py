@@ -40,7 +40,7 @@ from mdreid.metrics.pair_selection import PairSelection
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
 from mdreid.metrics.rerank import RerankSettings
 from mdreid.metrics.results import AnyToAnyResult
-from mdreid.modalities import NUM_MODALITIES
+from mdreid.modalities import NUM_MODALITIES, SUBSETS
 from mdreid.runtime.errors import MDReIDError
 
 JUNK_RULES: tuple[str, ...] = ("camera", "scene")
@@ -80,6 +80,35 @@ def _cat(state: list[Tensor] | Tensor) -> Tensor | None:
         return None
     out = dim_zero_cat(state)
     return out if out.numel() else None
+
+
+_LISTED_PAIRS = 6  # impossible pairs named in the error
+_SUGGESTED_PAIRS = 12  # at most this many scorable pairs are spelled out as an eval.pairs value
+
+
+def check_scorable(pairs: Sequence[tuple[str, str]], distances: PairDistances) -> None:
+    """Every pair needs a query with all of its query modalities and a gallery item with all of its gallery
+    ones; otherwise one error naming every such pair and the missing combinations (not just the first)."""
+    no_query = sorted({q for q, _ in pairs if not bool(distances.query_mask(q).any())}, key=SUBSETS.index)
+    no_gallery = sorted({g for _, g in pairs if not bool(distances.gallery_mask(g).any())}, key=SUBSETS.index)
+    bad = [(q, g) for q, g in pairs if q in no_query or g in no_gallery]
+    if not bad:
+        return
+    why = [
+        f"no {side} has all of {' / '.join(s)}"
+        for side, s in (("query", no_query), ("gallery item", no_gallery))
+        if s
+    ]
+    names = [pair_name(q, g) for q, g in bad]
+    more = f" (+{len(names) - _LISTED_PAIRS} more)" if len(names) > _LISTED_PAIRS else ""
+    good = [pair_name(q, g) for q, g in pairs if (q, g) not in bad]
+    fix = "check the presence mask, or drop them from eval.pairs"
+    if 0 < len(good) <= _SUGGESTED_PAIRS:
+        fix += f': eval.pairs="[{",".join(repr(n) for n in good)}]" scores the others'
+    raise MDReIDError(
+        f"{len(bad)} of {len(pairs)} pairs cannot be scored ({'; '.join(why)}): "
+        f"{', '.join(names[:_LISTED_PAIRS])}{more}; {fix}"
+    )
 
 
 class AnyToAnyReID(Metric):
@@ -236,12 +265,7 @@ class AnyToAnyReID(Metric):
             present[g],
             chunk_size=self.chunk_size,
         )
-        for q_subset, g_subset in self.pairs:
-            if not bool(distances.query_mask(q_subset).any()):
-                raise MDReIDError(
-                    f"pair {pair_name(q_subset, g_subset)}: no query has all of modalities {q_subset}; "
-                    "check the presence mask or drop this pair from eval.pairs"
-                )
+        check_scorable(self.pairs.pairs, distances)
         if self.rerank is None:
             distinct, which = distances.distinct_pairs(self.pairs.pairs, self.similarity)
             chunks = ((rows, enumerate(d)) for rows, d in distances.chunks(distinct, self.similarity))

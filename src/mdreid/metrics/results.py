@@ -60,6 +60,13 @@ class AnyToAnyResult:
         rows = [r for r in self.rows if (r["query"], r["gallery"]) == SCORE_PAIR] or self.rows
         return sum((r["mAP"] + r["R1"]) / 2 for r in rows) / len(rows)
 
+    @property
+    def score_basis(self) -> str:
+        """What ``score`` averages, in words: ``RNT->RNT``, or the pairs scored when it is not among them."""
+        if any((r["query"], r["gallery"]) == SCORE_PAIR for r in self.rows):
+            return f"of {pair_name(*SCORE_PAIR)}"
+        return f"averaged over the {len(self.rows)} scored pairs ({pair_name(*SCORE_PAIR)} not scored)"
+
     def scalars(self, prefix: str = "val") -> dict[str, float]:
         """Flat dict for ``log_dict``: ``"<prefix>/RT->NT/mAP"`` ..., the groups, and ``"<prefix>/score"``."""
         out = {

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import lightning
 import torch
-from omegaconf import open_dict
 
 from mdreid.data.readers import junk_rule
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
-from mdreid.official.layout import RELEASES, describe_mismatch, resolve_image_size
-from mdreid.official.reader import load_official, read_file
+from mdreid.official.layout import RELEASES, describe_mismatch
+from mdreid.official.reader import load_official, official_checkpoint, read_official
 from mdreid.runtime.atomic_io import atomic_write
 from mdreid.runtime.config_check import check_command_line
 from mdreid.runtime.errors import MDReIDError
@@ -31,7 +30,8 @@ def convert(
     src, dst = Path(src), Path(dst)
     words = [f"experiment={experiment}", *overrides]
     check_command_line("train.yaml", words, multirun=False, entry="python -m mdreid.official convert")
-    converted = read_file(src, trust)
+    ckpt = official_checkpoint(src, trust)
+    converted = read_official(ckpt)
     cfg = compose_config("train", words)
     layout = converted.layout
     release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.synth is None else None
@@ -41,13 +41,17 @@ def convert(
         )
         if contradiction:
             raise MDReIDError(f"{src} does not fit experiment={experiment}: {contradiction}")
-    with open_dict(cfg):
-        cfg.model.backbone.weights = None  # every weight comes from the checkpoint
+    # imported here: the factory reads official files through this package
+    from mdreid.factory import adopt_architecture
+
+    # the tower's sizes and the input size come from the tensors, as eval reads them; an override that
+    # contradicts them is an error naming both
+    adopt_architecture(cfg, ckpt, words)
     model = ReIDModule.from_config(
         cfg.model,
         num_classes=layout.num_classes,
         num_cameras=layout.num_cameras,
-        image_size=list(resolve_image_size(layout, cfg.data.image_size, str(src))),
+        image_size=list(cfg.data.image_size),
         junk=junk_rule(str(cfg.data.dataset)),
         evaluation=EvalConfig.parse(cfg.eval),
     )

@@ -88,12 +88,17 @@ def load_official(model: ReIDModule, converted: Converted, source: str, new_head
 CONVERT_TRUST_HINT = "if you trust the file's source, convert it with --trust-checkpoint (that runs whatever code the file carries)"
 
 
-def read_file(path: str | Path, trust: bool = False) -> Converted:
-    """The official file at ``path``, renamed; an mdreid checkpoint there is pointed back to its own use."""
+def official_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
+    """The official file at ``path``; an mdreid checkpoint there is pointed back to its own use."""
     ckpt = resolve_checkpoint(path, "SRC", trust, CONVERT_TRUST_HINT)
     if not ckpt.official:
         raise MDReIDError(f"{path} is already an mdreid checkpoint; use it as is (ckpt_path= or init_from=)")
-    return read_official(ckpt)
+    return ckpt
+
+
+def read_file(path: str | Path, trust: bool = False) -> Converted:
+    """The official file at ``path``, renamed."""
+    return read_official(official_checkpoint(path, trust))
 
 
 def load_official_checkpoint(

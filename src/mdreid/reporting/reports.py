@@ -56,7 +56,7 @@ def print_result(result: AnyToAnyResult, console: Console | None = None) -> None
     console.print(pair_table(result, "R1"))
     if result.groups:
         console.print(groups_table(result))
-    console.print(f"score = (mAP + R1) / 2 of RNT->RNT: {result.score:.2f}")
+    console.print(f"score = (mAP + R1) / 2 {result.score_basis}: {result.score:.2f}")
 
 
 def write_metrics(out_dir: Path, result: AnyToAnyResult, header: Mapping[str, Any]) -> list[Path]:

@@ -54,6 +54,8 @@ TRUST_HINT = (
     "the file carries)"
 )
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+# how torch.save's legacy (pre-zip) format begins: a pickled magic number (a 10-byte LONG1)
+_LEGACY_MAGIC = b"\x8a\x0a" + torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
 
 
 @contextlib.contextmanager
@@ -70,12 +72,28 @@ def refused_type(err: BaseException) -> str | None:
     return found.group(1) if found else None
 
 
+def is_plain_pickle(path: Path) -> bool:
+    """A file ``pickle.dump`` wrote, not ``torch.save``: a pickle (protocol 2 or later) that neither is a zip
+    archive nor starts with the legacy format's magic number. ``torch.load`` cannot read it in any mode; with
+    ``weights_only=False`` it would first run whatever the pickle carries."""
+    with path.open("rb") as fh:
+        head = fh.read(32)
+    return head.startswith(b"\x80") and _LEGACY_MAGIC not in head
+
+
 def load_torch_file(path: Path, key: str, trust: bool = False, hint: str = TRUST_HINT) -> object:
     """``torch.load`` of a user's file on the CPU, memory-mapped where the format allows.
 
     Without ``trust`` only tensors, plain containers and :data:`SAFE_GLOBALS` are rebuilt; a file asking for
-    more is one line naming ``key``, the file, the type it wanted and ``hint``. Other read failures propagate.
+    more is one line naming ``key``, the file, the type it wanted and ``hint``. A plain pickle (not written by
+    ``torch.save``) is refused in one line, trusted or not. Other read failures propagate.
     """
+    if is_plain_pickle(path):
+        raise MDReIDError(
+            f"{key}={str(path)!r} is a plain Python pickle (pickle.dump), not a file torch.save wrote, so it was "
+            "not loaded (unpickling it runs whatever code it carries); if you trust its source, load it "
+            "yourself and save the tensors with torch.save(state_dict, FILE)"
+        )
 
     def load(**kwargs: object) -> object:
         with checkpoint_globals():
