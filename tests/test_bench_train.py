@@ -108,6 +108,7 @@ def test_script_runs_end_to_end_and_writes_json(tmp_path: Path) -> None:
         "--profile-steps=1",
         f"--json={out}",
         "data.synth.ids=6",
+        "data.val=none",  # 6 synthetic identities: too few to hold out a validation split
     ]
     run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
