@@ -16,6 +16,11 @@ pipeline is measured separately and the host-to-device copy is excluded. Step 0 
 synchronisation. ``--profile DIR`` profiles a few more steps (op table, Chrome trace, host syncs per step, GPU
 busy share; ``mdreid.analysis.profiling``).
 
+Towers side by side (``mdreid.analysis.tower_bench``): ``--backbone 'NAME [override ...]'``, repeated, runs the
+model part for each ``model/backbone`` config in turn, ``--rounds`` times over (interleaved, so a shared
+machine's load falls on all alike); ``--flops-only`` instead counts one step's FLOPs of each on the CPU, with
+no trainer or timing (full-size towers on a machine without a GPU).
+
 Data part (``mdreid.analysis.pipeline_bench``): decode + augmentation of the real training ``Dataset``
 (``TrainTripletDataset.__getitem__``, the code a DataLoader worker runs) on a synthetic copy
 (``data.synth.preset``), timed in this process with one torch thread, as one worker has; ``--workers 1,4`` also
@@ -37,6 +42,7 @@ from typing import Any
 import torch
 
 from mdreid.analysis.pipeline_bench import bench_pipeline, keep_up_checks, print_pipeline
+from mdreid.analysis.tower_bench import compare_towers, count_model, parse_backbone, print_towers
 from mdreid.analysis.train_bench import (
     DEFAULT_STEPS,
     GPU_PEAK_TFLOPS,
@@ -118,6 +124,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile", type=Path, help="profile extra steps after the timed ones; table + trace here"
     )
     parser.add_argument("--profile-steps", type=int, default=3, help="steps profiled with --profile")
+    parser.add_argument(
+        "--backbone",
+        action="append",
+        type=parse_backbone,
+        default=[],
+        help="'NAME [override ...]': a model/backbone config to bench (repeat for several, side by side)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --backbone: rounds over all of them")
+    parser.add_argument(
+        "--flops-only", action="store_true", help="with --backbone: count one step's FLOPs each, no timing"
+    )
     parser.add_argument("--json", type=Path, help="write every figure and the machine here (atomically)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.precision=16-mixed")
     args = parser.parse_args(argv)
@@ -128,6 +145,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise MDReIDError("--warmup and --steps must be >= 1 (step 0 is FLOP-counted and never timed)")
     if args.pipeline_samples < 1 or args.profile_steps < 1:
         raise MDReIDError("--pipeline-samples and --profile-steps must be >= 1")
+    if (args.flops_only or args.rounds != 1) and not args.backbone:
+        raise MDReIDError("--flops-only and --rounds compare towers: name them with --backbone")
+    if args.rounds < 1:
+        raise MDReIDError("--rounds must be >= 1")
     if args.skip_model and args.skip_pipeline:
         raise MDReIDError("--skip-model and --skip-pipeline together leave nothing to measure: drop one")
     return args
@@ -157,14 +178,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if triplets % k:
             raise MDReIDError(f"--batch {triplets} must be a multiple of data.num_instances={k} (PK batches)")
         report: dict[str, Any] = {"preset": args.preset, "overrides": overrides, "machine": machine()}
+        settings = ModelBench(args.warmup, args.steps, args.profile, args.profile_steps, args.peak_tflops)
         try:
-            if not args.skip_model:
-                settings = ModelBench(
-                    args.warmup, args.steps, args.profile, args.profile_steps, args.peak_tflops
+            if args.backbone:
+                cfgs = {
+                    spec: bench_config(args.preset, [*overrides, *extra], str(Path(tmp) / "run"))
+                    for spec, extra in args.backbone
+                }
+                report["towers"] = (
+                    {name: count_model(c) for name, c in cfgs.items()}
+                    if args.flops_only
+                    else compare_towers(cfgs, model_device(cfg, args.preset), settings, args.rounds)
                 )
+                print_towers(report["towers"])
+            elif not args.skip_model:
                 report["model"] = bench_model(cfg, model_device(cfg, args.preset), settings)
                 print_model(report["model"])
-            if not args.skip_pipeline:
+            if not (args.skip_pipeline or args.flops_only):
                 report["pipeline"] = pipeline = bench_pipeline(cfg, args.pipeline_samples, args.workers)
                 pipeline["keep_up"] = keep_up_checks(
                     cfg, report.get("model"), pipeline, args.cores, args.peak_tflops

@@ -142,7 +142,8 @@ def keep_up_checks(
         if model is not None:
             flops = model["flops"]["counted_per_step"]
         else:
-            flops = analytic_train_flops(build_module(cfg, HEAD_DATA).net, triplets).train
+            size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+            flops = analytic_train_flops(build_module(cfg, HEAD_DATA).net, triplets, size).train
         target_s = flops / (TARGET_MFU * peak * 1e12)
         checks[f"{TARGET_MFU:.0%} MFU of {peak:.0f} TFLOP/s"] = keep_up(per_worker, triplets, target_s, cores)
     source = "DataLoader, 1 worker" if one else "in-process, 1 thread"

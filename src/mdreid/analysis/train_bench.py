@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from mdreid.analysis.flops import analytic_train_flops
+from mdreid.analysis.flops import AnalyticFlops, TowerShape, analytic_train_flops
 from mdreid.analysis.profiling import (
     StepProbe,
     compute_dtype,
@@ -114,14 +114,27 @@ def synthetic_batch(
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def backbone_summary(module: ReIDModule) -> dict[str, Any]:
-    tower = module.net.mdl.encoder
+def backbone_summary(module: ReIDModule, shape: TowerShape) -> dict[str, Any]:
+    """The tower as the benchmark saw it (read through the tower protocol by ``tower_shape``)."""
     return {
-        "width": int(tower.transformer.width),
-        "layers": len(tower.transformer.resblocks),
-        "patch_size": int(tower.conv1.kernel_size[0]),
-        "tokens_per_image": module.net.mdl.num_tokens + int(tower.grid_size[0] * tower.grid_size[1]),
+        "tower": type(module.net.mdl.encoder).__name__,
+        "width": shape.width,
+        "layers": shape.attention_layers,
+        "patches": shape.patches,
+        "tokens_per_image": shape.tokens,
         "parameters": sum(p.numel() for p in module.parameters()),
+    }
+
+
+def flops_report(counted: int, analytic: AnalyticFlops) -> dict[str, Any]:
+    """One step's counted FLOPs beside the analytic rule's."""
+    return {
+        "counted_per_step": counted,
+        "analytic_per_step": analytic.train,
+        "counted_over_analytic": counted / analytic.train,
+        "attention_share_of_analytic": analytic.attention_forward / analytic.forward,
+        "counted_by": FLOPS_NOTE,
+        "analytic_rule": ANALYTIC_NOTE,
     }
 
 
@@ -132,6 +145,7 @@ def bench_model(cfg: DictConfig, device: torch.device, settings: ModelBench) -> 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     rss_before = peak_rss_bytes()
     module = build_module(cfg, HEAD_DATA)
+    analytic = analytic_train_flops(module.net, triplets, image_size)  # before the model moves to the device
     timed = settings.warmup + settings.steps
     profile_steps = settings.profile_steps if settings.profile else 0
     probe = StepProbe(settings.warmup, timed, device, profile_steps)
@@ -154,7 +168,6 @@ def bench_model(cfg: DictConfig, device: torch.device, settings: ModelBench) -> 
     precision = str(trainer.precision)
     dtype = compute_dtype(precision)
     gemm = gemm_tflops(device, dtype)
-    analytic = analytic_train_flops(module.net, triplets)
     achieved = probe.flops / step_s / 1e12
     peak = (
         settings.peak_tflops if settings.peak_tflops else (GPU_PEAK_TFLOPS if device.type == "cuda" else None)
@@ -163,7 +176,7 @@ def bench_model(cfg: DictConfig, device: torch.device, settings: ModelBench) -> 
         "device": str(device),
         "precision": precision,
         "torch_threads": torch.get_num_threads(),
-        "backbone": backbone_summary(module),
+        "backbone": backbone_summary(module, analytic.tower),
         "image_size": list(image_size),
         "triplets_per_step": triplets,
         "images_per_step": 3 * triplets,
@@ -174,14 +187,7 @@ def bench_model(cfg: DictConfig, device: torch.device, settings: ModelBench) -> 
         "images_per_s": 3 * triplets / step_s,
         "triplets_per_s": triplets / step_s,
         "peak_memory": memory,
-        "flops": {
-            "counted_per_step": probe.flops,
-            "analytic_per_step": analytic.train,
-            "counted_over_analytic": probe.flops / analytic.train,
-            "attention_share_of_analytic": analytic.attention_forward / analytic.forward,
-            "counted_by": FLOPS_NOTE,
-            "analytic_rule": ANALYTIC_NOTE,
-        },
+        "flops": flops_report(probe.flops, analytic),
         "achieved_tflops": achieved,
         "gemm": {"dtype": str(dtype).removeprefix("torch."), "measured_tflops": gemm},
         "fraction_of_measured_gemm": achieved / gemm,
@@ -194,8 +200,8 @@ def bench_model(cfg: DictConfig, device: torch.device, settings: ModelBench) -> 
 def print_model(r: dict[str, Any]) -> None:
     bb, fl, mem = r["backbone"], r["flops"], r["peak_memory"]
     print(
-        f"model: {bb['layers']} layers x width {bb['width']}, patch {bb['patch_size']}, "
-        f"{bb['tokens_per_image']} tokens/image, {bb['parameters'] / 1e6:.1f}M params; {r['image_size'][0]}x"
+        f"model: {bb['tower']}, {bb['layers']} layers x width {bb['width']}, {bb['patches']} patches, "
+        f"{bb['tokens_per_image']} tokens/image in the blocks, {bb['parameters'] / 1e6:.1f}M params; {r['image_size'][0]}x"
         f"{r['image_size'][1]}, {r['triplets_per_step']} triplets ({r['images_per_step']} images)/step, "
         f"{r['precision']} on {r['device']} ({r['torch_threads']} torch threads)"
     )
