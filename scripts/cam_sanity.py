@@ -41,13 +41,11 @@ def train(out: Path, data: Path, epochs: int) -> Path:
     return out / "train" / "checkpoints" / "last.ckpt"
 
 
-def masses(model, benchmark, device: str) -> dict[str, list[float]]:
-    """Box mass of every query modality's map, per feature, for each query's best-ranked true match."""
-    from mdreid.explain.explainer import Explainer
-    from mdreid.explain.sanity import box_mass
+def best_matches(explainer, benchmark, parity: int | None = None):
+    """Per test query (of even or odd identities with ``parity``): the query, its best-ranked true match from
+    another camera on RNT->RNT (code rule) and the two items' features."""
     from mdreid.explain.shares import Side, pair_scores
 
-    explainer = Explainer(model, device=device)
     queries, gallery = list(benchmark.query), list(benchmark.gallery)
     q_items, g_items = explainer.features(queries), explainer.features(gallery)
     scores = pair_scores(
@@ -57,15 +55,24 @@ def masses(model, benchmark, device: str) -> dict[str, list[float]]:
         "RNT",
         "code",
     )
-    out: dict[str, list[float]] = {"sh": [], "sp": []}
     for i, query in enumerate(queries):
         same = [j for j, g in enumerate(gallery) if g.pid == query.pid and g.camid != query.camid]
-        if not same:
+        if not same or (parity is not None and query.pid % 2 != parity):
             continue
         best = max(same, key=lambda j: float(scores[i, j]))
-        items = (q_items.rows(i, i + 1), g_items.rows(best, best + 1))
+        yield query, gallery[best], (q_items.rows(i, i + 1), g_items.rows(best, best + 1))
+
+
+def masses(model, benchmark, device: str) -> dict[str, list[float]]:
+    """Box mass of every query modality's map, per feature, for each query's best-ranked true match."""
+    from mdreid.explain.explainer import Explainer
+    from mdreid.explain.sanity import box_mass
+
+    explainer = Explainer(model, device=device)
+    out: dict[str, list[float]] = {"sh": [], "sp": []}
+    for query, match, items in best_matches(explainer, benchmark):
         for feature in out:
-            found = explainer.match(query, gallery[best], ("RNT", "RNT"), feature, items)
+            found = explainer.match(query, match, ("RNT", "RNT"), feature, items, sides=("query",))
             out[feature] += [box_mass(cam.cam) for cam in found.query.values() if cam.cam.sum() > 0]
     return out
 

@@ -119,6 +119,30 @@ def test_api_through_gradio_client(served) -> None:
     )
 
 
+def test_index_of_another_model_is_found_by_identity(served, tmp_path: Path, capsys) -> None:
+    """The page accepts an index by its model's sha256, not by the checkpoint's path: a copy of the model
+    elsewhere opens the index, a file rewritten in place under the index's recorded path does not."""
+    from mdreid.app.cli import main as app_main
+    from mdreid.app.engine import SearchEngine
+    from mdreid.factory import load_module
+    from mdreid.runtime.errors import MDReIDError
+
+    root, _ = served
+    copy = shutil.copy(root / "m.ckpt", tmp_path / "copy.ckpt")
+    assert SearchEngine(load_module(copy), copy).store(root / "m-index").size == 12
+    # the other model's index, its checkpoint path now holding this model (a training rewrote the file)
+    moved = shutil.copytree(root / "other-index", tmp_path / "other-index")
+    info = json.loads((moved / "index.json").read_text())
+    info["model"]["checkpoint"] = str(copy)
+    (moved / "index.json").write_text(json.dumps(info))
+    with pytest.raises(MDReIDError, match="was built with another model .* sha256"):
+        SearchEngine(load_module(copy), copy).store(moved)
+    with pytest.raises(SystemExit, match="2"):  # refused before the page starts
+        app_main([str(moved), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "now holds another model" in err[0]
+
+
 def chromium_driver():
     """Headless Chromium through Debian's chromium + chromium-driver; absent: a skip, or in CI a failure."""
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")

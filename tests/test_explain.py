@@ -267,10 +267,10 @@ def test_ranked_list_grid_captions_shares_and_draws_overlays(tmp_path: Path) -> 
     magenta = Image.new("RGB", (8, 8), (255, 0, 255))
     calls = []
 
-    def explain(query, gallery, pair):
-        calls.append((query.paths[0], gallery.paths[0], pair))
+    def explain(query, gallery, pair, sides):
+        calls.append((query.paths[0], gallery.paths[0], pair, sides))
         maps = {c: SimpleNamespace(overlay=magenta) for c in "RNT"}
-        return SimpleNamespace(query=maps, gallery=maps)
+        return SimpleNamespace(query=maps if "query" in sides else {}, gallery=maps)
 
     layout = GridLayout(PERSON_TILE, rows=3, columns=4, blocks=1)
     plain = ranked_list_grid(samples, records, ("RNT", "RNT"), [0], topk=3)
@@ -281,6 +281,58 @@ def test_ranked_list_grid_captions_shares_and_draws_overlays(tmp_path: Path) -> 
     assert plain.getpixel((x + layout.cell[0] // 2, y + layout.cell[1] // 3)) != (255, 0, 255)
     drawn = ranked_list_grid(samples, records, ("RNT", "RNT"), [0], topk=3, explain=explain)
     assert len(calls) == 3 and all(c[2] == ("RNT", "RNT") for c in calls)
+    assert [c[3] for c in calls] == [("query", "gallery"), ("gallery",), ("gallery",)]  # query maps once
     for column in range(4):  # query (rank-1 maps) and every gallery tile
         cx, cy = layout.origin(0, 1, column)
         assert drawn.getpixel((cx + layout.cell[0] // 2, cy + layout.cell[1] // 3)) == (255, 0, 255)
+
+
+def test_eval_draws_grad_cam_overlays_in_the_ranked_lists(
+    synthetic_data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """eval.plots_cam=true through the eval entry point: every ranked list's tiles are the Explainer's
+    overlays of the tested model (the query column: its rank-1 match's maps), under the run's similarity;
+    a setting under which no map would be drawn is refused before the run."""
+    from conftest import TINY_OVERRIDES, compose_cfg
+    from mdreid.eval import evaluate
+    from mdreid.explain.explainer import Explainer
+    from mdreid.factory import build_datamodule, build_module
+    from mdreid.reporting.plots.ranked_list import BORDER, PERSON_TILE, GridLayout
+    from mdreid.reporting.plots.report import LIST_PAIRS
+    from mdreid.runtime.errors import MDReIDError
+
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]
+    common = [*tiny, f"paths.data_dir={synthetic_data_dir}", "eval.pairs=paper", "eval.similarity=paper"]
+    torch.manual_seed(0)
+    cfg = compose_cfg("eval.yaml", common, tmp_path / "build")
+    ckpt = save_weights_checkpoint(build_module(cfg, build_datamodule(cfg)), tmp_path / "m.ckpt")
+    common.append(f"ckpt_path={ckpt}")
+    calls = []
+    real = Explainer.match
+
+    def spy(self, query, gallery, pair, feature="sh", items=None, sides=("query", "gallery")):
+        found = real(self, query, gallery, pair, feature, items, sides)
+        calls.append((pair, self.similarity, found))
+        return found
+
+    monkeypatch.setattr(Explainer, "match", spy)
+    evaluate(compose_cfg("eval.yaml", [*common, "eval.plots_cam=true"], tmp_path / "cam"))
+    assert {c[0] for c in calls} == set(LIST_PAIRS) and {c[1] for c in calls} == {"paper"}
+    grid = Image.open(tmp_path / "cam" / "plots" / "ranked_RNT-RNT.png").convert("RGB")
+    pair, _, first = calls[0]  # the first query's rank-1 match: its maps fill the query column
+    assert pair == ("RNT", "RNT") and sorted(first.query) == ["N", "R", "T"]
+    layout = GridLayout(PERSON_TILE, rows=3, columns=11, blocks=1)
+    for row, letter in enumerate("RNT"):
+        x, y = layout.origin(0, row, 0)
+        tile = grid.crop((x + BORDER, y + BORDER, x + BORDER + PERSON_TILE[0], y + BORDER + PERSON_TILE[1]))
+        drawn = first.query[letter].overlay.resize(PERSON_TILE, Image.Resampling.BILINEAR)
+        assert np.array_equal(np.asarray(tile), np.asarray(drawn)), letter
+    maps = [cam.cam for c in calls for side in (c[2].query, c[2].gallery) for cam in side.values()]
+    assert sum(m.max() == pytest.approx(1.0) for m in maps) > len(maps) / 2  # real maps, mostly not blank
+    for bad, message in (
+        ("eval.similarity=common", "eval.similarity code, paper, not 'common'"),
+        ("eval.plots=false", "which eval.plots=false leaves out"),
+        ("eval.rerank=true", "which eval.rerank=true"),
+    ):
+        with pytest.raises(MDReIDError, match=message):
+            evaluate(compose_cfg("eval.yaml", [*common, "eval.plots_cam=true", bad], tmp_path / "bad"))

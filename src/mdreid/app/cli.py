@@ -37,10 +37,11 @@ def launch(args: argparse.Namespace, block: bool = True):
     from mdreid.checkpoints import resolve_checkpoint
     from mdreid.factory import load_module
     from mdreid.index.extract import pick_device
+    from mdreid.index.identity import verify_checkpoint
     from mdreid.index.store import GalleryStore
 
     store = GalleryStore.open(args.index)
-    ckpt = resolve_checkpoint(args.ckpt or store.info["checkpoint"], key="--ckpt")
+    ckpt = resolve_checkpoint(args.ckpt or verify_checkpoint(store.info["model"], store.root), key="--ckpt")
     engine = SearchEngine(load_module(ckpt), ckpt.path, pick_device(args.device))
     engine.store(args.index)  # an index of another model stops here, before serving
     page = build_page(engine, args.index)

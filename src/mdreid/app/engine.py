@@ -1,9 +1,10 @@
 """What the search page does, without the page: read a query's images, search an index (optionally with
 k-reciprocal re-ranking), and explain each match (drop-one shares, Grad-CAM overlays).
 
-The model is loaded once (the index's checkpoint unless another is named); an index is usable only when it
-was built from that checkpoint with features of the model's kind and size, so a page never ranks one
-model's queries against another model's gallery.
+The model is loaded once (the index's checkpoint unless another is named); an index is usable only when its
+recorded model identity (``index.identity``: the checkpoint's sha256) is that of the loaded checkpoint, so a
+page never ranks one model's queries against another model's gallery, even when a training has rewritten the
+file at the index's checkpoint path, and a copy of the same checkpoint elsewhere is accepted.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from PIL import Image, UnidentifiedImageError
 from mdreid.data.records import Record
 from mdreid.explain.explainer import Explainer, MatchExplanation
 from mdreid.explain.shares import MatchShares, Side, drop_one_shares
+from mdreid.index.identity import verify_same_model
 from mdreid.index.search import Hit, search
 from mdreid.index.store import GalleryItems, GalleryStore
 from mdreid.metrics.pair_rerank import SideFeatures, reranked_pair_distance
 from mdreid.metrics.rerank import RerankSettings
 from mdreid.modalities import LETTERS, subset_indices
 from mdreid.runtime.errors import MDReIDError
+from mdreid.runtime.file_hash import sha256
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class SearchEngine:
 
     def __init__(self, model, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
         self.checkpoint = Path(checkpoint).resolve()
+        self.digest = sha256(self.checkpoint)
         self.explainer = Explainer(model, device=device)
         self._stores: dict[Path, GalleryStore] = {}
 
@@ -66,13 +70,7 @@ class SearchEngine:
         root = Path(folder).expanduser().resolve()
         if root not in self._stores:
             store = GalleryStore.open(root)
-            built = Path(str(store.info.get("checkpoint", ""))).resolve()
-            size = [int(x) for x in self.explainer.size]
-            if built != self.checkpoint or list(store.info.get("image_size", [])) != size:
-                raise MDReIDError(
-                    f"{root} was built with another model ({built}, {store.info.get('image_size')}), the page "
-                    f"runs {self.checkpoint} ({size}); start the page on that index"
-                )
+            verify_same_model(store.info["model"], root, self.checkpoint, self.digest)
             self._stores[root] = store
         return self._stores[root]
 

@@ -61,6 +61,12 @@ def feature_token(net: MDReIDNet, feature: str) -> int:
     return FEATURES.index(feature)
 
 
+def _constant(x: Tensor, like: Tensor) -> Tensor:
+    """``x`` as a constant of the map's graph; a copy, so that features computed under ``inference_mode``
+    (as in a Trainer's test hooks) can take part in it."""
+    return x.detach().clone().to(like)
+
+
 def _substituted(
     side: Side, modality: int, feature: str, value: Tensor
 ) -> tuple[Tensor | None, Tensor | None]:
@@ -71,7 +77,7 @@ def _substituted(
         raise MDReIDError(f"Grad-CAM feature {feature!r}: these features have none")
     row = torch.zeros_like(old[:1], dtype=value.dtype)
     row[0, modality] = 1.0
-    parts[feature] = old.detach().to(value) * (1 - row) + value.view(1, 1, -1) * row
+    parts[feature] = _constant(old, value) * (1 - row) + value.view(1, 1, -1) * row
     return parts["sp"], parts["sh"]
 
 
@@ -96,9 +102,9 @@ def similarity_target(
         value = tokens[token]
         q, g = (query, gallery) if side == "query" else (gallery, query)
         sp, sh = _substituted(q, modality, feature, value)
-        other = {k: None if v is None else v.detach().to(value) for k, v in (("sp", g.sp), ("sh", g.sh))}
-        mine = (sp, sh, q.present.bool().to(value.device))
-        theirs = (other["sp"], other["sh"], g.present.bool().to(value.device))
+        other = {k: None if v is None else _constant(v, value) for k, v in (("sp", g.sp), ("sh", g.sh))}
+        mine = (sp, sh, q.present.bool().clone().to(value.device))
+        theirs = (other["sp"], other["sh"], g.present.bool().clone().to(value.device))
         q_args, g_args = (mine, theirs) if side == "query" else (theirs, mine)
         v_q, _ = pair_vectors(*q_args, q_subset, g_subset, "query", mode)
         v_g, _ = pair_vectors(*g_args, q_subset, g_subset, "gallery", mode)
@@ -124,7 +130,7 @@ def identity_target(net: MDReIDNet, item: Side, modality: int, feature: str, lab
         if net.decoupled and feature == "sp":
             return head(value[None])[0, label]
         _, sh = _substituted(item, modality, "sh", value)  # the baseline's one feature is stored as sh
-        return head(fill_absent_with_mean(sh, item.present.bool().to(value.device)))[0, label]
+        return head(fill_absent_with_mean(sh, item.present.bool().clone().to(value.device)))[0, label]
 
     return target
 
@@ -167,10 +173,11 @@ def grad_cam(net: MDReIDNet, image: Tensor, camid: int, target: Target) -> np.nd
     net.eval()
     try:
         model = _OneModality(net, camid)
-        # an input that requires grad keeps the graph even when every weight is frozen
-        x = image[None].detach().requires_grad_(True)
-        with GradCAM(model, [cam_layer(net.mdl.encoder)], reshape_transform=to_grid) as cam:
-            with torch.enable_grad():
+        # gradients also inside a Trainer's test hooks (inference mode); an input that requires grad keeps
+        # the graph even when every weight is frozen
+        with torch.inference_mode(False), torch.enable_grad():
+            x = image[None].detach().clone().requires_grad_(True)
+            with GradCAM(model, [cam_layer(net.mdl.encoder)], reshape_transform=to_grid) as cam:
                 maps = cam(input_tensor=x, targets=[target])
     finally:
         net.train(training)

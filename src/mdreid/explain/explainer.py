@@ -26,6 +26,8 @@ from mdreid.modalities import LETTERS, subset_indices
 from mdreid.module import ReIDModule
 from mdreid.runtime.errors import MDReIDError
 
+SIDES: tuple[str, ...] = ("query", "gallery")
+
 
 @dataclass(frozen=True)
 class ModalityCam:
@@ -42,7 +44,8 @@ class ModalityCam:
 
 @dataclass(frozen=True)
 class MatchExplanation:
-    """A query -> gallery match: its shares and the maps of the query's and the gallery item's modalities."""
+    """A query -> gallery match: its shares and the maps of the query's and the gallery item's modalities
+    (empty for a side not asked for)."""
 
     shares: MatchShares
     query: dict[str, ModalityCam]
@@ -99,9 +102,13 @@ class Explainer:
         pair: tuple[str, str],
         feature: str = "sh",
         items: tuple[GalleryItems, GalleryItems] | None = None,
+        sides: tuple[str, ...] = SIDES,
     ) -> MatchExplanation:
         """Shares and maps of ``query`` compared on ``pair[0]`` with ``gallery`` on ``pair[1]``; ``items``: the
-        two records' features when the caller has them (else they are extracted)."""
+        two records' features when the caller has them (else they are extracted); ``sides``: whose maps to
+        compute (a side left out gets none: a backward pass per image saved)."""
+        if not set(sides) <= set(SIDES):
+            raise MDReIDError(f"explain sides {sides}: use 'query' and/or 'gallery'")
         q_items, g_items = items or (self.features([query]), self.features([gallery]))
         q, g = _side(q_items, 0, pair[0]), _side(g_items, 0, pair[1])
         shares = drop_one_shares(q, g, *pair, self.similarity)[0]
@@ -111,8 +118,8 @@ class Explainer:
 
         return MatchExplanation(
             shares,
-            self._cams(query, pair[0], target("query")),
-            self._cams(gallery, pair[1], target("gallery")),
+            self._cams(query, pair[0], target("query")) if "query" in sides else {},
+            self._cams(gallery, pair[1], target("gallery")) if "gallery" in sides else {},
         )
 
     def identity(

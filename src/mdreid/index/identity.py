@@ -73,6 +73,21 @@ def verify_checkpoint(model_record: dict[str, Any], index: Path) -> str:
     return str(path)
 
 
+def verify_same_model(model_record: dict[str, Any], index: Path, checkpoint: str | Path, digest: str) -> None:
+    """Refuse an index whose features were not made by ``checkpoint`` (sha256 ``digest``), whatever its path."""
+    if model_record.get("source") != CHECKPOINT:
+        raise MDReIDError(
+            f"{index} was built from a feature file ({_describe(model_record)}), not by a model; search it with "
+            "python -m mdreid.index search --features FILE"
+        )
+    if model_record["sha256"] != digest:
+        raise MDReIDError(
+            f"{index} was built with another model ({_describe(model_record)}, from {model_record['checkpoint']}) "
+            f"than {checkpoint} (sha256 {digest[:12]}); open an index built with this model, or start the page "
+            "on that index without --ckpt"
+        )
+
+
 def verify_features(
     model_record: dict[str, Any], index: Path, path: str | Path, record: dict[str, Any]
 ) -> None:

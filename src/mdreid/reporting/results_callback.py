@@ -4,6 +4,7 @@ where the objects of the launching process never see the result)."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.reporting.protocol import PROTOCOL_KEY, summarize_protocol
 from mdreid.reporting.reports import publish
+from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,25 @@ log = logging.getLogger(__name__)
 def results_header(cfg: DictConfig, **extra: Any) -> dict[str, Any]:
     """What metrics.json says about how its numbers were produced."""
     return {"task_name": cfg.task_name, "dataset": cfg.data.dataset, "seed": cfg.seed, **extra}
+
+
+def check_plots_cam(evaluation: EvalConfig) -> None:
+    """``eval.plots_cam=true`` draws Grad-CAM maps in the ranked lists: refuse, before a run does any work, a
+    setting under which none would be drawn."""
+    from mdreid.explain.cam import TARGET_MODES
+
+    if not evaluation.plots or evaluation.rerank:
+        off = "eval.plots=false" if not evaluation.plots else "eval.rerank=true (they show the plain ranking)"
+        raise MDReIDError(
+            f"eval.plots_cam=true draws in the ranked lists, which {off} leaves out: set eval.plots_cam=false"
+        )
+    if evaluation.similarity not in TARGET_MODES:
+        raise MDReIDError(
+            f"eval.plots_cam=true: the maps explain a match score of eval.similarity {', '.join(TARGET_MODES)}, "
+            f"not {evaluation.similarity!r}; set one of those or eval.plots_cam=false"
+        )
+    if importlib.util.find_spec("pytorch_grad_cam") is None:
+        raise MDReIDError("eval.plots_cam=true needs the grad-cam package: pip install 'mdreid[explain]'")
 
 
 class PublishResults(Callback):
@@ -67,6 +88,8 @@ class PublishResults(Callback):
         """Into the run directory, with ``results_header(cfg, **header)``, plots and saved features as the
         run's ``eval`` section (``evaluation``) says."""
         header = results_header(cfg, **header)
+        if evaluation.plots_cam:
+            check_plots_cam(evaluation)
         return cls(
             cfg.paths.output_dir,
             header,
@@ -121,12 +144,8 @@ class PublishResults(Callback):
         """``Explainer.match`` of the tested model for the ranked lists (eval.plots_cam), else None."""
         if not self.plots_cam:
             return None
-        from mdreid.explain.cam import TARGET_MODES
         from mdreid.explain.explainer import Explainer
 
-        if similarity not in TARGET_MODES:
-            log.warning("no Grad-CAM in the ranked lists: similarity %s has no map target", similarity)
-            return None
         return Explainer(pl_module, similarity, pl_module.device).match
 
     def on_test_end(self, trainer: L.Trainer, pl_module: ReIDModule) -> None:

@@ -269,14 +269,15 @@ def ranked_list_grid(
     similarity: str = "code",
     junk: str = "camera",
     topk: int = 10,
-    explain: Callable[[Record, Record, tuple[str, str]], Any] | None = None,
+    explain: Callable[..., Any] | None = None,
 ) -> Image.Image:
     """One block per query: rows = the pair's modalities, columns = query then ranks 1..topk; every gallery
     tile is captioned with the drop-one shares (``explain.shares``) of its modality row.
 
     ``records`` is the evaluation listing aligned with ``samples["index"]`` (drawing: ``draw_ranked_lists``).
-    ``explain(query, gallery, pair)`` (an ``Explainer.match``) swaps the images for Grad-CAM overlays: each
-    gallery item's maps for its match, the query's for its rank-1 match.
+    ``explain(query, gallery, pair, sides=...)`` (an ``Explainer.match``) swaps the images for Grad-CAM
+    overlays: each gallery item's maps for its match, the query's for its rank-1 match (the only one whose
+    query maps it asks for).
     """
     ranked = rank_queries(samples, pair, query_rows, similarity, junk, topk)
     q_mods, g_mods = subset_indices(pair[0]), subset_indices(pair[1])
@@ -294,8 +295,8 @@ def ranked_list_grid(
         for rank, (position, match, share) in enumerate(zip(r.gallery, r.matches, shares, strict=True)):
             item = _record(records, samples, position)
             images = record_images(item, g_mods)
-            if explain is not None:
-                found = explain(query, item, pair)
+            if explain is not None:  # the query's maps are drawn once, for its rank-1 match
+                found = explain(query, item, pair, sides=("query", "gallery") if rank == 0 else ("gallery",))
                 images = {LETTERS.index(c): cam.overlay for c, cam in found.gallery.items()}
                 if rank == 0:
                     q_images = {LETTERS.index(c): cam.overlay for c, cam in found.query.items()}
