@@ -90,13 +90,13 @@ def test_quickstart_runs_and_shows_results(tmp_path: Path, monkeypatch: pytest.M
     data_text, _ = cell_outputs(nb, "generate")
     assert re.search(r"train: \d+ triplets of 8 identities", data_text), data_text
     assert cell_outputs(nb, "triplet")[1] == 1
-    # The reloaded checkpoint scores exactly what validation scored after the last epoch (same split).
+    # validation (held-out training identities) after the last epoch, then the reloaded checkpoint on test
     epochs = TINY_PARAMETERS["EPOCHS"]
     validation = re.search(rf"validation score after {epochs} epochs: ([\d.]+)", cell_outputs(nb, "train")[0])
     table, _ = cell_outputs(nb, "evaluate")
     test = re.search(r"score = \(mAP \+ R1\) / 2 of RNT->RNT: ([\d.]+)", table)
     assert validation and test, table
-    assert float(test[1]) == pytest.approx(float(validation[1]), abs=0.051)
+    assert 0 < float(validation[1]) <= 100 and 0 < float(test[1]) <= 100
     assert table.count("│ RNT ") == 2, "the mAP and R1 tables need their RNT query row"
     for cell_id, figure in (("heatmap", "heatmap_mAP.png"), ("ranked", "ranked_R-N.png")):
         assert cell_outputs(nb, cell_id)[1] == 1, f"cell {cell_id} displayed no image"

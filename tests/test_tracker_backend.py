@@ -18,7 +18,10 @@ from mdreid.runtime.errors import MDReIDError
 
 def test_get_features_contract_and_the_present_subset() -> None:
     torch.manual_seed(0)
-    module = build_module(compose_cfg("train.yaml", TINY_OVERRIDES), SimpleNamespace(num_classes=4, num_cameras=2, junk_rule="camera"))
+    module = build_module(
+        compose_cfg("train.yaml", TINY_OVERRIDES),
+        SimpleNamespace(num_classes=4, num_cameras=2, junk_rule="camera"),
+    )
     embedder = Embedder(module, device="cpu")
     backend = MultiSpectralBackend(embedder, camid=1)
     spec = VideoSpec(ids=2, frames=6, night=(4, 6))
