@@ -80,6 +80,7 @@ def test_stats_json_matches_the_published_counts(
         "8-bit": files["8-bit"],
         "16-bit or float": 0,
         "unreadable": 0,
+        "unmappable": 0,
         "high_bit_depth": "min-max stretch per image to 0..255",
     }
     distinct = {
