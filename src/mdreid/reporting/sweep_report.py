@@ -49,7 +49,11 @@ def configs_csv(table: SweepTable) -> str:
         cells: list[str] = []
         for column in columns:
             stat = group.stat(column)
-            cells += ["", "", "0"] if stat is None else [repr(stat.mean), repr(stat.std or ""), str(stat.n)]
+            cells += (
+                ["", "", "0"]
+                if stat is None
+                else [repr(stat.mean), "" if stat.std is None else repr(stat.std), str(stat.n)]
+            )
         writer.writerow([rank, *(group.overrides.get(k, "") for k in keys), group.jobs, *cells])
     return buf.getvalue()
 
