@@ -87,10 +87,16 @@ def timed(repeat: int) -> list[str]:
         datamodule = build_datamodule(cfg)
         model = build_module(cfg, datamodule)
         trainer = L.Trainer(
-            max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-            check_val_every_n_epoch=10_000, use_distributed_sampler=False,
-        )  # fmt: skip  (fit never validates by itself: each pass is timed on its own)
+            max_epochs=1,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=10_000,
+            use_distributed_sampler=False,
+        )  # fit never validates by itself: each pass is timed on its own
         epochs, passes = [], []
         for _ in range(repeat):
             start = time.perf_counter()
