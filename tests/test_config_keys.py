@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mdreid.runtime.config_check import check_command_line
+from mdreid.config.check import check_command_line
 from mdreid.runtime.errors import MDReIDError
 
 

@@ -10,6 +10,7 @@ import lightning
 import pytest
 import torch
 
+from mdreid.config.sections import typed_section
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.synth_config import SynthConfig, synth_config
 from mdreid.factory import load_module
@@ -21,7 +22,6 @@ from mdreid.module import ReIDModule
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.pretraining.contrastive import ProxyPretrainModule
 from mdreid.pretraining.pool_data import PoolDataModule
-from mdreid.runtime.config_sections import typed_section
 from mdreid.runtime.errors import MDReIDError
 
 TINY = {

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import load_file
 
 from conftest import compose_cfg
+from mdreid.config.location import asset_path
 from mdreid.data.synthetic.appearance import make_identity
 from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.generate import PRESETS
@@ -36,7 +37,6 @@ from mdreid.models.clip_weights import save_visual_weights
 from mdreid.pretrain import pretrain, sha256
 from mdreid.pretraining.contrastive import supervised_contrastive
 from mdreid.pretraining.pool_data import Augment, IdentityOrder, PoolDataset
-from mdreid.runtime.config import asset_path
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.hydra import instantiate_callbacks
 from mdreid.runtime.last_checkpoint import LastCheckpoint

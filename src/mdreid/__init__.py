@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "build_datamodule": "mdreid.factory",
     "build_module": "mdreid.factory",
     "load_module": "mdreid.factory",
-    "resolve_checkpoint": "mdreid.checkpoints",
+    "resolve_checkpoint": "mdreid.checkpoint",
     "load_official_checkpoint": "mdreid.official.reader",
     "MDReIDError": "mdreid.runtime.errors",
     "instantiate_trainer": "mdreid.runtime.hydra",

@@ -9,11 +9,11 @@ which images to score (at the checkpoint's input size) and under which junk rule
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from mdreid.run_config import RunConfig
-from mdreid.runtime.cli_overrides import checked_overrides
-from mdreid.runtime.config import config_dir
+from mdreid.config.cli_overrides import checked_overrides
+from mdreid.config.location import config_dir
+from mdreid.config.run import RunConfig
 from mdreid.runtime.errors import cli_errors
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
@@ -23,22 +23,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_writable(cfg.paths.output_dir, "paths.output_dir")
     run = RunConfig.parse(cfg)
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load Lightning
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
 
     # a bad path or an unsafe file fails before Lightning, the data or the model
     ckpt = resolve_checkpoint(run.ckpt_path, trust=run.trust_checkpoint)
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
-    from mdreid.factory import (
-        adopt_image_rule,
-        architecture,
-        build_datamodule,
-        check_cameras,
-        check_overrides,
-        load_module,
-        saved_hparams,
-    )
+    from mdreid.factory import adopt_checkpoint_images, build_datamodule, check_cameras, load_module
     from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.protocol import PROTOCOL_KEY, describe, evaluation_record
     from mdreid.reporting.results_callback import PublishResults
@@ -46,13 +38,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(cfg.seed, workers=True)
-    arch = architecture(ckpt, cfg.data.image_size)
-    check_overrides(cfg, arch if ckpt.official else {**saved_hparams(ckpt), **arch}, ckpt.path, training=True)
-    with open_dict(cfg):
-        cfg.data.image_size = arch["image_size"]  # the images are resized to what the model was trained on
-    adopt_image_rule(cfg, ckpt)  # and 16-bit / float images are mapped as they were in training
+    # images resized to what the model was trained on, 16-bit / float images mapped as they were in training
+    cfg = adopt_checkpoint_images(cfg, ckpt)
     datamodule = build_datamodule(cfg, validation=False)
-    model = load_module(ckpt, image_size=arch["image_size"], evaluation=evaluation, junk=datamodule.junk_rule)
+    model = load_module(
+        ckpt, image_size=cfg.data.image_size, evaluation=evaluation, junk=datamodule.junk_rule
+    )
     check_cameras(model, datamodule, evaluation)
     trained = None if ckpt.official else ckpt.payload.get(PROTOCOL_KEY)
     protocol = evaluation_record(cfg.data.dataset, datamodule.benchmark, trained, command_line_overrides())

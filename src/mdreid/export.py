@@ -25,11 +25,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from mdreid.config.cli_overrides import checked_overrides
+from mdreid.config.location import config_dir
+from mdreid.config.run import RunConfig
 from mdreid.models.feature_extractor import FeatureExtractor
-from mdreid.run_config import RunConfig
 from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.cli_overrides import checked_overrides
-from mdreid.runtime.config import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.output_dir import keep_caches_in
 
@@ -130,7 +130,7 @@ def export(cfg: DictConfig) -> Path:
     run = RunConfig.parse(cfg)
     if run.paths is not None:  # a CLI run; a config built in code may name no run folder
         keep_caches_in(run.paths.output_dir)
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
     from mdreid.factory import (
         load_module,  # imports Lightning, hence matplotlib: after the line above
     )
@@ -154,9 +154,8 @@ def export(cfg: DictConfig) -> Path:
     if parity:
         from mdreid.embed.embedder import Embedder
         from mdreid.export_parity import parity_report
-        from mdreid.factory import trained_image_rule
 
-        report = parity_report(Embedder(module, trained_image_rule(ckpt), device="cpu"), out, fmt, precision)
+        report = parity_report(Embedder(module, ckpt.image_rule, device="cpu"), out, fmt, precision)
         print(
             f"parity with PyTorch on {report['data']}: max |feature diff| {report['max_abs_feature']:.2e} "
             f"(L2-normalised {report['max_abs_unit_feature']:.2e}), max |mAP diff| over {report['pairs']} pairs "

@@ -4,7 +4,7 @@ Every constructor argument is a plain config value, saved with ``save_hyperparam
 alone is enough to rebuild the model (``mdreid.factory.load_module``: the saved hyper-parameters with
 the backbone's ``weights`` path dropped, since the checkpoint already holds every weight). The ``model.mdl``,
 ``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here as typed dataclasses
-(:func:`mdreid.model_config.model_sections`); ``model.backbone`` by the network that builds the tower.
+(:func:`mdreid.config.model.model_sections`); ``model.backbone`` by the network that builds the tower.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 
+from mdreid.config.model import model_sections
+from mdreid.config.sections import plain
 from mdreid.data.batch import Batch
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
-from mdreid.model_config import model_sections
 from mdreid.models.mdreid_net import MDReIDNet
 from mdreid.models.net_output import NetOutput
 from mdreid.optim.lr_schedule import build_scheduler
 from mdreid.optim.param_groups import build_param_groups
-from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 
 # Lightning's PossibleUserWarning for an epoch-level value logged without sync_dist, for the evaluation keys

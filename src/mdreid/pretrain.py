@@ -24,14 +24,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.checkpoints import resolve_checkpoint
+from mdreid.checkpoint import resolve_checkpoint
+from mdreid.config.cli_overrides import checked_overrides
+from mdreid.config.location import config_dir
+from mdreid.config.run import RunConfig
+from mdreid.config.sections import typed_section
 from mdreid.models.clip_weights import load_clip_visual_weights, save_visual_weights
 from mdreid.pretraining.zero_shot import ZeroShotSection, zero_shot
-from mdreid.run_config import RunConfig
 from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.cli_overrides import checked_overrides
-from mdreid.runtime.config import config_dir
-from mdreid.runtime.config_sections import typed_section
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.file_hash import sha256
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly

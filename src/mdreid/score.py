@@ -14,8 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.runtime.cli_overrides import checked_overrides
-from mdreid.runtime.config import config_dir
+from mdreid.config.cli_overrides import checked_overrides
+from mdreid.config.location import config_dir
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.output_dir import check_writable, keep_caches_in
 

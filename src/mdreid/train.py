@@ -11,9 +11,9 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.run_config import RunConfig
-from mdreid.runtime.cli_overrides import checked_overrides
-from mdreid.runtime.config import config_dir
+from mdreid.config.cli_overrides import checked_overrides
+from mdreid.config.location import config_dir
+from mdreid.config.run import RunConfig
 from mdreid.runtime.errors import cli_errors
 from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 
@@ -25,7 +25,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     ``run_cfg``: the top-level keys, where the caller has read them already."""
     # imported here, not at the top: Lightning, W&B and the reporting stack take seconds to load, which
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
-    from mdreid.preflight import check_train_config
+    from mdreid.config.preflight import check_train_config
     from mdreid.runtime.output_dir import keep_caches_in
 
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
@@ -33,7 +33,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
     from mdreid.factory import (
         adopt_architecture,
         build_datamodule,
@@ -61,7 +61,9 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     init = resolve_checkpoint(run_cfg.init_from, "init_from", trust) if run_cfg.init_from else None
     resume = resolve_checkpoint(run_cfg.ckpt_path, trust=trust) if run_cfg.ckpt_path else None
     if init is not None:
-        adopt_architecture(cfg, init)  # the network is the checkpoint's; the loss and schedule the run's
+        cfg = adopt_architecture(
+            cfg, init
+        )  # the network is the checkpoint's; the loss and schedule the run's
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule, evaluation)

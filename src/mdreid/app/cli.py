@@ -34,7 +34,7 @@ def launch(args: argparse.Namespace, block: bool = True):
         os.environ.setdefault(key, value)
     from mdreid.app.engine import SearchEngine
     from mdreid.app.page import build_page
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
     from mdreid.factory import load_module
     from mdreid.index.extract import pick_device
     from mdreid.index.identity import verify_checkpoint

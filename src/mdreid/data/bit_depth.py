@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mdreid.runtime.config_sections import plain, typed_section
+from mdreid.config.sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 # Pillow's one-channel modes with more than 8 bits: 16-bit unsigned (native, little or big endian), 32-bit

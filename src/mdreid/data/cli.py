@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFile
 
+from mdreid.config.cli_args import OneLineParser
 from mdreid.data.bit_depth import RULE_MODES, BitDepthRule, is_high_bit
 from mdreid.data.image_check import ImageInfo, depth_line, image_flags, read_info, summary_lines
 from mdreid.data.readers import DATASETS, load_benchmark, sources, split_folders
@@ -24,7 +25,6 @@ from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, generate
 from mdreid.data.synthetic.unpaired import generate_unpaired
-from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import cli_errors
 
 ROLES = ("train", "query", "gallery")

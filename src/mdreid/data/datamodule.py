@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mdreid.config.sections import plain
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ModalityDropout
@@ -31,7 +32,6 @@ from mdreid.data.synth_config import synth_config
 from mdreid.data.transforms import TripletTransform, check_image_size
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
 from mdreid.data.val_split import ValConfig, split_validation
-from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.modalities import NUM_MODALITIES
-from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 MODES = ("sample", "batch")

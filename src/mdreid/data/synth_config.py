@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.data.readers.common import check_choice
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, check_coupling
-from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 

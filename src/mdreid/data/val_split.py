@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.data.records import Benchmark, Record
-from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 HOLDOUT, NONE, TEST = "holdout", "none", "test"

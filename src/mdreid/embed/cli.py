@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
     from mdreid.embed.embedder import Embedder
     from mdreid.embed.predict import predict
     from mdreid.embed.sources import folder_items, manifest_items, video_items

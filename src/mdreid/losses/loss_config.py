@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdreid.runtime.config_keys import locate_target
+from mdreid.config.keys import locate_target
 from mdreid.runtime.errors import MDReIDError
 
 # the objective's own terms, also the keys it returns

@@ -16,8 +16,8 @@ import open_clip
 from open_clip.model import _build_vision_tower
 from open_clip.transformer import VisionTransformer
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.models.clip_weights import load_clip_visual_weights
-from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 

@@ -8,8 +8,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from mdreid.config.cli_args import OneLineParser
 from mdreid.official.convert import convert
-from mdreid.runtime.cli_args import OneLineParser
 from mdreid.runtime.errors import cli_errors
 
 

@@ -19,8 +19,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
-from mdreid.runtime.config_sections import plain, typed_section
 from mdreid.runtime.errors import MDReIDError
 
 

@@ -16,9 +16,9 @@ from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mdreid.config.check import compose_checked
+from mdreid.config.sections import plain, typed_section, typed_view
 from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
-from mdreid.runtime.config_check import compose_checked
-from mdreid.runtime.config_sections import plain, typed_section, typed_view
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.logs import ParamSummary, quiet_known_noise
 from mdreid.runtime.plain_progress import progress_bar
@@ -43,11 +43,6 @@ def command_line_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def override_key(override: str) -> str:
-    """``++model.x=1`` -> ``model.x``; ``model/backbone=tiny`` -> ``model/backbone``."""
-    return override.split("=", 1)[0].lstrip("~+").split("@", 1)[0]
 
 
 def _targets(group: DictConfig | None) -> list:

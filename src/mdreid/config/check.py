@@ -2,7 +2,7 @@
 
 ``check_command_line`` is what ``cli_overrides.checked_overrides`` runs before ``hydra.main``: each
 configuration the command would run (each sweep value once) is composed, every ``+key`` checked
-(``config_keys``), every mandatory value required, and a failure is one ``MDReIDError`` line.
+(``mdreid.config.keys``), every mandatory value required, and a failure is one ``MDReIDError`` line.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.runtime.config import config_dir
-from mdreid.runtime.config_keys import (
+from mdreid.config.keys import (
     RENAMED,
     check_added_key,
     check_mandatory,
     closest,
     options_with_key,
+    override_key,
     sweep_variants,
     unknown_key_hint,
 )
+from mdreid.config.location import config_dir
 from mdreid.runtime.errors import MDReIDError
 
 
@@ -34,13 +35,9 @@ def _compose(config_name: str, overrides: Sequence[str], return_hydra_config: bo
         return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("~+").split("@", 1)[0]
-
-
 def _siblings(config_name: str, overrides: Sequence[str], key: str) -> list[str]:
     """The full keys beside ``key`` in the config composed without the override that names it."""
-    rest = [o for o in overrides if _key(o) != key]
+    rest = [o for o in overrides if override_key(o) != key]
     try:
         cfg = _compose(config_name, rest)
     except HydraException:
@@ -53,7 +50,7 @@ def _siblings(config_name: str, overrides: Sequence[str], key: str) -> list[str]
 
 
 def _not_in_config(config_name: str, overrides: Sequence[str], key: str) -> MDReIDError:
-    value = next((o.split("=", 1)[1] for o in overrides if _key(o) == key and "=" in o), "")
+    value = next((o.split("=", 1)[1] for o in overrides if override_key(o) == key and "=" in o), "")
     line = f"{key}={value}: no such key in this config"
     options = options_with_key(config_dir(), key)
     if options and key not in RENAMED:
@@ -103,7 +100,7 @@ def check_command_line(config_name: str, overrides: Sequence[str], multirun: boo
     for variant in variants:
         full = compose_checked(config_name, variant)
         check_mandatory(full, entry)
-        added = [_key(o) for o in variant if o.startswith("+")]
+        added = [override_key(o) for o in variant if o.startswith("+")]
         if added:
             base = compose_checked(config_name, [o for o in variant if not o.startswith(("+", "~"))])
             for key in added:

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.losses.loss_config import LossConfig
 from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.optim.param_groups import OptimConfig
-from mdreid.runtime.config_sections import plain, typed_section
 
 
 @dataclass(frozen=True)

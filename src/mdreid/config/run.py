@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mdreid.runtime.config_sections import plain, typed_view
+from mdreid.config.sections import plain, typed_view
 
 
 @dataclass(frozen=True)

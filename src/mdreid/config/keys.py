@@ -56,6 +56,11 @@ def unknown_key_hint(name: str, known: Iterable[str], full_key: str | None = Non
     return f"; known here: {', '.join(known)}" if known else ""
 
 
+def override_key(override: str) -> str:
+    """``++model.x=1`` -> ``model.x``; ``model/backbone=tiny`` -> ``model/backbone``."""
+    return override.split("=", 1)[0].lstrip("~+").split("@", 1)[0]
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 

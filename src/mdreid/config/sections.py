@@ -29,6 +29,18 @@ def plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"backbone.vision.heads": 2, ...}`` of a nested mapping or config node, its values plain and a tuple
+    a list (as configs write lists): the form in which a checkpoint's values meet a command line's."""
+    node = plain(node)
+    if not isinstance(node, Mapping):
+        return {prefix: list(node) if isinstance(node, tuple) else node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def reject_unknown_keys(values: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
     """An error naming every key of ``values`` outside ``allowed`` (config section ``where``) and the allowed ones."""
     allowed = list(allowed)

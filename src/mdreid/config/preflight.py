@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.config.model import model_sections
+from mdreid.config.run import RunConfig
+from mdreid.config.sections import plain
 from mdreid.data.val_split import NONE, TEST, ValConfig
-from mdreid.model_config import model_sections
 from mdreid.models.backbone import BackboneConfig, backbone_config
 from mdreid.models.tower import TARGET, check_tower_section
 from mdreid.reporting.protocol import monitors
-from mdreid.run_config import RunConfig
-from mdreid.runtime.config_sections import plain
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.output_dir import check_writable
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from mdreid.runtime.config_keys import closest
+from mdreid.config.keys import closest
 
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:

@@ -70,7 +70,7 @@ def _check_argv(argv: Sequence[str], config_name: str) -> None:
     check_overrides(args.overrides)
     if any(getattr(args, flag, None) for flag in _NO_RUN_FLAGS) or args.config_path or args.config_dir:
         return
-    from mdreid.runtime.config_check import check_command_line
+    from mdreid.config.check import check_command_line
 
     name = args.config_name or config_name
     check_command_line(
@@ -82,7 +82,7 @@ def checked_overrides(config_name: str) -> Callable[[F], F]:
     """Wrap the ``hydra.main`` entry point of ``config_name``: called as the CLI (no arguments), check
     ``sys.argv`` first, so that an override Hydra cannot parse, a key the config lacks (with or without
     ``+``), an unknown group option or a mandatory value not given ends in one ``error:`` line and exit code
-    2 (``config_check``)."""
+    2 (``mdreid.config.check``)."""
 
     def wrap(main: F) -> F:
         @functools.wraps(main)
