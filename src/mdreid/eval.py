@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from mdreid.runtime.hydra import command_line_overrides, instantiate_loggers, instantiate_trainer
 
     evaluation = EvalConfig.parse(cfg.eval)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(run.seed, workers=True)
     # images resized to what the model was trained on, 16-bit / float images mapped as they were in training
     cfg = adopt_checkpoint_images(cfg, ckpt)
     datamodule = build_datamodule(cfg, validation=False)

@@ -122,12 +122,11 @@ def describe(extractor: FeatureExtractor, example: tuple[torch.Tensor, ...]) -> 
 
 def export(cfg: DictConfig) -> Path:
     """Rebuild the model from ``cfg.ckpt_path``, write its feature extractor, print the file and its I/O."""
-    fmt = str(cfg.format)
+    run = RunConfig.parse(cfg)
+    fmt, fp16, parity = str(run.format), run.fp16, run.parity
     suffix = check_format(fmt)
-    fp16, parity = bool(cfg.get("fp16", False)), bool(cfg.get("parity", False))  # code-built configs: off
     if fp16 and fmt != "onnx":
         raise MDReIDError(f"fp16=true converts ONNX graphs; use format=onnx (got format={fmt})")
-    run = RunConfig.parse(cfg)
     if run.paths is not None:  # a CLI run; a config built in code may name no run folder
         keep_caches_in(run.paths.output_dir)
     from mdreid.checkpoint import resolve_checkpoint
@@ -138,15 +137,12 @@ def export(cfg: DictConfig) -> Path:
     ckpt = resolve_checkpoint(run.ckpt_path, trust=run.trust_checkpoint)
     module = load_module(ckpt, image_size=run.image_size)
     out = Path(run.out) if run.out else Path(run.ckpt_path).with_suffix((".fp16" if fp16 else "") + suffix)
-    hp = module.hparams
-    example = example_inputs(
-        tuple(hp["image_size"]), int(hp["num_cameras"]), int(cfg.batch_size), int(cfg.seed)
-    )
+    example = example_inputs(tuple(module.hparams["image_size"]), ckpt.cameras, run.batch_size, run.seed or 0)
     extractor = FeatureExtractor(module.net)
-    export_extractor(extractor, example, out, fmt, int(cfg.opset))
+    export_extractor(extractor, example, out, fmt, run.opset)
     if fp16:
         to_fp16(out)
-    opset = f", opset {cfg.opset}" if fmt == "onnx" else ""
+    opset = f", opset {run.opset}" if fmt == "onnx" else ""
     precision = "fp16" if fp16 else "fp32"
     print(f"wrote {out} ({fmt}{opset}{', fp16' if fp16 else ''})")
     print("\n".join(describe(extractor, example)))

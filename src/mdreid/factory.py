@@ -23,6 +23,7 @@ from mdreid.checkpoint import Checkpoint, resolve_checkpoint
 from mdreid.checkpoint.architecture import check_contradictions
 from mdreid.checkpoint.state import key_mismatch, with_run_heads
 from mdreid.config.given import given_anywhere, given_model_values, with_values
+from mdreid.config.model import ModelSections
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
@@ -41,10 +42,16 @@ def build_datamodule(cfg: DictConfig, validation: bool = True) -> L.LightningDat
     return datamodule
 
 
-def build_module(cfg: DictConfig, datamodule: Any, evaluation: EvalConfig | None = None) -> ReIDModule:
+def build_module(
+    cfg: DictConfig,
+    datamodule: Any,
+    evaluation: EvalConfig | None = None,
+    sections: ModelSections | None = None,
+) -> ReIDModule:
     """The LightningModule of ``cfg.model`` (its ``_target_``: ReIDModule or a subclass) sized from the data:
     identities, cameras, junk rule; ``evaluation`` (an entry point's parsed ``eval`` section; by default
-    ``cfg.eval``'s) sets the evaluation."""
+    ``cfg.eval``'s) sets the evaluation; ``sections``: ``cfg.model``'s typed sections where the entry point
+    parsed them already."""
     cls = get_class(cfg.model._target_)
     return cls.from_config(
         cfg.model,
@@ -52,6 +59,7 @@ def build_module(cfg: DictConfig, datamodule: Any, evaluation: EvalConfig | None
         num_cameras=datamodule.num_cameras,
         junk=datamodule.junk_rule,
         evaluation=evaluation if evaluation is not None else EvalConfig.parse(cfg.eval),
+        **({} if sections is None else {"sections": sections}),
     )
 
 

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 
-from mdreid.config.model import model_sections
+from mdreid.config.model import ModelSections, model_sections
 from mdreid.config.sections import plain
 from mdreid.data.batch import Batch
 from mdreid.losses.objective import MDReIDObjective
@@ -52,13 +52,15 @@ class ReIDModule(L.LightningModule):
         schedule: Mapping[str, Any] | None = None,
         evaluation: EvalConfig | Mapping[str, Any] | None = None,
         junk: str = "camera",
+        sections: ModelSections | None = None,
     ) -> None:
         super().__init__()
-        args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
+        args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__", "sections")}
         evaluation = EvalConfig.parse(evaluation)
         args["evaluation"] = evaluation.plain()  # checkpoints hold plain data only
         self.save_hyperparameters(args)
-        sections = model_sections(args)
+        # ``sections``: the typed form of mdl, loss, optim and schedule where the caller parsed them already
+        sections = sections if sections is not None else model_sections(args)
         self.net = MDReIDNet(
             backbone=args["backbone"],
             num_classes=num_classes,
@@ -83,7 +85,8 @@ class ReIDModule(L.LightningModule):
         """The one way a module is built, whatever the source: a ``model`` config section (Hydra's, a
         checkpoint's saved hyper-parameters, or the sizes an official file's tensors imply; ``_target_`` is
         ignored) plus what the data or the checkpoint fixes (``num_classes``, ``num_cameras``, ``junk``,
-        ``evaluation``), which wins over the section."""
+        ``evaluation``), which wins over the section; ``sections`` (``model_sections`` of that same section)
+        where the caller parsed it already."""
         spec = {k: v for k, v in plain(model).items() if k != "_target_"}
         return cls(**{**spec, **fixed})
 

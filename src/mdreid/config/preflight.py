@@ -3,15 +3,16 @@ mistake costs a second and one ``error:`` line, not a model build or a data scan
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.config.model import model_sections
+from mdreid.config.model import ModelSections, model_sections
 from mdreid.config.run import RunConfig
 from mdreid.config.sections import plain
 from mdreid.data.val_split import NONE, TEST, ValConfig
 from mdreid.models.backbone import BackboneConfig, backbone_config
 from mdreid.models.tower import TARGET, check_tower_section
-from mdreid.reporting.protocol import monitors
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.output_dir import check_writable
 
@@ -49,21 +50,28 @@ def check_selection(selecting: dict[str, str], val: ValConfig) -> None:
             )
 
 
-def check_train_config(cfg: DictConfig, run: RunConfig) -> ValConfig:
+@dataclass(frozen=True)
+class CheckedTrainConfig:
+    """What the start-up checks parsed, passed down so that nobody parses it again."""
+
+    val: ValConfig  # the validation split
+    sections: ModelSections  # the model's typed sections (mdl, loss, optim, schedule)
+
+
+def check_train_config(cfg: DictConfig, run: RunConfig) -> CheckedTrainConfig:
     """Every check that needs only the config: output folder, epochs, model sections, pretrained weights,
-    what the run selects on. Returns the parsed validation split."""
+    what the run selects on. Returns what it parsed."""
     check_writable(cfg.paths.output_dir, "paths.output_dir")
     val = ValConfig.parse(cfg.data.get("val", "holdout"))
-    check_selection(monitors(cfg), val)
+    check_selection(run.monitors(), val)
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise MDReIDError(
             f"trainer.max_epochs={epochs}: train for at least 1 epoch (the LR schedule needs a finite length)"
         )
-    # the same readings ReIDModule and its tower do later: their arguments may still change (init_from adopts
-    # a checkpoint's architecture), so they read them again themselves, but a config refused here never
-    # reaches the data
-    model_sections(cfg.model)
+    # a config refused here never reaches the data; the sections go on to the module (the tower reads its
+    # own section when it is built)
+    sections = model_sections(cfg.model)
     backbone = plain(cfg.model.backbone)
     check_tower_section(backbone)
     if TARGET not in backbone:
@@ -72,4 +80,4 @@ def check_train_config(cfg: DictConfig, run: RunConfig) -> ValConfig:
         name = str(backbone.get("name") or backbone[TARGET])
         weights = backbone.get("weights")
         check_pretrained_weights(run, BackboneConfig(name=name, weights=weights, allow_random_init=False))
-    return val
+    return CheckedTrainConfig(val, sections)

@@ -42,9 +42,34 @@ class RunConfig:
     logger: Mapping[str, Any] | None = None
     # the run folders; None for a config built in code that names none (export)
     paths: Mapping[str, Any] | None = None
+    # seeds the run (None: the config sets none)
+    seed: int | None = None
+    # export: the file format, its ONNX opset, rows of the example batch, float16, the parity check (a config
+    # built in code without them gets neither float16 nor a parity report)
+    format: str | None = None
+    opset: int = 18
+    batch_size: int = 2
+    fp16: bool = False
+    parity: bool = False
 
     @classmethod
     def parse(cls, cfg: Mapping[str, Any]) -> RunConfig:
         """The top-level keys of ``cfg`` (an entry point's whole config), checked."""
         run = typed_view(cls, cfg, "")
         return run if run.image_size is None else replace(run, image_size=list(plain(run.image_size)))
+
+    def monitors(self) -> dict[str, str]:
+        """Every metric the run selects on, by the key that names it: ``optimized_metric`` (a sweep's winner)
+        and each callback's ``monitor`` (the reported checkpoint, early stopping)."""
+        found = {"optimized_metric": self.optimized_metric} if self.optimized_metric else {}
+        for name, node in (self.callbacks or {}).items():
+            if isinstance(node, Mapping) and node.get("monitor"):
+                found[f"callbacks.{name}.monitor"] = str(node["monitor"])
+        return found
+
+    def checkpoint_monitor(self) -> tuple[str | None, str]:
+        """``(metric, mode)`` the checkpoint callback keeps the best weights by; metric None: the last epoch's."""
+        node = (self.callbacks or {}).get("model_checkpoint") or {}
+        if not isinstance(node, Mapping):
+            return None, "min"
+        return node.get("monitor") or None, str(node.get("mode", "min"))

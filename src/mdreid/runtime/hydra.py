@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from mdreid.config.check import compose_checked
 from mdreid.config.sections import plain, typed_section, typed_view
@@ -88,13 +88,20 @@ class RuntimeConfig:
             raise MDReIDError(f"runtime.torch_threads={value!r}: use auto, null or a positive integer")
 
 
-def resolve_precision(cfg: DictConfig, flags: TrainerFlags) -> None:
+@dataclass(frozen=True)
+class LoaderWorkers:
+    """``data.num_workers``, the one ``data`` key the thread count depends on (the DataModule checks it)."""
+
+    num_workers: int | None = 0
+
+
+def resolve_precision(flags: TrainerFlags) -> str | int:
     """Mixed precision is a GPU recipe setting; on a CPU-only run fall back to fp32 with one log line."""
     on_cpu = flags.accelerator == "cpu" or (flags.accelerator == "auto" and not torch.cuda.is_available())
     if on_cpu and "16" in str(flags.precision):
         log.info("no GPU: trainer.precision=%s -> 32-true", flags.precision)
-        with open_dict(cfg):
-            cfg.trainer.precision = "32-true"
+        return "32-true"
+    return flags.precision
 
 
 def configure_threads(cfg: DictConfig) -> None:
@@ -103,8 +110,8 @@ def configure_threads(cfg: DictConfig) -> None:
     if threads is None:
         return
     if threads == "auto":
-        workers = int(OmegaConf.select(cfg, "data.num_workers", default=0) or 0)
-        threads = max(1, (os.cpu_count() or 1) - workers)
+        loading = typed_view(LoaderWorkers, cfg.data, "data") if "data" in cfg else LoaderWorkers()
+        threads = max(1, (os.cpu_count() or 1) - (loading.num_workers or 0))
     torch.set_num_threads(threads)
 
 
@@ -133,10 +140,10 @@ def instantiate_trainer(
     validation split), over the config's."""
     quiet_known_noise()
     flags = typed_view(TrainerFlags, cfg.trainer, "trainer")
-    resolve_precision(cfg, flags)
     configure_threads(cfg)
     return instantiate(
         cfg.trainer,
+        precision=resolve_precision(flags),
         callbacks=with_display_callbacks(flags, callbacks),
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],

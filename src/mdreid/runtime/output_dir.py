@@ -19,6 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from mdreid.config.run import RunConfig
 from mdreid.runtime.errors import MDReIDError, cli_errors
 from mdreid.runtime.run_lock import RunLock, is_primary_process
 
@@ -78,7 +79,7 @@ def refuse_finished_run(folder: Path, config: DictConfig, key: str) -> None:
     if "overwrite" not in config or config.overwrite is True:
         return
     resumes = str(config.hydra.job.config_name).removesuffix(".yaml") in RESUMING
-    if config.get("ckpt_path") and resumes:
+    if RunConfig.parse(config).ckpt_path and resumes:
         return
     found = sorted(str(p.relative_to(folder)) for pattern in RESULTS for p in folder.glob(pattern))
     if not found:

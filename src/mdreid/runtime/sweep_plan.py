@@ -24,9 +24,9 @@ def planned_jobs(config: DictConfig) -> list[list[str]] | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     sweeper = config.hydra.sweeper
-    if OmegaConf.select(sweeper, "_target_") != BASIC_SWEEPER:
+    if sweeper._target_ != BASIC_SWEEPER:  # every Hydra sweeper config names its class
         return None
-    params = OmegaConf.select(sweeper, "params")
+    params = sweeper.params  # a field of the basic sweeper's config
     params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
     arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
     batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
