@@ -20,14 +20,14 @@ from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score every configured modality pair; publish tables, metrics.json, metrics.csv and plots."""
-    check_writable(cfg.paths.output_dir, "paths.output_dir")
     run = RunConfig.parse(cfg)
+    check_writable(run.output_dir, "paths.output_dir")
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load Lightning
     from mdreid.checkpoint import resolve_checkpoint
 
     # a bad path or an unsafe file fails before Lightning, the data or the model
     ckpt = resolve_checkpoint(run.ckpt_path, trust=run.trust_checkpoint)
-    keep_caches_in(cfg.paths.output_dir)
+    keep_caches_in(run.output_dir)
     import lightning as L
 
     from mdreid.factory import adopt_checkpoint_images, build_datamodule, check_cameras, load_module
@@ -50,7 +50,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     protocol["selection"]["epoch"] = ckpt.epoch  # the weights evaluated are the checkpoint's
     print(describe(protocol), flush=True)
     publisher = PublishResults.from_config(
-        cfg,
+        run,
+        cfg.data.dataset,
         evaluation,
         protocol=protocol,
         ckpt_path=str(run.ckpt_path),

@@ -32,7 +32,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
     checked = check_train_config(cfg, run_cfg)
     val, sections = checked.val, checked.sections
-    keep_caches_in(cfg.paths.output_dir)
+    keep_caches_in(run_cfg.output_dir)
     import lightning as L
 
     from mdreid.checkpoint import resolve_checkpoint
@@ -77,7 +77,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     check_cameras(model, datamodule, evaluation)  # validation and test
     protocol = protocol_record(run_cfg, cfg.data.dataset, datamodule.benchmark, val, command_line_overrides())
     callbacks = instantiate_callbacks(run_cfg.callbacks)
-    publisher = PublishResults.from_config(cfg, evaluation, protocol)
+    publisher = PublishResults.from_config(run_cfg, cfg.data.dataset, evaluation, protocol)
     callbacks.append(publisher)
     loggers = instantiate_loggers(run_cfg.logger)
     overrides = command_line_overrides()
@@ -128,7 +128,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
 @cli_errors
 def run(cfg: DictConfig) -> float | None:
     run_cfg = RunConfig.parse(cfg)
-    with stop_cleanly(last_checkpoint(cfg.paths.output_dir)):
+    with stop_cleanly(last_checkpoint(run_cfg.output_dir)):
         metrics = train(cfg, run_cfg)
     name = run_cfg.optimized_metric
     if name and name not in metrics:

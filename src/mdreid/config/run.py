@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mdreid.config.sections import plain, typed_view
+from mdreid.runtime.errors import MDReIDError
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class RunConfig:
     paths: Mapping[str, Any] | None = None
     # seeds the run (None: the config sets none)
     seed: int | None = None
+    # the run's name in its folder and in metrics.json
+    task_name: str | None = None
+    # the feature file scored (score)
+    file: str | None = None
     # export: the file format, its ONNX opset, rows of the example batch, float16, the parity check (a config
     # built in code without them gets neither float16 nor a parity report)
     format: str | None = None
@@ -57,6 +62,13 @@ class RunConfig:
         """The top-level keys of ``cfg`` (an entry point's whole config), checked."""
         run = typed_view(cls, cfg, "")
         return run if run.image_size is None else replace(run, image_size=list(plain(run.image_size)))
+
+    @property
+    def output_dir(self) -> str:
+        """``paths.output_dir``: the run folder."""
+        if self.paths is None:
+            raise MDReIDError("paths.output_dir is not set; compose the config with its paths group")
+        return str(self.paths["output_dir"])
 
     def monitors(self) -> dict[str, str]:
         """Every metric the run selects on, by the key that names it: ``optimized_metric`` (a sweep's winner)
