@@ -40,6 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         saved_hparams,
     )
     from mdreid.metrics.eval_config import EvalConfig
+    from mdreid.models.tower import check_tower_section
     from mdreid.reporting.protocol import PROTOCOL_KEY, describe, evaluation_record
     from mdreid.reporting.results_callback import PublishResults
     from mdreid.runtime.hydra import command_line_overrides, instantiate_loggers, instantiate_trainer
@@ -47,6 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(cfg.seed, workers=True)
     arch = architecture(ckpt, cfg.data.image_size)
+    check_tower_section(arch["backbone"])  # an unknown or unimportable tower stops before the data is read
     check_overrides(cfg, arch if ckpt.official else {**saved_hparams(ckpt), **arch}, ckpt.path, training=True)
     with open_dict(cfg):
         cfg.data.image_size = arch["image_size"]  # the images are resized to what the model was trained on

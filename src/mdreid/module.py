@@ -102,7 +102,9 @@ class ReIDModule(L.LightningModule):
         # each rank averages its own batches: the epoch value is reduced over ranks (one small all-reduce per
         # term and step, as Lightning syncs the step value too), so it does not depend on the world size
         self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False, sync_dist=True)
-        self.log("loss", losses["loss"].detach(), batch_size=bs, prog_bar=True, logger=False)
+        # the progress line: the total and your own terms (every term is in the loggers above)
+        shown = {k: losses[k].detach() for k in ("loss", *self.objective.config.extra_terms)}
+        self.log_dict(shown, batch_size=bs, prog_bar=True, logger=False)
         return losses["loss"]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ def open_clip_trunk(name: str) -> tuple[str, dict[str, Any]]:
     if not cfg.get("timm_model_name"):
         raise MDReIDError(
             f"model.backbone.name: {name!r} is open_clip's own ViT, not a timm trunk; select it with "
-            "model/backbone=vit_b16 and model.backbone.name (no _target_)"
+            "model/backbone=vit_b16 and model.backbone.name (no model.backbone.tower)"
         )
     extra = sorted(set(cfg) - set(_OPEN_CLIP_KEYS))
     if extra or cfg.get("timm_proj") not in ("none", None, ""):
