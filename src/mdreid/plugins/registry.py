@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
+from mdreid.runtime.config_keys import closest
 from mdreid.runtime.errors import MDReIDError
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -142,8 +143,11 @@ class Registry:
         try:
             signature.bind(*positional, **keywords)
         except TypeError as err:
-            given = ", ".join([*positional, *keywords]) or "nothing"
+            names = [p.name for p in signature.parameters.values() if p.name not in ("self", "cls")]
+            near = [f"{c} for {k}" for k in keywords if k not in names and (c := closest(k, names))]
             raise MDReIDError(
-                f"{where}: the {self.kind} {plugin.name!r} ({plugin.path}{signature}) cannot be called with "
-                f"{given} ({err}); match the config's keys to its arguments"
+                f"{where}: the {self.kind} {plugin.name!r} ({plugin.path}) cannot be called with "
+                f"{', '.join([*positional, *keywords]) or 'nothing'} ({err}"
+                + (f"; did you mean {', '.join(near)}?" if near else "")
+                + f"); it takes {', '.join(names)}: match the config's keys to them"
             ) from err
