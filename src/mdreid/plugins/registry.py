@@ -132,10 +132,15 @@ class Registry:
         )
 
     def check_call(
-        self, plugin: Plugin, where: str, positional: Sequence[str] = (), keywords: Mapping[str, Any] = {}
+        self,
+        plugin: Plugin,
+        where: str,
+        positional: Sequence[str] = (),
+        keywords: Mapping[str, Any] | None = None,
     ) -> None:
         """Refuse, in one line naming ``where``, a call the plug-in's signature does not take: mdreid passes
         ``positional`` (their names) and ``keywords`` (the config's keys, and mdreid's own)."""
+        keywords = dict(keywords or {})
         try:
             signature = inspect.signature(plugin.target)
         except (TypeError, ValueError):  # no signature to check (a builtin): the call itself will tell
