@@ -53,9 +53,6 @@ NOISE = [
     ("a final test or validation labelled as one more epoch", "epoch 3 validation"),
 ]
 ANSI = re.compile(r"\x1b\[")
-# wandb's closing lines ("You can sync this run ...") keep their colour codes even in a pipe: wandb prints them
-# itself at shutdown, outside the logging setup; the only exception to the rule
-WANDB_FOOTER = "\x1b[1;34mwandb\x1b[0m: "
 # one log record as conf/hydra/default.yaml prints it: [time][logger][LEVEL] - message
 RECORD = re.compile(r"^\[[-\d :,]+\](\[[^\]]+\]\[[A-Z]+\] - .*)$")
 # a Python warning as the warnings module prints it: path:line: Category: message
@@ -65,8 +62,10 @@ WARNING = re.compile(r"^\S+\.py:\d+: (\w+(Warning|Error): .*)$")
 def assert_clean(out: str) -> None:
     """No colour codes, none of the known noisy lines, and every log record and warning printed once."""
     lines = out.splitlines()
-    coloured = [line for line in lines if ANSI.search(line) and not line.startswith(WANDB_FOOTER)]
+    coloured = [line for line in lines if ANSI.search(line)]
     assert not coloured, f"escape codes in a piped log: {coloured[:3]}"
+    twice = sorted({line for line in lines if line.strip() and lines.count(line) > 1})
+    assert not twice, f"lines printed more than once: {twice[:3]}"
     for what, fragment in NOISE:
         hits = [line for line in lines if fragment.lower() in line.lower()]
         assert not hits, f"{what}: {hits}"

@@ -9,9 +9,11 @@ configured logging (Hydra), so each Lightning line is printed once, in the appli
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import lightning
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.model_summary import get_formatted_model_size, get_human_readable_count
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,8 @@ WANDB_HOME_VARS: dict[str, str] = {
     "WANDB_CONFIG_DIR": "config",
 }
 _USER_CHOSEN = frozenset(var for var in WANDB_HOME_VARS if var in os.environ)
+# the user's own choice of how much W&B prints, which a piped run then leaves alone
+WANDB_QUIET_VARS = ("WANDB_QUIET", "WANDB_SILENT")
 
 
 class WandbLogger(LightningWandbLogger):
@@ -122,6 +127,28 @@ class WandbLogger(LightningWandbLogger):
         super().__init__(*args, save_dir=save_dir, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
+        # W&B prints its closing lines itself, coloured even into a file and outside the logging setup; a
+        # piped run (SLURM, CI) keeps only its plain opening lines, which say where the run is saved
+        plain = not sys.stderr.isatty() and not any(v in os.environ for v in WANDB_QUIET_VARS)
+        if plain and "settings" not in self._wandb_init:
+            import wandb
+
+            self._wandb_init["settings"] = wandb.Settings(quiet=True)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        import wandb
+
+        started = self._experiment is None
+        if started and wandb.run is not None:
+            # an earlier job of this process (a multirun) left its run open: Lightning would log into it
+            wandb.run.finish()
+        run = LightningWandbLogger.experiment.fget.__wrapped__(self)  # type: ignore[attr-defined]
+        if started:
+            # finished before wandb's own exit hook, which prints its footer whatever the settings say
+            atexit.register(run.finish)
+        return run
 
     def group_by(self, name: str) -> None:
         """The W&B group of the run, unless the config named one (``logger.wandb.group``); set before the
@@ -168,5 +195,5 @@ class ParamSummary(ModelSummary):
             (str(total_training_modes["eval"]), "modules in eval mode"),
         ]
         table = summary_table(columns)
-        lines = [*table, table[1], *(f"{value:<10}{label}" for value, label in totals)]
+        lines = [*table, *(f"{value:<10}{label}" for value, label in totals)]
         log.info("model summary\n%s", "\n".join(lines))
