@@ -86,7 +86,9 @@ def test_the_link_check_catches_a_missing_file_or_anchor(tmp_path: Path) -> None
 
 # folders that belong to one machine (a home, a scratch or mount folder), not to the repository or to an example
 # user path such as /data/RGBNT201 or /weights/ViT-B-16-visual.safetensors
-MACHINE_PATH = re.compile(r"(?<![\w.~-])(/(?:work|tmp|home|root|Users|opt|mnt|var|private|scratch)/|[A-Za-z]:\\)")
+MACHINE_PATH = re.compile(
+    r"(?<![\w.~-])(/(?:work|tmp|home|root|Users|opt|mnt|var|private|scratch)/|[A-Za-z]:\\)"
+)
 
 
 def machine_paths(text: str) -> list[str]:
@@ -94,7 +96,9 @@ def machine_paths(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if MACHINE_PATH.search(line)]
 
 
-@pytest.mark.parametrize("page", [*PAGES, *sorted((ROOT / "notebooks").glob("*.ipynb"))], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page", [*PAGES, *sorted((ROOT / "notebooks").glob("*.ipynb"))], ids=lambda p: p.name
+)
 def test_no_page_names_a_machine_folder(page: Path) -> None:
     assert not machine_paths(page.read_text()), machine_paths(page.read_text())[:3]
 

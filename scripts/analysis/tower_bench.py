@@ -16,8 +16,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from mdreid.analysis.flops import analytic_train_flops, count_flops
-from mdreid.analysis.train_bench import (
+from analysis.flops import analytic_train_flops, count_flops
+from analysis.train_bench import (
     HEAD_DATA,
     ModelBench,
     backbone_summary,

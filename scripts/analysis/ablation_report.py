@@ -56,7 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mismatched/avg42", "mismatched average, all 42", summary=True, tick="mismatched\navg (all 42)"),
 )
 SUMMARY: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.summary)
-# (key, label) of the per-run diagnostics: the cosine geometry of the test features (mdreid.analysis.feature_geometry)
+# (key, label) of the per-run diagnostics: the cosine geometry of the test features (analysis.feature_geometry)
 # and the last epoch's weighted training losses; ROL = 1.5 x 2/3 = 1.0 means collinear features
 DIAGNOSTICS: tuple[tuple[str, str], ...] = (
     ("mean_cosine", "mean cosine between any two test features"),

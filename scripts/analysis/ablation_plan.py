@@ -12,7 +12,7 @@ from pathlib import Path
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.analysis.ablation_report import METRICS_FILE
+from analysis.ablation_report import METRICS_FILE
 from mdreid.runtime.errors import MDReIDError
 from mdreid.runtime.hydra import compose_config
 

@@ -18,8 +18,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from mdreid.analysis.flops import AnalyticFlops, TowerShape, analytic_train_flops
-from mdreid.analysis.profiling import (
+from analysis.flops import AnalyticFlops, TowerShape, analytic_train_flops
+from analysis.profiling import (
     StepProbe,
     compute_dtype,
     gemm_tflops,
