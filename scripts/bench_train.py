@@ -8,7 +8,7 @@ Presets (trailing Hydra overrides, e.g. ``trainer.precision=16-mixed``, change a
   step, ``bf16-mixed`` on one CUDA GPU.
 
 Model part (``analysis.train_bench``): the real ``ReIDModule`` (``mdreid.factory.build_module``
-on the composed config) trained by the real Lightning Trainer (``mdreid.runtime.hydra.instantiate_trainer``, so
+on the composed config) trained by the real Lightning Trainer (``mdreid.config.hydra.instantiate_trainer``, so
 precision and torch threads are set as in a run): forward, MDReID objective, backward and the Adam step. Its
 input is one PK-structured batch of random images already on the device, reused every step, so the data
 pipeline is measured separately and the host-to-device copy is excluded. Step 0 is FLOP-counted
@@ -53,8 +53,8 @@ from analysis.train_bench import (
     model_device,
     print_model,
 )
-from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.files.atomic_io import atomic_write_json
+from mdreid.process.errors import MDReIDError, cli_errors
 
 
 def machine() -> dict[str, Any]:

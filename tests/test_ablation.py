@@ -29,7 +29,7 @@ from analysis.ablation_report import (
 from conftest import TINY_OVERRIDES
 from mdreid.metrics.groups import PAPER_PAIRS
 from mdreid.modalities import all_pairs
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ablation.py"
 

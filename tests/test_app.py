@@ -127,7 +127,7 @@ def test_index_of_another_model_is_found_by_identity(served, tmp_path: Path, cap
     from mdreid.app.cli import main as app_main
     from mdreid.app.engine import SearchEngine
     from mdreid.factory import load_module
-    from mdreid.runtime.errors import MDReIDError
+    from mdreid.process.errors import MDReIDError
 
     root, _ = served
     copy = shutil.copy(root / "m.ckpt", tmp_path / "copy.ckpt")

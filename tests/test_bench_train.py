@@ -17,7 +17,7 @@ from analysis.train_bench import PRESETS, model_device
 from conftest import compose_cfg
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.models.mdreid_net import MDReIDNet
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 

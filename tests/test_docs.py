@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mdreid.runtime.portable_paths import portable, portable_overrides
+from mdreid.files.portable_paths import portable, portable_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -18,7 +18,7 @@ from mdreid.factory import load_module
 from mdreid.losses.loss_config import LossConfig
 from mdreid.models.tower import Tower, build_tower, check_tower_section
 from mdreid.optim.param_groups import build_param_groups
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 
 ONE_STEP = [

@@ -143,7 +143,7 @@ def test_each_job_of_a_process_logs_into_its_own_run(wandb_offline, tmp_path: Pa
     starts its own, instead of logging into the first one (Lightning reuses ``wandb.run`` when one is open)."""
     import wandb
 
-    from mdreid.runtime.logs import WandbLogger
+    from mdreid.lightning_plugins.wandb_logger import WandbLogger
 
     first = WandbLogger(project="mdreid", offline=True, save_dir=str(tmp_path / "job0")).experiment
     first.log({"x": 1.0})

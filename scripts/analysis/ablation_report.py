@@ -19,11 +19,11 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from mdreid.files.atomic_io import atomic_write_json, atomic_write_text
+from mdreid.files.portable_paths import portable
 from mdreid.metrics.groups import GROUP_METRICS, MATCHED, MISMATCHED, MISSING, named_groups, pair_name
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.plots import save_figure
-from mdreid.runtime.atomic_io import atomic_write_json, atomic_write_text
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.portable_paths import portable
 
 METRICS_FILE = "metrics.json"
 WALL_TIME_FILE = "wall_time.json"  # {"attempts": [{"wall_s", "returncode", "resumed_from"}], "total_s"}

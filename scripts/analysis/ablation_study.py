@@ -67,8 +67,8 @@ from analysis.ablation_plan import (
 from analysis.ablation_report import GEOMETRY_FILE, WALL_TIME_FILE, load_variant, write_report
 from analysis.feature_geometry import feature_geometry
 from mdreid.factory import build_datamodule, load_module
-from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.files.atomic_io import atomic_write_json
+from mdreid.process.errors import MDReIDError, cli_errors
 
 
 def compose_and_prepare(runs: Sequence[Run]) -> None:

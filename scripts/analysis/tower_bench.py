@@ -26,7 +26,7 @@ from analysis.train_bench import (
     synthetic_batch,
 )
 from mdreid.factory import build_module
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def parse_backbone(text: str) -> tuple[str, list[str]]:

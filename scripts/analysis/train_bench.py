@@ -26,11 +26,11 @@ from analysis.profiling import (
     peak_rss_bytes,
     summarize_profile,
 )
+from mdreid.config.hydra import compose_config, instantiate_trainer
 from mdreid.factory import build_module
 from mdreid.modalities import MODALITIES
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import compose_config, instantiate_trainer
+from mdreid.process.errors import MDReIDError
 
 PRESETS: dict[str, list[str]] = {
     "tiny-cpu": ["experiment=synthetic"],

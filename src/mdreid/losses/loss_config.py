@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_keys import locate_target
-from mdreid.runtime.errors import MDReIDError
 
 # the objective's own terms, also the keys it returns
 BUILT_IN_TERMS = ("loss", "id", "triplet", "rol", "kdl")

@@ -25,7 +25,7 @@ from torch import nn
 
 from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.openclip_tower import OpenCLIPTower
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TARGET = "_target_"
 # what the train CLI's start-up check reads; never passed to a tower

@@ -17,7 +17,7 @@ from mdreid.data.readers import msvr310, rgbnt100, rgbnt201, wmveid863
 from mdreid.data.readers.common import POLICIES, Layout, check_choice
 from mdreid.data.readers.manifest import load_manifest
 from mdreid.data.records import Benchmark
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 DATASETS: tuple[str, ...] = ("rgbnt201", "rgbnt100", "msvr310", "wmveid863")
 # what data.dataset / --dataset accept besides registered readers: the benchmarks, or a manifest of your own
