@@ -17,7 +17,6 @@ motmetrics 1.4.0 (the latest release) computes its IoU distance matrix (``distan
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from mdreid.data.synthetic.video import VideoSpec, boxes, frames, mot_lines
 from mdreid.embed.embedder import Embedder
 from mdreid.embed.tracker import MultiSpectralBackend
+from mdreid.runtime.atomic_io import atomic_write_json
 
 VARIANTS = ("mdreid features (R+N+T present)", "motion/IoU only", "RGB-only features")
 
@@ -145,7 +145,7 @@ def main() -> None:
         "machine": platform.platform(),
         "rows": rows,
     }
-    (out / "track_demo.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_json(out / "track_demo.json", record)
     print(f"wrote {out / 'track_demo.json'}")
 
 
