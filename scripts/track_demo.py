@@ -27,7 +27,7 @@ import torch
 from mdreid.data.synthetic.video import VideoSpec, boxes, frames, mot_lines
 from mdreid.embed.embedder import Embedder
 from mdreid.embed.tracker import MultiSpectralBackend
-from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.files.atomic_io import atomic_write_json
 
 VARIANTS = ("mdreid features (R+N+T present)", "motion/IoU only", "RGB-only features")
 
