@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from analysis import train_bench
+from analysis.flops import analytic_train_flops, count_flops
+from analysis.train_bench import PRESETS, model_device
 from conftest import compose_cfg
-from mdreid.analysis import train_bench
-from mdreid.analysis.flops import analytic_train_flops, count_flops
-from mdreid.analysis.train_bench import PRESETS, model_device
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.models.mdreid_net import MDReIDNet
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_check import check_command_line
-from mdreid.runtime.errors import MDReIDError
 
 
 def _mains() -> dict[str, Callable[[], object]]:

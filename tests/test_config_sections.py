@@ -21,8 +21,8 @@ from mdreid.module import ReIDModule
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.pretraining.contrastive import ProxyPretrainModule
 from mdreid.pretraining.pool_data import PoolDataModule
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import typed_section
-from mdreid.runtime.errors import MDReIDError
 
 TINY = {
     "name": "ViT-B-16",

@@ -31,7 +31,7 @@ from mdreid.losses.loss_config import LossConfig
 from mdreid.models.tower import Tower, build_tower, check_tower_section
 from mdreid.models.tower_registry import register_tower
 from mdreid.optim.param_groups import OptimConfig, build_param_groups
-from mdreid.runtime.errors import MDReIDError, user_error
+from mdreid.process.errors import MDReIDError, user_error
 from mdreid.train import train
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"

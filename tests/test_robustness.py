@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from conftest import TINY_OVERRIDES
 from mdreid.data.synthetic.generate import generate
 from mdreid.factory import build_datamodule, build_module
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from mdreid.process.errors import cli_errors
+from mdreid.process.output_dir import check_writable, keep_caches_in
 from mdreid.run_config import RunConfig
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
-from mdreid.runtime.errors import cli_errors
-from mdreid.runtime.output_dir import check_writable, keep_caches_in
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -30,6 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L
 
+    from mdreid.config.hydra import command_line_overrides, instantiate_loggers, instantiate_trainer
     from mdreid.factory import (
         adopt_image_rule,
         architecture,
@@ -43,7 +44,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from mdreid.models.tower import check_tower_section
     from mdreid.reporting.protocol import PROTOCOL_KEY, describe, evaluation_record
     from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.hydra import command_line_overrides, instantiate_loggers, instantiate_trainer
 
     evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(cfg.seed, workers=True)

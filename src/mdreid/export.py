@@ -25,13 +25,13 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from mdreid.files.atomic_io import atomic_write
 from mdreid.models.feature_extractor import FeatureExtractor
+from mdreid.process.errors import MDReIDError, cli_errors
+from mdreid.process.output_dir import keep_caches_in
 from mdreid.run_config import RunConfig
-from mdreid.runtime.atomic_io import atomic_write
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
-from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.output_dir import keep_caches_in
 
 # format -> default file suffix
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}

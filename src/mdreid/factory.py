@@ -19,14 +19,14 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdreid.checkpoints import Checkpoint, key_mismatch, resolve_checkpoint, with_run_heads
+from mdreid.config.hydra import command_line_overrides, override_key
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import resolve_image_size
 from mdreid.official.reader import load_official, official_module, read_official
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import command_line_overrides, override_key
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from mdreid.models.mdreid_net import MDReIDNet
 from mdreid.models.net_output import NetOutput
 from mdreid.optim.lr_schedule import build_scheduler
 from mdreid.optim.param_groups import build_param_groups
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain
-from mdreid.runtime.errors import MDReIDError
 
 # Lightning's PossibleUserWarning for an epoch-level value logged without sync_dist, for the evaluation keys
 SYNCED_SCORES_ADVICE = re.escape("It is recommended to use `self.log('") + r"(val|test)/"

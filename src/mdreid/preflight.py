@@ -11,11 +11,11 @@ from mdreid.model_config import model_sections
 from mdreid.models.backbone import BackboneConfig, backbone_config
 from mdreid.models.tower import check_tower_section
 from mdreid.models.tower_registry import TOWER
+from mdreid.process.errors import MDReIDError
+from mdreid.process.output_dir import check_writable
 from mdreid.reporting.protocol import monitors
 from mdreid.run_config import RunConfig
 from mdreid.runtime.config_sections import plain
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.output_dir import check_writable
 
 
 def check_pretrained_weights(run: RunConfig, backbone: BackboneConfig) -> None:

@@ -11,11 +11,11 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.process.errors import cli_errors
+from mdreid.process.interrupts import last_checkpoint, stop_cleanly
 from mdreid.run_config import RunConfig
 from mdreid.runtime.cli_overrides import checked_overrides
 from mdreid.runtime.config import config_dir
-from mdreid.runtime.errors import cli_errors
-from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     # imported here, not at the top: Lightning, W&B and the reporting stack take seconds to load, which
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
     from mdreid.preflight import check_train_config
-    from mdreid.runtime.output_dir import keep_caches_in
+    from mdreid.process.output_dir import keep_caches_in
 
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
     val = check_train_config(cfg, run_cfg)
@@ -34,6 +34,12 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     import lightning as L
 
     from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.config.hydra import (
+        command_line_overrides,
+        instantiate_callbacks,
+        instantiate_loggers,
+        instantiate_trainer,
+    )
     from mdreid.factory import (
         adopt_architecture,
         build_datamodule,
@@ -42,18 +48,12 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         check_resumable,
         load_module,
     )
+    from mdreid.files.safe_load import checkpoint_globals
+    from mdreid.lightning_plugins.wandb_logger import WandbLogger
     from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.protocol import monitors, protocol_record, warn_test_selection
     from mdreid.reporting.results_callback import PublishResults
     from mdreid.reporting.seed_groups import configuration_label
-    from mdreid.runtime.hydra import (
-        command_line_overrides,
-        instantiate_callbacks,
-        instantiate_loggers,
-        instantiate_trainer,
-    )
-    from mdreid.runtime.logs import WandbLogger
-    from mdreid.runtime.safe_load import checkpoint_globals
 
     evaluation = EvalConfig.parse(cfg.eval)
     warn_test_selection(val, monitors(cfg))

@@ -25,8 +25,8 @@ from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, generate
 from mdreid.data.synthetic.unpaired import generate_unpaired
+from mdreid.process.errors import cli_errors
 from mdreid.runtime.cli_args import OneLineParser
-from mdreid.runtime.errors import cli_errors
 
 ROLES = ("train", "query", "gallery")
 

@@ -30,8 +30,8 @@ from mdreid.data.synth_config import synth_config
 from mdreid.data.transforms import TripletTransform, check_image_size
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
 from mdreid.data.val_split import ValConfig, split_validation
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain
-from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

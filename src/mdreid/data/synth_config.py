@@ -9,8 +9,8 @@ from typing import Any
 from mdreid.data.readers import SOURCES
 from mdreid.data.readers.common import check_choice
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, check_coupling
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from mdreid.data.records import Benchmark, Record
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
 
 HOLDOUT, NONE, TEST = "holdout", "none", "test"
 MODES = (HOLDOUT, NONE, TEST)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # the objective's own terms, also the keys it returns
 BUILT_IN_TERMS = ("loss", "id", "triplet", "rol", "kdl")

@@ -17,8 +17,8 @@ from open_clip.model import _build_vision_tower
 from open_clip.transformer import VisionTransformer
 
 from mdreid.models.clip_weights import load_clip_visual_weights
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from mdreid.data.transforms import MEAN as PIPELINE_MEAN
 from mdreid.data.transforms import STD as PIPELINE_STD
 from mdreid.models import timm_build
 from mdreid.models.tower_registry import register_tower
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # timm submodules the tower runs, in forward order (absent ones are skipped)
 _RUN = ("patch_embed", "pos_drop", "norm_pre", "blocks", "norm", "fc_norm", "rope")

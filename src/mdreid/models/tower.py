@@ -25,7 +25,7 @@ from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.openclip_tower import OpenCLIPTower
 from mdreid.models.tower_registry import TOWER, TOWERS
 from mdreid.plugins import Plugin
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # what the train CLI's start-up check reads; never passed to a tower
 _NOT_TOWER_ARGS = (TOWER, "allow_random_init")

@@ -18,7 +18,7 @@ from mdreid.official.layout import (
     official_name,
     resolve_image_size,
 )
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

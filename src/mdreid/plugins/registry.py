@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_keys import closest
-from mdreid.runtime.errors import MDReIDError
 
 T = TypeVar("T", bound=Callable[..., Any])
 NAME = re.compile(r"[a-z][a-z0-9_]*")

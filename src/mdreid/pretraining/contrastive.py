@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
 
 
 def supervised_contrastive(

@@ -15,8 +15,8 @@ from torchvision.transforms import v2
 
 from mdreid.data.synthetic.pool import PoolSpec, load_or_render
 from mdreid.data.transforms import MEAN, STD, seeded_rngs
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
 
 _AUG_STREAM = 0x5EED_0101  # separates the pool's augmentation seeds from every other stream
 

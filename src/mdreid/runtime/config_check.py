@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
+from mdreid.process.errors import MDReIDError
 from mdreid.runtime.config import config_dir
 from mdreid.runtime.config_keys import (
     RENAMED,
@@ -25,7 +26,6 @@ from mdreid.runtime.config_keys import (
     sweep_variants,
     unknown_key_hint,
 )
-from mdreid.runtime.errors import MDReIDError
 
 
 def _compose(config_name: str, overrides: Sequence[str], return_hydra_config: bool = True) -> DictConfig:

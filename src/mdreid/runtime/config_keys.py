@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # keys that moved: old full key -> new full key
 RENAMED = {"plots": "eval.plots", "model.mdl.enabled": "model.mdl.decoupled"}

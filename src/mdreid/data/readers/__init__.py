@@ -18,7 +18,7 @@ from mdreid.data.readers.manifest import load_manifest
 from mdreid.data.readers.plugin_output import check_reader_output
 from mdreid.data.records import Benchmark
 from mdreid.plugins import Plugin, Registry
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 DATASETS: tuple[str, ...] = ("rgbnt201", "rgbnt100", "msvr310", "wmveid863")
 # what data.dataset / --dataset accept besides registered readers: the benchmarks, or a manifest of your own

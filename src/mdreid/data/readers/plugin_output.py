@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from mdreid.data.records import Benchmark, Record
 from mdreid.plugins import Plugin
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 ROLES = ("train", "query", "gallery")
 

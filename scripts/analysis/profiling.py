@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from mdreid.analysis.flops import flop_counter
+from analysis.flops import flop_counter
 
 
 def sync(device: torch.device) -> None:

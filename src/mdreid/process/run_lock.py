@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Lightning's ``ModelCheckpoint`` writes when validation ends; with validation every 10 epochs (the recipes'
 cadence) a run killed at epoch 9 would lose everything. This callback writes the resume point on its own
 cadence; ``ModelCheckpoint`` keeps the per-validation files and the best-epoch selection. Writes go through the
-trainer's checkpoint IO, which is atomic (``mdreid.runtime.atomic_checkpoint_io``).
+trainer's checkpoint IO, which is atomic (``mdreid.lightning_plugins.atomic_checkpoint_io``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 FILENAME = "last.ckpt"
 

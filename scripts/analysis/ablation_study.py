@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mdreid.analysis.ablation_plan import (
+from analysis.ablation_plan import (
     VARIANTS,
     Run,
     Variant,
@@ -64,11 +64,11 @@ from mdreid.analysis.ablation_plan import (
     runtime_overrides,
     select_variants,
 )
-from mdreid.analysis.ablation_report import GEOMETRY_FILE, WALL_TIME_FILE, load_variant, write_report
-from mdreid.analysis.feature_geometry import feature_geometry
+from analysis.ablation_report import GEOMETRY_FILE, WALL_TIME_FILE, load_variant, write_report
+from analysis.feature_geometry import feature_geometry
 from mdreid.factory import build_datamodule, load_module
-from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.files.atomic_io import atomic_write_json
+from mdreid.process.errors import MDReIDError, cli_errors
 
 
 def compose_and_prepare(runs: Sequence[Run]) -> None:
@@ -102,7 +102,7 @@ def final_losses(run_dir: Path) -> dict[str, float]:
 
 def measure_geometry(runs: Sequence[Run]) -> None:
     """Write each finished run's GEOMETRY_FILE once: the cosine geometry of its test features
-    (``mdreid.analysis.feature_geometry``) and its final training losses, the evidence of whether ROL/KDL
+    (``analysis.feature_geometry``) and its final training losses, the evidence of whether ROL/KDL
     could act."""
     todo = [r for r in runs if r.done and r.last_ckpt and not (r.run_dir / GEOMETRY_FILE).is_file()]
     for run, cfg in composed(todo):

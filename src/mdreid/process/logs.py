@@ -1,4 +1,4 @@
-"""What a run prints before its first useful line: the model summary, the W&B logger, third-party noise.
+"""What a run prints before its first useful line: no third-party noise, Lightning's lines in our format.
 
 Each noisy line is fixed where it is produced when a setting allows it (the W&B ``anonymous`` argument, the
 FLOPs column); the ones that no setting turns off are filtered here by their exact message, so every other
@@ -10,19 +10,11 @@ configured logging (Hydra), so each Lightning line is printed once, in the appli
 from __future__ import annotations
 
 import logging
-import os
 import re
 import warnings
-from pathlib import Path
-from typing import Any
 
 import lightning
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import ModelSummary
-from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
-from lightning.pytorch.utilities.model_summary import get_formatted_model_size, get_human_readable_count
-
-log = logging.getLogger(__name__)
 
 # Lightning 2.6 builds torch's deprecated ``LeafSpec`` for every DataLoader it wraps (CombinedLoader)
 PYTREE_DEPRECATION = "`isinstance(treespec, LeafSpec)` is deprecated"
@@ -73,7 +65,7 @@ class _ErrorsOnly(logging.Filter):
 def quiet_other_ranks() -> None:
     """In a process of global rank > 0 that runs the whole script itself (``trainer=ddp``, torchrun, SLURM
     tasks), the application's handlers print errors only: every rank would print the same lines and warnings
-    again, and rank 0 prints them. Spawned workers are handled by ``mdreid.runtime.worker_logs`` instead."""
+    again, and rank 0 prints them. Spawned workers are handled by ``mdreid.process.worker_logs`` instead."""
     if rank_zero_only.rank == 0:
         return
     for handler in logging.getLogger().handlers:
@@ -97,76 +89,5 @@ def quiet_known_noise() -> None:
 
 
 # Lightning is imported by now and its handlers attached: every entry point imports this module (through
-# mdreid.runtime.hydra) before Lightning's first line, the "Seed set to" of seed_everything
+# mdreid.config.hydra) before Lightning's first line, the "Seed set to" of seed_everything
 quiet_known_noise()
-
-
-# wandb's folders outside the run (artifact cache, staging, settings), which a run keeps in
-# <save_dir>/wandb/<name> unless the user chose them before the process started
-WANDB_HOME_VARS: dict[str, str] = {
-    "WANDB_CACHE_DIR": "cache",
-    "WANDB_DATA_DIR": "data",
-    "WANDB_CONFIG_DIR": "config",
-}
-_USER_CHOSEN = frozenset(var for var in WANDB_HOME_VARS if var in os.environ)
-
-
-class WandbLogger(LightningWandbLogger):
-    """Lightning's W&B logger that writes nothing outside the run folder, and without ``anonymous=None`` in
-    ``wandb.init`` (wandb no longer uses the setting and warns whenever it is passed at all, even as None)."""
-
-    def __init__(self, *args: Any, save_dir: str = ".", **kwargs: Any) -> None:
-        for var, name in WANDB_HOME_VARS.items():
-            if var not in _USER_CHOSEN:  # set per run: a multirun's runs each get their own
-                os.environ[var] = str(Path(save_dir).absolute() / "wandb" / name)
-        super().__init__(*args, save_dir=save_dir, **kwargs)
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)
-
-    def group_by(self, name: str) -> None:
-        """The W&B group of the run, unless the config named one (``logger.wandb.group``); set before the
-        run starts, as ``wandb.init`` reads it once."""
-        if self._wandb_init.get("group") is None:
-            self._wandb_init["group"] = name
-
-
-def summary_table(columns: list[tuple[str, list[str]]]) -> list[str]:
-    """Left-aligned text table, one header line, a rule, one line per row."""
-    widths = [max([len(name), *(len(v) for v in values)]) for name, values in columns]
-    rows = zip(*(values for _, values in columns), strict=True)
-    lines = [" | ".join(name.ljust(w) for (name, _), w in zip(columns, widths, strict=True)).rstrip()]
-    lines.append("-" * len(lines[0]))
-    lines += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return lines
-
-
-class ParamSummary(ModelSummary):
-    """Lightning's model summary without its FLOPs column and total.
-
-    Lightning counts FLOPs only by running ``example_input_array``, which ReIDModule does not set, so the
-    column read 0 everywhere; ``scripts/bench_train.py`` measures the FLOPs of a training step. The table is
-    logged as plain text, so it reads the same in a terminal, a SLURM log and the run's ``<task>.log``.
-    """
-
-    @staticmethod
-    def summarize(
-        summary_data: list[tuple[str, list[str]]],
-        total_parameters: int,
-        trainable_parameters: int,
-        model_size: float,
-        total_training_modes: dict[str, int],
-        total_flops: int = 0,
-        **summarize_kwargs: Any,
-    ) -> None:
-        columns = [(name, [str(v) for v in values]) for name, values in summary_data if name != "FLOPs"]
-        totals = [
-            (get_human_readable_count(trainable_parameters), "trainable params"),
-            (get_human_readable_count(total_parameters - trainable_parameters), "non-trainable params"),
-            (get_human_readable_count(total_parameters), "total params"),
-            (get_formatted_model_size(model_size), "estimated params size (MB)"),
-            (str(total_training_modes["train"]), "modules in train mode"),
-            (str(total_training_modes["eval"]), "modules in eval mode"),
-        ]
-        table = summary_table(columns)
-        lines = [*table, table[1], *(f"{value:<10}{label}" for value, label in totals)]
-        log.info("model summary\n%s", "\n".join(lines))

@@ -19,8 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.run_lock import RunLock, is_primary_process
+from mdreid.process.errors import MDReIDError, cli_errors
+from mdreid.process.run_lock import RunLock, is_primary_process
 
 # matplotlib's cache folder inside a run (keep_caches_in)
 CACHE_FOLDER = ".matplotlib"

@@ -19,11 +19,11 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from mdreid.files.atomic_io import atomic_write_json, atomic_write_text
+from mdreid.files.portable_paths import portable
 from mdreid.metrics.groups import GROUP_METRICS, MATCHED, MISMATCHED, MISSING, named_groups, pair_name
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.plots import save_figure
-from mdreid.runtime.atomic_io import atomic_write_json, atomic_write_text
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.portable_paths import portable
 
 METRICS_FILE = "metrics.json"
 WALL_TIME_FILE = "wall_time.json"  # {"attempts": [{"wall_s", "returncode", "resumed_from"}], "total_s"}
@@ -56,7 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mismatched/avg42", "mismatched average, all 42", summary=True, tick="mismatched\navg (all 42)"),
 )
 SUMMARY: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.summary)
-# (key, label) of the per-run diagnostics: the cosine geometry of the test features (mdreid.analysis.feature_geometry)
+# (key, label) of the per-run diagnostics: the cosine geometry of the test features (analysis.feature_geometry)
 # and the last epoch's weighted training losses; ROL = 1.5 x 2/3 = 1.0 means collinear features
 DIAGNOSTICS: tuple[tuple[str, str], ...] = (
     ("mean_cosine", "mean cosine between any two test features"),

@@ -12,9 +12,9 @@ from pathlib import Path
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.analysis.ablation_report import METRICS_FILE
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import compose_config
+from analysis.ablation_report import METRICS_FILE
+from mdreid.config.hydra import compose_config
+from mdreid.process.errors import MDReIDError
 
 DROPOUT_P = 0.3  # per-modality drop probability of variant 6 (the README's example value)
 

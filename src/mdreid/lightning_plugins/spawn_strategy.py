@@ -22,7 +22,7 @@ from lightning.fabric.utilities.apply_func import apply_to_collection
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
-from mdreid.runtime.worker_logs import WorkerLogs
+from mdreid.process.worker_logs import WorkerLogs
 
 
 class FileMetricsLauncher(_MultiProcessingLauncher):

@@ -16,12 +16,13 @@ from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
+from mdreid.lightning_plugins.atomic_checkpoint_io import AtomicCheckpointIO
+from mdreid.lightning_plugins.model_summary import ParamSummary
+from mdreid.lightning_plugins.plain_progress import progress_bar
+from mdreid.process.errors import MDReIDError
+from mdreid.process.logs import quiet_known_noise
 from mdreid.runtime.config_check import compose_checked
 from mdreid.runtime.config_sections import plain, typed_section, typed_view
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.logs import ParamSummary, quiet_known_noise
-from mdreid.runtime.plain_progress import progress_bar
 
 log = logging.getLogger(__name__)
 

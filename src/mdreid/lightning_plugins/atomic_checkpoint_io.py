@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mdreid.runtime.atomic_io import atomic_write
+from mdreid.files.atomic_io import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -18,19 +18,19 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from mdreid.analysis.flops import AnalyticFlops, TowerShape, analytic_train_flops
-from mdreid.analysis.profiling import (
+from analysis.flops import AnalyticFlops, TowerShape, analytic_train_flops
+from analysis.profiling import (
     StepProbe,
     compute_dtype,
     gemm_tflops,
     peak_rss_bytes,
     summarize_profile,
 )
+from mdreid.config.hydra import compose_config, instantiate_trainer
 from mdreid.factory import build_module
 from mdreid.modalities import MODALITIES
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import compose_config, instantiate_trainer
+from mdreid.process.errors import MDReIDError
 
 PRESETS: dict[str, list[str]] = {
     "tiny-cpu": ["experiment=synthetic"],

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mdreid.runtime.logs import quiet_known_noise
+from mdreid.process.logs import quiet_known_noise
 
 
 class _OncePerMessage(logging.handlers.QueueListener):

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.files.atomic_io import atomic_write_json
 
 STATUS_FILE = "job_status.json"
 DONE, RUNNING, FAILED, UNKNOWN = "done", "running", "failed", "unknown"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.runtime.atomic_io import atomic_write_json
+from mdreid.files.atomic_io import atomic_write_json
 
 PLAN_FILE = "sweep_plan.json"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

@@ -16,8 +16,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from mdreid.analysis.flops import analytic_train_flops, count_flops
-from mdreid.analysis.train_bench import (
+from analysis.flops import analytic_train_flops, count_flops
+from analysis.train_bench import (
     HEAD_DATA,
     ModelBench,
     backbone_summary,
@@ -26,7 +26,7 @@ from mdreid.analysis.train_bench import (
     synthetic_batch,
 )
 from mdreid.factory import build_module
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def parse_backbone(text: str) -> tuple[str, list[str]]:

@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from mdreid.models.mdreid_net import MDReIDNet
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 aten = torch.ops.aten
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from mdreid.analysis.flops import analytic_train_flops
-from mdreid.analysis.train_bench import GPU_PEAK_TFLOPS, HEAD_DATA, TARGET_MFU
+from analysis.flops import analytic_train_flops
+from analysis.train_bench import GPU_PEAK_TFLOPS, HEAD_DATA, TARGET_MFU
 from mdreid.data.triplet_dataset import read_modalities
 from mdreid.factory import build_datamodule, build_module
 

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, nodes
 from omegaconf.base import ContainerMetadata, Metadata
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # what a checkpoint written by mdreid (and Lightning) may hold beyond torch's own safe types
 SAFE_GLOBALS: list[object] = [
