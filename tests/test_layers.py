@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mdreid"
 
 # below everything: they serve every room and import none of the application
-INFRASTRUCTURE = frozenset({"process", "files", "lightning_plugins", "sweeps"})
+INFRASTRUCTURE = frozenset({"process", "files", "lightning_plugins", "sweeps", "plugins"})
 # the rooms of the data flow (files -> DataModule -> LightningModule -> metric -> reports), lowest first: a room
 # imports rooms of its own level or below, never one above (the module feeds the metric, the reports read both)
 LEVELS = {

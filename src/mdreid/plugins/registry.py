@@ -1,5 +1,5 @@
 """The one way to plug code into mdreid: a ``Registry`` per kind of plug-in (dataset readers, loss terms,
-towers, and kinds to come).
+towers, and kinds to come). Infrastructure: it imports nothing of the application.
 
 A plug-in is a function or class registered under a name by the registry's decorator; a config value names
 it. The command line finds plug-ins of an installed package through its entry points: each entry point of
@@ -11,6 +11,7 @@ so a built-in name never imports a plug-in, and a plug-in imported by hand (a no
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import re
@@ -20,7 +21,6 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 from mdreid.process.errors import MDReIDError
-from mdreid.runtime.config_keys import closest
 
 T = TypeVar("T", bound=Callable[..., Any])
 NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -149,7 +149,11 @@ class Registry:
             signature.bind(*positional, **keywords)
         except TypeError as err:
             names = [p.name for p in signature.parameters.values() if p.name not in ("self", "cls")]
-            near = [f"{c} for {k}" for k in keywords if k not in names and (c := closest(k, names))]
+            near = [
+                f"{close[0]} for {k}"
+                for k in keywords
+                if k not in names and (close := difflib.get_close_matches(k, names, n=1, cutoff=0.6))
+            ]
             raise MDReIDError(
                 f"{where}: the {self.kind} {plugin.name!r} ({plugin.path}) cannot be called with "
                 f"{', '.join([*positional, *keywords]) or 'nothing'} ({err}"
