@@ -22,7 +22,7 @@ from mdreid.module import ReIDModule
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.pretraining.contrastive import ProxyPretrainModule
 from mdreid.pretraining.pool_data import PoolDataModule
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TINY = {
     "name": "ViT-B-16",

@@ -25,7 +25,7 @@ from mdreid.factory import load_module
 from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from test_config_keys import one_error
 
 SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size

@@ -15,7 +15,7 @@ from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdreid_net import MDReIDNet, fill_absent_with_mean
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.optim.param_groups import OptimConfig
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TINY = {
     "name": "ViT-B-16",

@@ -17,7 +17,7 @@ from mdreid.data.readers import (
     rgbnt201,
     split_folders,
 )
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from replicas import benchmark_dir, build_replica, build_tiny, manifests_or_skip, write_tree
 
 GRAMMARS = {"rgbnt201": rgbnt201.GRAMMAR, "rgbnt100": rgbnt100.GRAMMAR, "msvr310": msvr310.GRAMMAR}

@@ -38,7 +38,7 @@ from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.official import convert, load_official_checkpoint
 from mdreid.pretrain import pretrain
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 from test_config_keys import one_error
 

@@ -19,7 +19,7 @@ from mdreid.data.datamodule import MultiModalReIDDataModule
 from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
 from mdreid.data.val_split import ValConfig, split_validation
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @pytest.fixture(scope="module")

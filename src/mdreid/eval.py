@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 from mdreid.config.cli_overrides import checked_overrides
 from mdreid.config.location import config_dir
 from mdreid.config.run import RunConfig
-from mdreid.runtime.errors import cli_errors
-from mdreid.runtime.output_dir import check_writable, keep_caches_in
+from mdreid.process.errors import cli_errors
+from mdreid.process.output_dir import check_writable, keep_caches_in
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -30,14 +30,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     keep_caches_in(run.output_dir)
     import lightning as L
 
+    from mdreid.config.hydra import command_line_overrides, instantiate_loggers, instantiate_trainer
     from mdreid.factory import adopt_checkpoint_images, build_datamodule, check_cameras, load_module
     from mdreid.metrics.eval_config import EvalConfig
+    from mdreid.models.tower import check_tower_section
     from mdreid.reporting.protocol import PROTOCOL_KEY, describe, evaluation_record
     from mdreid.reporting.results_callback import PublishResults
-    from mdreid.runtime.hydra import command_line_overrides, instantiate_loggers, instantiate_trainer
 
     evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(run.seed, workers=True)
+    # an unknown or unimportable tower stops before the data is read
+    check_tower_section(ckpt.architecture(cfg.data.image_size).backbone)
     # images resized to what the model was trained on, 16-bit / float images mapped as they were in training
     cfg = adopt_checkpoint_images(cfg, ckpt)
     datamodule = build_datamodule(cfg, validation=False)

@@ -28,10 +28,10 @@ from omegaconf import DictConfig
 from mdreid.config.cli_overrides import checked_overrides
 from mdreid.config.location import config_dir
 from mdreid.config.run import RunConfig
+from mdreid.files.atomic_io import atomic_write
 from mdreid.models.feature_extractor import FeatureExtractor
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.output_dir import keep_caches_in
+from mdreid.process.errors import MDReIDError, cli_errors
+from mdreid.process.output_dir import keep_caches_in
 
 # format -> default file suffix
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}

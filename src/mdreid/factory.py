@@ -23,13 +23,13 @@ from mdreid.checkpoint import Checkpoint, resolve_checkpoint
 from mdreid.checkpoint.architecture import check_contradictions
 from mdreid.checkpoint.state import key_mismatch, with_run_heads
 from mdreid.config.given import given_anywhere, given_model_values, with_values
+from mdreid.config.hydra import command_line_overrides
 from mdreid.config.model import ModelSections
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.reader import load_official, official_module
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import command_line_overrides
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

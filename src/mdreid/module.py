@@ -30,7 +30,7 @@ from mdreid.models.mdreid_net import MDReIDNet
 from mdreid.models.net_output import NetOutput
 from mdreid.optim.lr_schedule import build_scheduler
 from mdreid.optim.param_groups import build_param_groups
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # Lightning's PossibleUserWarning for an epoch-level value logged without sync_dist, for the evaluation keys
 SYNCED_SCORES_ADVICE = re.escape("It is recommended to use `self.log('") + r"(val|test)/"
@@ -105,7 +105,9 @@ class ReIDModule(L.LightningModule):
         # each rank averages its own batches: the epoch value is reduced over ranks (one small all-reduce per
         # term and step, as Lightning syncs the step value too), so it does not depend on the world size
         self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False, sync_dist=True)
-        self.log("loss", losses["loss"].detach(), batch_size=bs, prog_bar=True, logger=False)
+        # the progress line: the total and your own terms (every term is in the loggers above)
+        shown = {k: losses[k].detach() for k in ("loss", *self.objective.config.extra_terms)}
+        self.log_dict(shown, batch_size=bs, prog_bar=True, logger=False)
         return losses["loss"]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

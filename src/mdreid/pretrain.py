@@ -29,14 +29,14 @@ from mdreid.config.cli_overrides import checked_overrides
 from mdreid.config.location import config_dir
 from mdreid.config.run import RunConfig
 from mdreid.config.sections import typed_section
+from mdreid.files.atomic_io import atomic_write_json
+from mdreid.files.file_hash import sha256
+from mdreid.files.portable_paths import portable, portable_overrides
 from mdreid.models.clip_weights import load_clip_visual_weights, save_visual_weights
 from mdreid.pretraining.zero_shot import ZeroShotSection, zero_shot
-from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.file_hash import sha256
-from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
-from mdreid.runtime.output_dir import check_writable, keep_caches_in
-from mdreid.runtime.portable_paths import portable, portable_overrides
+from mdreid.process.errors import MDReIDError, cli_errors
+from mdreid.process.interrupts import last_checkpoint, stop_cleanly
+from mdreid.process.output_dir import check_writable, keep_caches_in
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
     keep_caches_in(cfg.paths.output_dir)
     import lightning as L  # Lightning imports matplotlib: after the line above
 
+    from mdreid.config.hydra import instantiate_callbacks, instantiate_trainer
+    from mdreid.files.safe_load import checkpoint_globals
     from mdreid.pretraining.contrastive import ProxyPretrainModule
-    from mdreid.runtime.hydra import instantiate_callbacks, instantiate_trainer
-    from mdreid.runtime.safe_load import checkpoint_globals
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")

@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from mdreid.config.cli_overrides import checked_overrides
 from mdreid.config.location import config_dir
 from mdreid.config.run import RunConfig
-from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.output_dir import check_writable, keep_caches_in
+from mdreid.process.errors import MDReIDError, cli_errors
+from mdreid.process.output_dir import check_writable, keep_caches_in
 
 
 def score(cfg: DictConfig) -> dict[str, float]:
@@ -29,10 +29,10 @@ def score(cfg: DictConfig) -> dict[str, float]:
     out_dir = check_writable(run.output_dir, "paths.output_dir")
     keep_caches_in(out_dir)
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load torch
+    from mdreid.config.hydra import configure_threads
     from mdreid.feature_file import read_feature_file
     from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.reports import publish
-    from mdreid.runtime.hydra import configure_threads
 
     evaluation = EvalConfig.parse(cfg.eval)
     if evaluation.save_features:

@@ -14,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from mdreid.config.cli_overrides import checked_overrides
 from mdreid.config.location import config_dir
 from mdreid.config.run import RunConfig
-from mdreid.runtime.errors import cli_errors
-from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
+from mdreid.process.errors import cli_errors
+from mdreid.process.interrupts import last_checkpoint, stop_cleanly
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
     from mdreid.config.model import model_sections
     from mdreid.config.preflight import check_train_config
-    from mdreid.runtime.output_dir import keep_caches_in
+    from mdreid.process.output_dir import keep_caches_in
 
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
     checked = check_train_config(cfg, run_cfg)
@@ -36,6 +36,12 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     import lightning as L
 
     from mdreid.checkpoint import resolve_checkpoint
+    from mdreid.config.hydra import (
+        command_line_overrides,
+        instantiate_callbacks,
+        instantiate_loggers,
+        instantiate_trainer,
+    )
     from mdreid.factory import (
         adopt_architecture,
         build_datamodule,
@@ -44,18 +50,12 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         check_resumable,
         load_module,
     )
+    from mdreid.files.safe_load import checkpoint_globals
+    from mdreid.lightning_plugins.wandb_logger import WandbLogger
     from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.protocol import protocol_record, warn_test_selection
     from mdreid.reporting.results_callback import PublishResults
     from mdreid.reporting.seed_groups import configuration_label
-    from mdreid.runtime.hydra import (
-        command_line_overrides,
-        instantiate_callbacks,
-        instantiate_loggers,
-        instantiate_trainer,
-    )
-    from mdreid.runtime.logs import WandbLogger
-    from mdreid.runtime.safe_load import checkpoint_globals
 
     evaluation = EvalConfig.parse(cfg.eval)
     warn_test_selection(val, run_cfg.monitors())

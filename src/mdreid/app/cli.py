@@ -13,7 +13,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 OFFLINE = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mdreid.config.sections import leaves
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # the hyper-parameters that fix the network a checkpoint's weights belong to (besides the head sizes)
 ARCHITECTURE = ("backbone", "mdl", "sie_coe")

@@ -14,7 +14,7 @@ import torch
 
 from mdreid.checkpoint.architecture import Architecture
 from mdreid.checkpoint.state import find_state_dict
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 if TYPE_CHECKING:
     from mdreid.data.bit_depth import BitDepthRule

@@ -1,6 +1,6 @@
 """Opening a checkpoint file: ``resolve_checkpoint`` is the one door train, eval and export go through.
 
-The file is read as data, never as code (``mdreid.runtime.safe_load``). It tells an mdreid Lightning
+The file is read as data, never as code (``mdreid.files.safe_load``). It tells an mdreid Lightning
 checkpoint from an official MDReID ``.pth`` (docs/official_checkpoints.md), and turns every ordinary mistake
 into one line naming the key and the file: a missing path, a folder, a truncated or foreign file, NaN
 weights. Whether the weights fit a model is checked where the model is known (``mdreid.checkpoint.state``).
@@ -16,8 +16,8 @@ import torch
 
 from mdreid.checkpoint.checkpoint import Checkpoint
 from mdreid.checkpoint.state import find_state_dict
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.safe_load import TRUST_HINT, load_torch_file
+from mdreid.files.safe_load import TRUST_HINT, load_torch_file
+from mdreid.process.errors import MDReIDError
 
 _LISTED = 4
 
@@ -113,7 +113,7 @@ def resolve_checkpoint(
 ) -> Checkpoint:
     """Open the checkpoint ``key`` points at, or fail in one line that says what is wrong and what to do.
 
-    The file is read without running code from it (``mdreid.runtime.safe_load``) unless ``trust`` is set;
+    The file is read without running code from it (``mdreid.files.safe_load``) unless ``trust`` is set;
     ``hint``: how the user of this command vouches for a file that asks to run code. ``pretraining``: the
     file must be mdreid.pretrain's checkpoint, else it must not be one.
     """

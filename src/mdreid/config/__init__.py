@@ -1,4 +1,5 @@
-"""The parsing room: where an entry point's Hydra config is checked and read into typed objects, once.
+"""The configuration: where it lives, how a command line is checked and composed, what it builds; and the
+parsing room, where an entry point's config is read into typed objects, once.
 
 Code outside this package receives those objects (``RunConfig``, the model's typed sections, ``EvalConfig``,
 the validation split, ...) and never looks a key up by a path string or edits a config in place; a step

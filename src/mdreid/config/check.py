@@ -26,7 +26,7 @@ from mdreid.config.keys import (
     unknown_key_hint,
 )
 from mdreid.config.location import config_dir
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def _compose(config_name: str, overrides: Sequence[str], return_hydra_config: bool = True) -> DictConfig:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -4,9 +4,10 @@ naming the closest known key, never a run that quietly ignores it.
 Hydra itself refuses ``init_form=x`` (not in the config) with a hint to write ``+init_form=x``, which it then
 accepts: the key lands in the config and nothing reads it. Here a ``+key`` must name a key the config has
 (a section removed with ``~`` and given again), an argument of the class a ``_target_`` node builds
-(``trainer``, ``callbacks``, ``logger``, a tower of your own: the library's own signature), a field of a
-structured ``hydra`` node, an entry of a section of user-named entries (``model.loss.extra_terms``), or a
-key of an optional section the config leaves null (its typed reader checks it). Hydra's own config errors
+(``trainer``, ``callbacks``, ``logger``: the library's own signature), an argument of a registered tower
+(checked at start-up), a field of a structured ``hydra`` node, an entry of a section of user-named entries
+(``model.loss.extra_terms``), or a key of an optional section the config leaves null (its typed reader checks
+it). Hydra's own config errors
 (not in struct, an unknown group option, a mandatory value not given) become the same single line.
 """
 
@@ -21,12 +22,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # keys that moved: old full key -> new full key
 RENAMED = {"plots": "eval.plots", "model.mdl.enabled": "model.mdl.decoupled"}
 # sections whose entries the user names (checked by their own reader, ``_target_`` included)
 USER_ENTRIES = ("model.loss.extra_terms",)
+# sections that name a registered plug-in -> the key that names it
+PLUGIN_SECTIONS = {"model.backbone": "tower"}
 # sections of named ``_target_`` entries that a user may add to (each checked against its class)
 OWNED_ENTRIES = ("callbacks", "logger")
 # what each mandatory top-level value means, for the line that asks for it
@@ -141,6 +144,8 @@ def check_added_key(base: DictConfig, full: DictConfig, key: str) -> None:
             + unknown_key_hint(new, (_join(parent, k) for k in node), key)
         )
     found, built = _node(full, parent)
+    if found and isinstance(built, DictConfig) and PLUGIN_SECTIONS.get(parent) in built:
+        return  # an argument of a registered plug-in: checked against its signature at start-up
     if found and isinstance(built, DictConfig) and "_target_" in built:  # an argument of a class
         _check_argument(parent, built["_target_"], parts[0], key)
         return

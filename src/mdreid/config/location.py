@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/mdreid (this file is in runtime/)
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/mdreid (this file is in config/)
 
 
 def config_dir() -> str:

@@ -11,15 +11,17 @@ from mdreid.config.model import ModelSections, model_sections
 from mdreid.config.run import RunConfig
 from mdreid.config.sections import plain
 from mdreid.data.val_split import NONE, TEST, ValConfig
+from mdreid.losses.extra_terms import check_loss_terms
 from mdreid.models.backbone import BackboneConfig, backbone_config
-from mdreid.models.tower import TARGET, check_tower_section
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.output_dir import check_writable
+from mdreid.models.tower import check_tower_section
+from mdreid.models.tower_registry import TOWER
+from mdreid.process.errors import MDReIDError
+from mdreid.process.output_dir import check_writable
 
 
 def check_pretrained_weights(run: RunConfig, backbone: BackboneConfig) -> None:
     """A recipe that starts from pretrained weights (``allow_random_init: false`` in its backbone config: CLIP,
-    or a ``_target_`` tower such as DINOv2) needs ``model.backbone.weights``, unless the run starts from
+    or a registered tower such as DINOv2) needs ``model.backbone.weights``, unless the run starts from
     another checkpoint (``init_from``, ``ckpt_path``)."""
     if backbone.weights or backbone.allow_random_init:
         return
@@ -72,12 +74,13 @@ def check_train_config(cfg: DictConfig, run: RunConfig) -> CheckedTrainConfig:
     # a config refused here never reaches the data; the sections go on to the module (the tower reads its
     # own section when it is built)
     sections = model_sections(cfg.model)
+    check_loss_terms(sections.loss)
     backbone = plain(cfg.model.backbone)
     check_tower_section(backbone)
-    if TARGET not in backbone:
+    if TOWER not in backbone:
         check_pretrained_weights(run, backbone_config(backbone))
     elif backbone.get("allow_random_init") is False:  # a tower of your own that asks for the same check
-        name = str(backbone.get("name") or backbone[TARGET])
+        name = str(backbone.get("name") or backbone[TOWER])
         weights = backbone.get("weights")
         check_pretrained_weights(run, BackboneConfig(name=name, weights=weights, allow_random_init=False))
     return CheckedTrainConfig(val, sections)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mdreid.config.sections import plain, typed_view
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)

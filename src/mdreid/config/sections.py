@@ -10,7 +10,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import OmegaConf
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 T = TypeVar("T")
 

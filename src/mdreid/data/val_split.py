@@ -21,7 +21,7 @@ import numpy as np
 
 from mdreid.config.sections import plain, typed_section
 from mdreid.data.records import Benchmark, Record
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 HOLDOUT, NONE, TEST = "holdout", "none", "test"
 MODES = (HOLDOUT, NONE, TEST)

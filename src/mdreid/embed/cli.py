@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ from mdreid.embed.embeddings import Embeddings
 from mdreid.embed.inputs import ImageLike, to_pil
 from mdreid.modalities import MODALITIES
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 FORMAT = "mdreid-features/1"
 DEFAULT_NAME = "features.safetensors"

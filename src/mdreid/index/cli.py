@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mdreid.config.cli_args import OneLineParser
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 ROLES = ("gallery", "query", "all")
 
@@ -55,8 +55,8 @@ def _records(args: argparse.Namespace) -> list:
         raise MDReIDError(
             "name the images: Hydra overrides of a dataset (experiment=...), --manifest FILE, or files"
         )
+    from mdreid.config.hydra import compose_config
     from mdreid.factory import build_datamodule
-    from mdreid.runtime.hydra import compose_config
 
     bench = build_datamodule(compose_config("eval", _dataset_overrides(args)), validation=False).benchmark
     role = getattr(args, "role", "gallery")

@@ -41,7 +41,7 @@ from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
 from mdreid.metrics.rerank import RerankSettings
 from mdreid.metrics.results import AnyToAnyResult
 from mdreid.modalities import NUM_MODALITIES, SUBSETS
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 JUNK_RULES: tuple[str, ...] = ("camera", "scene")
 _STATES: tuple[str, ...] = (

@@ -18,7 +18,7 @@ from open_clip.transformer import VisionTransformer
 
 from mdreid.config.sections import plain, typed_section
 from mdreid.models.clip_weights import load_clip_visual_weights
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 class OpenCLIPTower(nn.Module):

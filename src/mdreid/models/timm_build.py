@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 KEY = "model.backbone.weights"
 SOURCES = ("timm", "open_clip")
@@ -48,7 +48,7 @@ def open_clip_trunk(name: str) -> tuple[str, dict[str, Any]]:
     if not trunk.get("timm_model_name"):
         raise MDReIDError(
             f"model.backbone.name: {name!r} is open_clip's own ViT, not a timm trunk; select it with "
-            "model/backbone=vit_b16 and model.backbone.name (no _target_)"
+            "model/backbone=vit_b16 and model.backbone.name (no model.backbone.tower)"
         )
     extra = sorted(set(trunk) - set(_OPEN_CLIP_KEYS))
     if extra or trunk.get("timm_proj") not in ("none", None, ""):

@@ -33,7 +33,8 @@ from torch import nn
 from mdreid.data.transforms import MEAN as PIPELINE_MEAN
 from mdreid.data.transforms import STD as PIPELINE_STD
 from mdreid.models import timm_build
-from mdreid.runtime.errors import MDReIDError
+from mdreid.models.tower_registry import register_tower
+from mdreid.process.errors import MDReIDError
 
 # timm submodules the tower runs, in forward order (absent ones are skipped)
 _RUN = ("patch_embed", "pos_drop", "norm_pre", "blocks", "norm", "fc_norm", "rope")
@@ -62,6 +63,7 @@ def _check_stats(key: str, values: Sequence[float] | None) -> tuple[float, float
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
+@register_tower("timm")
 class TimmTower(nn.Module):
     """A timm ViT or Eva driven through the tower protocol; see the module docstring for the token layout.
 

@@ -10,15 +10,15 @@ import lightning
 import torch
 
 from mdreid.config.check import check_command_line
+from mdreid.config.hydra import compose_config
 from mdreid.data.readers import junk_rule
+from mdreid.files.atomic_io import atomic_write
+from mdreid.files.file_hash import sha256
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import RELEASES, describe_mismatch
 from mdreid.official.reader import load_official, official_checkpoint
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.file_hash import sha256
-from mdreid.runtime.hydra import compose_config
+from mdreid.process.errors import MDReIDError
 
 
 def convert(

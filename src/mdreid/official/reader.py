@@ -13,7 +13,7 @@ from mdreid.checkpoint.state import key_mismatch, with_run_heads
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import Converted, describe_mismatch, official_name, resolve_image_size
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

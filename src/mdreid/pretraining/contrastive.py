@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from mdreid.config.sections import plain, typed_section
 from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def supervised_contrastive(

@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 from mdreid.config.sections import plain, typed_section
 from mdreid.data.synthetic.pool import PoolSpec, load_or_render
 from mdreid.data.transforms import MEAN, STD, seeded_rngs
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 _AUG_STREAM = 0x5EED_0101  # separates the pool's augmentation seeds from every other stream
 

@@ -27,11 +27,11 @@ from torchvision.transforms.v2 import functional as TF
 from mdreid.config.cli_overrides import checked_overrides
 from mdreid.config.location import config_dir
 from mdreid.data.transforms import MEAN, STD
+from mdreid.files.atomic_io import atomic_write_json
 from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.backbone import backbone_config, backbone_kwargs, build_backbone
-from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.output_dir import check_writable, keep_caches_in
+from mdreid.process.errors import MDReIDError, cli_errors
+from mdreid.process.output_dir import check_writable, keep_caches_in
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from mdreid.feature_file import FeatureSet, write_feature_file
 from mdreid.feature_file.schema import DEFAULT_NAME
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.protocol import PROTOCOL_KEY, summarize_protocol
 from mdreid.reporting.reports import publish
-from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

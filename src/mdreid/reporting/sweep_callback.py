@@ -25,9 +25,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mdreid.config.run import RunConfig
-from mdreid.runtime.errors import FailedJob
-from mdreid.runtime.job_status import mark_ended, mark_running
-from mdreid.runtime.sweep_plan import write_plan
+from mdreid.process.errors import FailedJob
+from mdreid.sweeps.job_status import mark_ended, mark_running
+from mdreid.sweeps.sweep_plan import write_plan
 
 if TYPE_CHECKING:
     from mdreid.reporting.sweep_table import SweepTable

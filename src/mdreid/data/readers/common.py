@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mdreid.data.records import Benchmark, Record
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 POLICIES: tuple[str, ...] = ("error", "skip")
 MAX_LISTED = 5  # offending paths quoted in an error message

@@ -24,7 +24,7 @@ from mdreid.data.readers.common import (
     one_based_camera,
     require_dir,
 )
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 MODALITY_DIRS = ("vis", "ni", "th")
 
