@@ -63,7 +63,7 @@ def save_pretraining_checkpoint(run_dir: Path) -> Path:
     """``<run_dir>/checkpoints/last.ckpt`` as mdreid.pretrain writes it (tiny random tower), with the tower
     file beside it in the run folder."""
     from mdreid.config.hydra import compose_config
-    from mdreid.pretraining.contrastive import ProxyPretrainModule
+    from mdreid.pretrain.contrastive import ProxyPretrainModule
 
     backbone = compose_config("pretrain.yaml", []).backbone
     module = ProxyPretrainModule(backbone=backbone, image_size=32)

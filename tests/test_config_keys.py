@@ -19,19 +19,21 @@ from mdreid.process.errors import MDReIDError
 
 def _mains() -> dict[str, Callable[[], object]]:
     from mdreid import eval as eval_cli
-    from mdreid import export, pretrain, score, sweep_summary, train
+    from mdreid import score, sweep_summary, train
     from mdreid.data import cli as data_cli
+    from mdreid.export import cli as export_cli
     from mdreid.index import cli as index_cli
     from mdreid.official import cli as official_cli
-    from mdreid.pretraining import zero_shot
+    from mdreid.pretrain import cli as pretrain_cli
+    from mdreid.pretrain import zero_shot
 
     return {
         "train": train.main,
         "eval": eval_cli.main,
-        "export": export.main,
+        "export": export_cli.main,
         "score": score.main,
-        "pretrain": pretrain.main,
-        "pretraining.zero_shot": zero_shot.main,
+        "pretrain": pretrain_cli.main,
+        "pretrain.zero_shot": zero_shot.main,
         "index": index_cli.main,
         "data": data_cli.main,
         "sweep_summary": sweep_summary.main,
@@ -95,7 +97,7 @@ PLUS_TYPOS = {
         "+eval.pairz: eval.pairz is no key of this config; did you mean eval.pairs?",
     ),
     "pretrain": (["+init_weight=t.safetensors"], "did you mean init_weights?"),
-    "pretraining.zero_shot": (
+    "pretrain.zero_shot": (
         ["+optim.momentum=0.9"],
         "+optim.momentum: optim.momentum is no key of this config",
     ),

@@ -20,8 +20,8 @@ from mdreid.models.backbone import VisionOverrides, backbone_config, backbone_kw
 from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.module import ReIDModule
 from mdreid.optim.lr_schedule import ScheduleConfig
-from mdreid.pretraining.contrastive import ProxyPretrainModule
-from mdreid.pretraining.pool_data import PoolDataModule
+from mdreid.pretrain.contrastive import ProxyPretrainModule
+from mdreid.pretrain.pool_data import PoolDataModule
 from mdreid.process.errors import MDReIDError
 
 TINY = {

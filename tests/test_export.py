@@ -20,7 +20,7 @@ from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
 from mdreid.embed.embedder import Embedder
 from mdreid.export import example_inputs, export, export_extractor
-from mdreid.export_parity import parity_report
+from mdreid.export.parity import parity_report
 from mdreid.factory import load_module
 from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.feature_extractor import FeatureExtractor

@@ -36,9 +36,9 @@ from mdreid.data.synthetic.streams import IDENTITY, SHAPE, SOURCES, keyed_rng
 from mdreid.lightning_plugins.last_checkpoint import LastCheckpoint
 from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.clip_weights import save_visual_weights
-from mdreid.pretrain import pretrain, sha256
-from mdreid.pretraining.contrastive import supervised_contrastive
-from mdreid.pretraining.pool_data import Augment, IdentityOrder, PoolDataset
+from mdreid.pretrain.cli import pretrain, sha256
+from mdreid.pretrain.contrastive import supervised_contrastive
+from mdreid.pretrain.pool_data import Augment, IdentityOrder, PoolDataset
 from mdreid.process.errors import MDReIDError
 
 SHIPPED = Path(asset_path("proxy_foundation_tiny.safetensors"))

@@ -37,7 +37,7 @@ from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.official import convert, load_official_checkpoint
-from mdreid.pretrain import pretrain
+from mdreid.pretrain.cli import pretrain
 from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 from test_config_keys import one_error
@@ -157,7 +157,7 @@ def test_a_checkpoint_of_the_other_kind_is_one_line_naming_what_to_pass(
     expected = (
         f"error: {{key}}='{pretrained}' is a pretraining checkpoint (mdreid.pretrain's resume point): a visual "
         f"tower, not a re-identification model; fine-tune from its tower with mdreid.train "
-        f"model.backbone.weights={tower} (or score the tower with mdreid.pretraining.zero_shot out=FILE)"
+        f"model.backbone.weights={tower} (or score the tower with mdreid.pretrain.zero_shot out=FILE)"
     )
     for entry, key in (("eval", "ckpt_path"), ("export", "ckpt_path"), ("train", "init_from")):
         argv = [f"{key}={pretrained}", f"hydra.run.dir={tmp_path / entry}"]

@@ -53,7 +53,7 @@ def _other_kind(payload: object, path: Path, key: str, pretraining: bool) -> str
         return (
             f"{key}={str(path)!r} is a pretraining checkpoint (mdreid.pretrain's resume point): a visual tower, "
             f"not a re-identification model; fine-tune from its tower with mdreid.train "
-            f"model.backbone.weights={tower} (or score the tower with mdreid.pretraining.zero_shot out=FILE)"
+            f"model.backbone.weights={tower} (or score the tower with mdreid.pretrain.zero_shot out=FILE)"
         )
     if pretraining and not is_pretraining_checkpoint(payload):
         kind = (

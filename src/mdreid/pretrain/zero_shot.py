@@ -1,4 +1,4 @@
-"""Zero-shot diagnostic of a visual tower: ``python -m mdreid.pretraining.zero_shot out=FILE [overrides]``.
+"""Zero-shot diagnostic of a visual tower: ``python -m mdreid.pretrain.zero_shot out=FILE [overrides]``.
 
 What a foundation brings before any fine-tuning: the tower's pooled, projected output of each modality image
 is the sample's feature of that modality (the single token a baseline compares across modalities), scored

@@ -23,7 +23,7 @@ from mdreid.data.records import Record
 from mdreid.embed.embedder import Embedder
 from mdreid.embed.embeddings import Embeddings
 from mdreid.embed.sources import RecordImages
-from mdreid.export import INPUT_NAMES
+from mdreid.export.graph import INPUT_NAMES
 from mdreid.files.atomic_io import atomic_write_json, atomic_write_text
 from mdreid.metrics.any_to_any_functional import any_to_any_reid
 from mdreid.modalities import MODALITIES, NUM_MODALITIES, SUBSETS, subset_indices

@@ -4,7 +4,7 @@ Trains the tiny CLIP-layout ViT on the RGB-only pool of other identities (:mod:`
 and writes its visual tower as an open_clip ``.safetensors`` file, with a provenance JSON beside it (command,
 seed, wall time, machine, sha256). Fine-tuning loads it as ``model.backbone.weights=FILE``, exactly as it
 loads converted CLIP weights. Resumable with ``ckpt_path=<run dir>/checkpoints/last.ckpt``. After training
-the tower is scored zero-shot on the synthetic bench copy (:mod:`mdreid.pretraining.zero_shot`, switched by
+the tower is scored zero-shot on the synthetic bench copy (:mod:`mdreid.pretrain.zero_shot`, switched by
 ``zero_shot.enabled``) and the scores go into the provenance.
 """
 
@@ -33,7 +33,7 @@ from mdreid.files.atomic_io import atomic_write_json
 from mdreid.files.file_hash import sha256
 from mdreid.files.portable_paths import portable, portable_overrides
 from mdreid.models.clip_weights import load_clip_visual_weights, save_visual_weights
-from mdreid.pretraining.zero_shot import ZeroShotSection, zero_shot
+from mdreid.pretrain.zero_shot import ZeroShotSection, zero_shot
 from mdreid.process.errors import MDReIDError, cli_errors
 from mdreid.process.interrupts import last_checkpoint, stop_cleanly
 from mdreid.process.output_dir import check_writable, keep_caches_in
@@ -103,7 +103,7 @@ def pretrain(cfg: DictConfig) -> dict[str, float]:
 
     from mdreid.config.hydra import instantiate_callbacks, instantiate_trainer
     from mdreid.files.safe_load import checkpoint_globals
-    from mdreid.pretraining.contrastive import ProxyPretrainModule
+    from mdreid.pretrain.contrastive import ProxyPretrainModule
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -145,7 +145,3 @@ def run(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="pretrain.yaml")
 def main(cfg: DictConfig) -> None:
     run(cfg)
-
-
-if __name__ == "__main__":
-    main()
