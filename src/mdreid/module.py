@@ -24,6 +24,7 @@ from mdreid.config.sections import plain
 from mdreid.data.batch import Batch
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
+from mdreid.metrics.any_to_any import SAMPLE_KEYS
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
 from mdreid.models.mdreid_net import MDReIDNet
@@ -37,13 +38,17 @@ SYNCED_SCORES_ADVICE = re.escape("It is recommended to use `self.log('") + r"(va
 
 
 class ReIDModule(L.LightningModule):
-    """Trains MDReID (or the single-token baseline) and evaluates every query/gallery modality pair."""
+    """Trains MDReID (or the single-token baseline) and evaluates every query/gallery modality pair.
+
+    The sizes the data fixes (identities, cameras) come first, then the model config's sections, the network's
+    (``backbone``, ``image_size``, ``sie_coe``, ``mdl``) and the training's (``loss``, ``optim``, ``schedule``).
+    """
 
     def __init__(
         self,
-        backbone: Mapping[str, Any],
         num_classes: int,
         num_cameras: int,
+        backbone: Mapping[str, Any],
         image_size: Sequence[int],
         sie_coe: float = 1.0,
         mdl: Mapping[str, Any] | None = None,
@@ -157,17 +162,7 @@ class ReIDModule(L.LightningModule):
         sp, sh = self.net.extract(images, batch["present"], camid)
         if sh is None:  # single-token baseline: its one feature is compared across modalities, like sh
             sp, sh = None, sp
-        metric.update(
-            sp=sp,
-            sh=sh,
-            present=batch["present"],
-            pid=batch["pid"],
-            camid=batch["camid"],
-            sceneid=batch["sceneid"],
-            index=batch["index"],
-            is_query=batch["is_query"],
-            is_gallery=batch["is_gallery"],
-        )
+        metric.update(sp=sp, sh=sh, index=batch["index"], **{key: batch[key] for key in SAMPLE_KEYS})
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._update_metric(self.val_metric, batch)

@@ -143,7 +143,7 @@ class TimmTower(nn.Module):
             )
         self.rope_mixed = bool(getattr(model, "rope_mixed", False))
         self.grid = tuple(int(g) for g in model.patch_embed.grid_size)
-        self._out_dim = int(model.embed_dim)
+        self.out_dim = int(model.embed_dim)
         self.prefix_count = 1 if model.cls_token is not None else 0
 
     def _set_input_map(
@@ -161,10 +161,6 @@ class TimmTower(nn.Module):
     @property
     def class_token(self) -> nn.Parameter:
         return self.cls_token
-
-    @property
-    def out_dim(self) -> int:
-        return self._out_dim
 
     def use_prefix_tokens(self, count: int) -> None:
         """Widen the class slot to ``count`` tokens: a table's class row repeated, and the attention blocks

@@ -43,10 +43,8 @@ class Tower(Protocol):
         recipe the shared token too."""
         ...
 
-    @property
-    def out_dim(self) -> int:
-        """The width of the features :meth:`project` returns."""
-        ...
+    out_dim: int
+    """The width of the features :meth:`project` returns."""
 
     def use_prefix_tokens(self, count: int) -> None:
         """Called once, at construction, before any weights are loaded: from now on :meth:`encode` gets

@@ -191,6 +191,13 @@ def require_dir(dataset: str, path: str) -> str:
     return path
 
 
+def flat_modality_folders(scan: Scan, folder: str, names: tuple[str, str, str]) -> list[Found]:
+    """A split of three flat modality folders (R, N, T) holding identically named files; a missing one
+    means a broken copy."""
+    dirs = tuple(require_dir(scan.dataset, os.path.join(folder, m)) for m in names)
+    return scan.triplets(dirs)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one benchmark sits on disk; ``read_split`` turns a split folder into triplets via the scan."""
