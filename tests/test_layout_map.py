@@ -21,7 +21,7 @@ def layout_block(readme: str) -> list[str]:
 def package_entries(lines: list[str]) -> dict[str, str]:
     """Each entry of the ``src/mdreid/`` part (a folder ``x/``, or root modules ``a.py, b.py``) -> its text,
     continuation lines (indented further) included."""
-    start = lines.index("src/mdreid/")
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["src/mdreid/"])
     entries: dict[str, str] = {}
     key = ""
     for line in lines[start + 1 :]:
