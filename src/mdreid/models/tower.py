@@ -68,7 +68,8 @@ class Tower(Protocol):
 
 
 # the protocol's members in their order above, named in the error for a tower that lacks some
-TOWER_MEMBERS = tuple(name for name in vars(Tower) if not name.startswith("_"))
+# in declaration order: the annotated attributes (out_dim) sit in __annotations__, not among the class's names
+TOWER_MEMBERS = tuple(name for name in {**vars(Tower), **Tower.__annotations__} if not name.startswith("_"))
 
 
 def tower_section(section: Mapping[str, Any]) -> dict[str, Any]:
