@@ -3,8 +3,8 @@ its arguments with these).
 
 ``ivf`` is the kind for large galleries. Its cells are small (``IVF_CELL_SIZE`` items each on average), so
 one identity's gallery items sit in one or two cells and a few probed cells (``IVF_NPROBE``) hold a query's
-true neighbours; a query's cells are found by exact inner products with all centroids, a cost of one vector
-per cell. Recall and speed against exact search at 1M vectors: docs/benchmarks.md.
+true neighbours; larger cells mix several identities and lose recall at the same search cost. A query's
+cells are found by exact inner products with all centroids, a cost of one vector per cell. Recall and speed against exact search at 1M vectors: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw")
 HNSW_LINKS = 32
 IVF_CELL_SIZE = 64
-IVF_TRAIN_PER_CELL = 8  # k-means sample per cell: training costs cells x sample inner products per round
+IVF_TRAIN_PER_CELL = 32  # k-means sample per cell: training costs cells x sample inner products per round
 IVF_NPROBE = 8
 
 

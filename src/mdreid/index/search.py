@@ -52,8 +52,7 @@ def _vectors(items: GalleryItems, q_subset: str, g_subset: str, side: str, mode:
 def new_faiss_index(kind: str, dim: int, train: np.ndarray, nlist: int | None = None) -> faiss.Index:
     """An empty inner-product index of ``kind`` with ids; IVF is trained on ``train`` (``nlist`` cells, default
     ``ivf_cells``; k-means on a seeded sample of ``IVF_TRAIN_PER_CELL`` vectors per cell, all when fewer).
-    A query's cells are found exactly (a flat quantiser): a graph over the centroids misroutes queries when
-    identities' centres are nearly orthogonal, as they are in high dimension."""
+    A query's cells are found exactly, by its inner product with every centroid."""
     if kind == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     if kind == "hnsw":
