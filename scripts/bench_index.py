@@ -105,7 +105,8 @@ def main() -> None:
     batch_exact, exact = timed_search(flat, queries, args.k)
     single_exact = single_search(flat, queries[: args.single], args.k)
     print(
-        f"| `flat` (exact) | {build:.1f} s | | 1 | {1e3 * batch_exact:.2f} | 1 | {1e3 * single_exact:.2f} | 1 |"
+        f"| `flat` (exact) | {build:.1f} s | | 1 | {1e3 * batch_exact:.2f} | 1 | "
+        f"{1e3 * single_exact:.2f} | 1 |"
     )
     del flat
 

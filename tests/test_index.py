@@ -120,8 +120,8 @@ def test_approximate_kinds_find_most_exact_neighbours(tmp_path: Path, kind) -> N
 
 
 def clustered(n: int, ids: int, dim: int, seed: int) -> np.ndarray:
-    """Unit vectors around ``ids`` random identity centres (same centres for every seed), same-identity cosine
-    ~0.5: each identity's ~50 items are near-ties for its queries, as trained ReID features of one person are."""
+    """Unit vectors around ``ids`` random identity centres (same centres for every seed), same-identity
+    cosine ~0.5: each identity's ~50 items are near-ties for its queries, as one person's ReID features are."""
     centres = np.random.default_rng(0).standard_normal((ids, dim))
     rng = np.random.default_rng(seed)
     x = centres[rng.integers(0, ids, n)] + rng.standard_normal((n, dim))
