@@ -253,7 +253,9 @@ def parser() -> argparse.ArgumentParser:
     find.add_argument(
         "--kind", choices=KINDS, default="flat", help="flat = exact; ivf for large galleries (docs/index.md)"
     )
-    find.add_argument("--nprobe", type=int, default=IVF_NPROBE, help="ivf cells searched")
+    find.add_argument(
+        "--nprobe", type=int, default=IVF_NPROBE, help=f"ivf cells searched (default: {IVF_NPROBE})"
+    )
     find.add_argument("--out", help="folder for results.json and ranked_list.png")
     find.add_argument("overrides", nargs="*")
     return main
