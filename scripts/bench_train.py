@@ -7,21 +7,21 @@ Presets (trailing Hydra overrides, e.g. ``trainer.precision=16-mixed``, change a
 - ``vitb16-gpu``: CLIP ViT-B/16 with random init (``weights: null``), 256x128, 64 triplets (192 images) per
   step, ``bf16-mixed`` on one CUDA GPU.
 
-Model part (``mdreid.analysis.train_bench``): the real ``ReIDModule`` (``mdreid.factory.build_module``
-on the composed config) trained by the real Lightning Trainer (``mdreid.runtime.hydra.instantiate_trainer``, so
+Model part (``analysis.train_bench``): the real ``ReIDModule`` (``mdreid.factory.build_module``
+on the composed config) trained by the real Lightning Trainer (``mdreid.config.hydra.instantiate_trainer``, so
 precision and torch threads are set as in a run): forward, MDReID objective, backward and the Adam step. Its
 input is one PK-structured batch of random images already on the device, reused every step, so the data
 pipeline is measured separately and the host-to-device copy is excluded. Step 0 is FLOP-counted
-(``mdreid.analysis.flops``) and the warmup steps are dropped; the timed window starts and ends with a device
+(``analysis.flops``) and the warmup steps are dropped; the timed window starts and ends with a device
 synchronisation. ``--profile DIR`` profiles a few more steps (op table, Chrome trace, host syncs per step, GPU
-busy share; ``mdreid.analysis.profiling``).
+busy share; ``analysis.profiling``).
 
-Towers side by side (``mdreid.analysis.tower_bench``): ``--backbone 'NAME [override ...]'``, repeated, runs the
+Towers side by side (``analysis.tower_bench``): ``--backbone 'NAME [override ...]'``, repeated, runs the
 model part for each ``model/backbone`` config in turn, ``--rounds`` times over (interleaved, so a shared
 machine's load falls on all alike); ``--flops-only`` instead counts one step's FLOPs of each on the CPU, with
 no trainer or timing (full-size towers on a machine without a GPU).
 
-Data part (``mdreid.analysis.pipeline_bench``): decode + augmentation of the real training ``Dataset``
+Data part (``analysis.pipeline_bench``): decode + augmentation of the real training ``Dataset``
 (``TrainTripletDataset.__getitem__``, the code a DataLoader worker runs) on a synthetic copy
 (``data.synth.preset``), timed in this process with one torch thread, as one worker has; ``--workers 1,4`` also
 times real DataLoaders with that many workers. It then says whether ``--cores`` cores (the GPU machine's 16)
@@ -41,9 +41,9 @@ from typing import Any
 
 import torch
 
-from mdreid.analysis.pipeline_bench import bench_pipeline, keep_up_checks, print_pipeline
-from mdreid.analysis.tower_bench import compare_towers, count_model, parse_backbone, print_towers
-from mdreid.analysis.train_bench import (
+from analysis.pipeline_bench import bench_pipeline, keep_up_checks, print_pipeline
+from analysis.tower_bench import compare_towers, count_model, parse_backbone, print_towers
+from analysis.train_bench import (
     DEFAULT_STEPS,
     GPU_PEAK_TFLOPS,
     PRESETS,
@@ -53,8 +53,8 @@ from mdreid.analysis.train_bench import (
     model_device,
     print_model,
 )
-from mdreid.runtime.atomic_io import atomic_write_json
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.files.atomic_io import atomic_write_json
+from mdreid.process.errors import MDReIDError, cli_errors
 
 
 def machine() -> dict[str, Any]:

@@ -68,8 +68,8 @@ def counted(manifests: Path) -> list[str]:
 def timed(repeat: int) -> list[str]:
     import lightning as L
 
+    from mdreid.config.hydra import compose_config
     from mdreid.factory import build_datamodule, build_module
-    from mdreid.runtime.hydra import compose_config
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config(

@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from mdreid.models.clip_weights import convert_to_safetensors
-from mdreid.runtime.errors import cli_errors
+from mdreid.process.errors import cli_errors
 
 
 @cli_errors

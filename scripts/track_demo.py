@@ -6,18 +6,17 @@ The video: ``--ids`` identities of the synthetic generator walking on crossing p
 hidden undetected and 5% of the others missed. Every variant runs the same tracker with the same settings
 on the same detections; only the embeddings differ (none for motion/IoU).
 
-    pip install 'mdreid[track]'     # boxmot and motmetrics (see docs/results.md for the opencv caveat)
+    pip install 'mdreid[track]'     # boxmot and motmetrics
     python scripts/track_demo.py --ckpt RUN/checkpoints/last.ckpt --out outputs/track_demo
 
-motmetrics 1.4.0 (the latest release) calls ``np.asfarray``, which NumPy 2 removed; the fix is on its master
-branch but unreleased. This script restores that one function (``np.asarray(x, dtype=float)``, its exact
-meaning) before importing motmetrics, and says so in its output.
+motmetrics 1.4.0 (the latest release) computes its IoU distance matrix (``distances.iou_matrix``) with
+``np.asfarray``, which NumPy 2 removed. ``iou_distances`` builds the same matrix from motmetrics' own
+``distances.boxiou`` instead, so NumPy is left as it is (tests/test_track_demo.py checks the two agree).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -28,16 +27,9 @@ import torch
 from mdreid.data.synthetic.video import VideoSpec, boxes, frames, mot_lines
 from mdreid.embed.embedder import Embedder
 from mdreid.embed.tracker import MultiSpectralBackend
+from mdreid.files.atomic_io import atomic_write_json
 
 VARIANTS = ("mdreid features (R+N+T present)", "motion/IoU only", "RGB-only features")
-
-
-def motmetrics():
-    if not hasattr(np, "asfarray"):  # NumPy 2 removed it; motmetrics 1.4.0 still calls it
-        np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]
-    import motmetrics as mm
-
-    return mm
 
 
 def detections(spec: VideoSpec) -> dict[int, np.ndarray]:
@@ -79,31 +71,45 @@ def track(
     return out
 
 
-def score(spec: VideoSpec, hyp: dict[int, np.ndarray]) -> dict[str, float]:
-    mm = motmetrics()
-    acc = mm.MOTAccumulator(auto_id=True)
-    truth: dict[int, list] = {}
+def truth(spec: VideoSpec) -> dict[int, np.ndarray]:
+    """Per frame, the ground truth's ``id, x1, y1, x2, y2`` rows (the layout of ``track``'s output)."""
+    out: dict[int, list] = {}
     sh, sw = spec.sprite
     for b in boxes(spec):
-        truth.setdefault(b.frame, []).append((b.pid, [b.left, b.top, sw, sh]))
-    for f in range(1, spec.frames + 1):
-        gt = truth.get(f, [])
-        h = hyp.get(f, np.zeros((0, 5)))
-        hyp_xywh = (
-            np.column_stack([h[:, 1], h[:, 2], h[:, 3] - h[:, 1], h[:, 4] - h[:, 2]])
-            if len(h)
-            else np.zeros((0, 4))
-        )
-        gt_xywh = np.array([g[1] for g in gt], dtype=float).reshape(-1, 4)
+        out.setdefault(b.frame, []).append([b.pid, b.left, b.top, b.left + sw, b.top + sh])
+    return {f: np.array(rows, dtype=np.float64) for f, rows in out.items()}
+
+
+def iou_distances(gt_xywh: np.ndarray, hyp_xywh: np.ndarray, max_iou: float = 0.5) -> np.ndarray:
+    """motmetrics' ``iou_matrix``: ``1 - IoU`` of ``x, y, w, h`` rows, NaN (cannot match) above ``max_iou``."""
+    import motmetrics as mm
+
+    gt, hyp = np.asarray(gt_xywh, dtype=float), np.asarray(hyp_xywh, dtype=float)
+    dist = 1 - mm.distances.boxiou(gt[:, None], hyp[None, :])
+    return np.where(dist > max_iou, np.nan, dist)
+
+
+def score(gt: dict[int, np.ndarray], hyp: dict[int, np.ndarray], frames: int) -> dict[str, float]:
+    """IDF1, ID switches, MOTA and the number of true identities of ``hyp`` against ``gt`` (both per frame
+    ``id, x1, y1, x2, y2`` rows) over frames ``1..frames``; a pair matches at IoU >= 0.5."""
+    import motmetrics as mm
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    for f in range(1, frames + 1):
+        g, h = (rows.get(f, np.zeros((0, 5))).reshape(-1, 5) for rows in (gt, hyp))
         acc.update(
-            [g[0] for g in gt],
+            g[:, 0].astype(int).tolist(),
             h[:, 0].astype(int).tolist(),
-            mm.distances.iou_matrix(gt_xywh, hyp_xywh, max_iou=0.5),
+            iou_distances(xywh(g[:, 1:]), xywh(h[:, 1:])),
         )
     summary = mm.metrics.create().compute(
         acc, metrics=["idf1", "num_switches", "mota", "num_unique_objects"], name="demo"
     )
     return {k: float(summary[k].iloc[0]) for k in summary.columns}
+
+
+def xywh(xyxy: np.ndarray) -> np.ndarray:
+    return np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])
 
 
 def main() -> None:
@@ -125,7 +131,7 @@ def main() -> None:
     rows = []
     for name, backend in zip(VARIANTS, backends, strict=True):
         start = time.perf_counter()
-        metrics = score(spec, track(spec, video, dets, backend))
+        metrics = score(truth(spec), track(spec, video, dets, backend), spec.frames)
         rows.append({"variant": name, **metrics, "seconds": time.perf_counter() - start})
         print(
             f"{name}: IDF1 {100 * metrics['idf1']:.1f}, ID switches {int(metrics['num_switches'])}, MOTA {100 * metrics['mota']:.1f}"
@@ -137,10 +143,9 @@ def main() -> None:
         "detections": sum(len(d) for d in dets.values()),
         "checkpoint": str(args.ckpt),
         "machine": platform.platform(),
-        "motmetrics_numpy2_shim": "np.asfarray restored as np.asarray(x, dtype=float)",
         "rows": rows,
     }
-    (out / "track_demo.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_json(out / "track_demo.json", record)
     print(f"wrote {out / 'track_demo.json'}")
 
 

@@ -62,8 +62,8 @@ def booby_trapped(path: Path, marker: Path, state: dict[str, torch.Tensor] | Non
 def save_pretraining_checkpoint(run_dir: Path) -> Path:
     """``<run_dir>/checkpoints/last.ckpt`` as mdreid.pretrain writes it (tiny random tower), with the tower
     file beside it in the run folder."""
-    from mdreid.pretraining.contrastive import ProxyPretrainModule
-    from mdreid.runtime.hydra import compose_config
+    from mdreid.config.hydra import compose_config
+    from mdreid.pretrain.contrastive import ProxyPretrainModule
 
     backbone = compose_config("pretrain.yaml", []).backbone
     module = ProxyPretrainModule(backbone=backbone, image_size=32)

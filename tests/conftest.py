@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from mdreid.runtime.hydra import compose_config
+from mdreid.config.hydra import compose_config
 
 # A few seconds per epoch on 2 cores: 8 identities, tiny ViT, 64x32 images (4x2 patch grid).
 TINY_OVERRIDES = [

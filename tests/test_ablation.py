@@ -1,4 +1,4 @@
-"""The ablation study (scripts/ablation.py over mdreid.analysis.ablation_plan, ablation_study and
+"""The ablation study (scripts/ablation.py over analysis.ablation_plan, ablation_study and
 ablation_report): the aggregated numbers, the resume plan,
 and one real end-to-end study of two tiny variants."""
 
@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import TINY_OVERRIDES
-from mdreid.analysis import ablation_plan as plan
-from mdreid.analysis import ablation_study as study
-from mdreid.analysis.ablation_report import (
+from analysis import ablation_plan as plan
+from analysis import ablation_study as study
+from analysis.ablation_report import (
     GEOMETRY_FILE,
     KEYS,
     SUMMARY,
@@ -27,9 +26,10 @@ from mdreid.analysis.ablation_report import (
     to_markdown,
     write_report,
 )
+from conftest import TINY_OVERRIDES
 from mdreid.metrics.groups import PAPER_PAIRS
 from mdreid.modalities import all_pairs
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ablation.py"
 

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from mdreid.metrics import AnyToAnyReID, PairDistances, PairSelection, rank_metrics
 from mdreid.metrics.groups import MISMATCHED, PAPER_PAIRS
 from mdreid.modalities import SUBSETS, all_pairs
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from samples import make_samples
 
 

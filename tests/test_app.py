@@ -59,11 +59,13 @@ def served(tmp_path_factory):
         args = ["build", str(root / f"{name}-index"), "--ckpt", str(ckpt), "--manifest", str(manifest)]
         assert index_main([*args, "--device", "cpu"]) == 0
     port = free_port()
-    page = launch(
-        parser().parse_args([str(root / "m-index"), "--port", str(port), "--device", "cpu"]), block=False
-    )
+    # served as a user would start it, from the folder that holds the index: the page shows "m-index"
+    cwd = pytest.MonkeyPatch()
+    cwd.chdir(root)
+    page = launch(parser().parse_args(["m-index", "--port", str(port), "--device", "cpu"]), block=False)
     yield root, f"http://127.0.0.1:{port}/"
     page.close()
+    cwd.undo()
 
 
 def cli_search(root: Path, out: str, *files: str, camid: int = 1, top_k: int = 5) -> list[int]:
@@ -125,7 +127,7 @@ def test_index_of_another_model_is_found_by_identity(served, tmp_path: Path, cap
     from mdreid.app.cli import main as app_main
     from mdreid.app.engine import SearchEngine
     from mdreid.factory import load_module
-    from mdreid.runtime.errors import MDReIDError
+    from mdreid.process.errors import MDReIDError
 
     root, _ = served
     copy = shutil.copy(root / "m.ckpt", tmp_path / "copy.ckpt")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
-from mdreid.runtime.atomic_io import atomic_write, atomic_write_json
-from mdreid.runtime.errors import MDReIDError
+from mdreid.files.atomic_io import atomic_write, atomic_write_json
+from mdreid.lightning_plugins.atomic_checkpoint_io import AtomicCheckpointIO
+from mdreid.process.errors import MDReIDError
 
 
 def test_json_roundtrip_and_no_temp_left(tmp_path: Path) -> None:
@@ -105,8 +105,8 @@ def test_a_checkpoint_on_a_full_disk_names_the_os_reason(tmp_path: Path) -> None
 # a checkpoint larger than the file-size limit: torch's zip writer fails the way a full disk makes it fail
 _SHORT_WRITE = """
 import resource, signal, sys, torch
-from mdreid.runtime.atomic_checkpoint_io import AtomicCheckpointIO
-from mdreid.runtime.errors import MDReIDError
+from mdreid.lightning_plugins.atomic_checkpoint_io import AtomicCheckpointIO
+from mdreid.process.errors import MDReIDError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write instead of a killed process
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
 try:

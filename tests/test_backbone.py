@@ -15,7 +15,7 @@ from torch import nn
 
 from mdreid.models.backbone import build_backbone
 from mdreid.models.clip_weights import convert_to_safetensors, load_clip_visual_weights
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "convert_clip_weights.py"
 

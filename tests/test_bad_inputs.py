@@ -136,7 +136,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
         "optim.warmup_epochs, optim.temperature",
     ),
     "zero_shot/tower_missing": (
-        "pretraining.zero_shot",
+        "pretrain.zero_shot",
         ["out={root}/gone.safetensors"],
         "gone.safetensors not found",
     ),

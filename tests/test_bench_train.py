@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from analysis import train_bench
+from analysis.flops import analytic_train_flops, count_flops
+from analysis.train_bench import PRESETS, model_device
 from conftest import compose_cfg
-from mdreid.analysis import train_bench
-from mdreid.analysis.flops import analytic_train_flops, count_flops
-from mdreid.analysis.train_bench import PRESETS, model_device
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.models.mdreid_net import MDReIDNet
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 
@@ -27,7 +27,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 WIDTH, LAYERS, PATCH, DIM = 64, 2, 8, 32
 TIMM_ARGS = {"depth": LAYERS, "embed_dim": WIDTH, "num_heads": 2, "patch_size": PATCH}
 VISION = {"width": WIDTH, "layers": LAYERS, "heads": 2, "patch_size": PATCH}
-TIMM = "mdreid.models.timm_tower.TimmTower"
+TIMM = "timm"
 SWIGLU_HIDDEN = int(WIDTH * 4 * 2 / 3)  # EVA-02's gated MLP: fc1_g and fc1_x W -> hidden, fc2 hidden -> W
 HAND_COUNTED = {
     # qkv 3W^2, out W^2, MLP 2 x 4W^2; specific + shared token
@@ -38,13 +38,13 @@ HAND_COUNTED = {
         DIM,
     ),
     "dinov2_reg": (
-        {"_target_": TIMM, "name": "vit_base_patch14_reg4_dinov2", "model_args": TIMM_ARGS},
+        {"tower": TIMM, "name": "vit_base_patch14_reg4_dinov2", "model_args": TIMM_ARGS},
         2 + 4,  # the MDL tokens, then 4 registers
         12 * WIDTH**2,
         None,
     ),
     "eva02": (
-        {"_target_": TIMM, "name": "eva02_base_patch14_224", "model_args": TIMM_ARGS},
+        {"tower": TIMM, "name": "eva02_base_patch14_224", "model_args": TIMM_ARGS},
         2,
         4 * WIDTH**2 + 3 * WIDTH * SWIGLU_HIDDEN,
         None,

@@ -21,7 +21,7 @@ from mdreid.data.synthetic.generate import generate
 from mdreid.data.synthetic.high_bit_copy import high_bit_copy
 from mdreid.data.transforms import TripletTransform
 from mdreid.data.triplet_dataset import EvalTripletDataset, read_modalities
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 
 SIZE = (24, 16)  # height, width of the test images

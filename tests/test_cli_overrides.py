@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_cfg
+from mdreid.config.cli_overrides import check_overrides
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.data.synthetic.generate import generate
 from mdreid.factory import build_datamodule
-from mdreid.runtime.cli_overrides import check_overrides
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 FOLDER = "my site é"  # a space and a non-ASCII character
 

@@ -10,6 +10,7 @@ import lightning
 import pytest
 import torch
 
+from mdreid.config.sections import typed_section
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.synth_config import SynthConfig, synth_config
 from mdreid.factory import load_module
@@ -19,10 +20,9 @@ from mdreid.models.backbone import VisionOverrides, backbone_config, backbone_kw
 from mdreid.models.mdl_encoder import MDLConfig
 from mdreid.module import ReIDModule
 from mdreid.optim.lr_schedule import ScheduleConfig
-from mdreid.pretraining.contrastive import ProxyPretrainModule
-from mdreid.pretraining.pool_data import PoolDataModule
-from mdreid.runtime.config_sections import typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.pretrain.contrastive import ProxyPretrainModule
+from mdreid.pretrain.pool_data import PoolDataModule
+from mdreid.process.errors import MDReIDError
 
 TINY = {
     "name": "ViT-B-16",

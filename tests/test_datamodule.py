@@ -18,7 +18,7 @@ from mdreid.data.pk_sampler import Draw
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.transforms import TripletTransform
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from replicas import write_tree
 
 SIZE = [32, 16]

@@ -65,6 +65,8 @@ def test_every_example_of_the_deploy_page_runs(
         exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - the page's own examples
     assert namespace["gallery"].subsets == ["RN", "N"] and namespace["scores"].shape == (1, 2)
     assert namespace["features"].shape == (2, namespace["backend"].dim)
+    assert namespace["tracks"].shape == (1, 8)  # one track, started with the backend's vector
+    assert namespace["tracker"].active_tracks[0].curr_feat.shape == (namespace["backend"].dim,)
     assert (tmp_path / "video" / "det.txt").is_file()
     commands = [
         line for block in blocks("bash") for line in block.replace("\\\n", " ").splitlines() if line.strip()

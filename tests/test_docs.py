@@ -1,5 +1,6 @@
 """The documentation agrees with the repository: every relative link and anchor in README.md and docs/*.md
-resolves, and no committed record (provenance, study reports) carries the writing machine's folders."""
+resolves, and no page (code blocks included) or committed record (provenance, study reports) carries the
+writing machine's folders."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mdreid.runtime.portable_paths import portable, portable_overrides
+from mdreid.files.portable_paths import portable, portable_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -81,6 +82,31 @@ def test_the_link_check_catches_a_missing_file_or_anchor(tmp_path: Path) -> None
         "```\n[h](inside-code.md)\n```\n"
     )
     assert [b.split(" ")[0] for b in broken_links(page)] == ["gone.md", "other.md#nothing", "#nowhere"]
+
+
+# folders that belong to one machine (a home, a scratch or mount folder), not to the repository or to an example
+# user path such as /data/RGBNT201 or /weights/ViT-B-16-visual.safetensors
+MACHINE_PATH = re.compile(
+    r"(?<![\w.~-])(/(?:work|tmp|home|root|Users|opt|mnt|var|private|scratch)/|[A-Za-z]:\\)"
+)
+
+
+def machine_paths(text: str) -> list[str]:
+    """The lines of a page that name a machine's own folders, inside code blocks as well as outside."""
+    return [line.strip() for line in text.splitlines() if MACHINE_PATH.search(line)]
+
+
+@pytest.mark.parametrize(
+    "page", [*PAGES, *sorted((ROOT / "notebooks").glob("*.ipynb"))], ids=lambda p: p.name
+)
+def test_no_page_names_a_machine_folder(page: Path) -> None:
+    assert not machine_paths(page.read_text()), machine_paths(page.read_text())[:3]
+
+
+def test_the_machine_path_check_looks_inside_code_blocks() -> None:
+    page = "Data under `outputs/study`.\n```bash\npython x.py --root /work/study/data\ncd /tmp/x\n```\n"
+    assert machine_paths(page) == ["python x.py --root /work/study/data", "cd /tmp/x"]
+    assert not machine_paths("--root /data/RGBNT201 model.backbone.weights=/weights/v.safetensors src/opt/x")
 
 
 def _strings(node: object) -> list[str]:

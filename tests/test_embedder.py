@@ -19,7 +19,7 @@ from mdreid.eval import evaluate
 from mdreid.factory import build_datamodule, build_module
 from mdreid.feature_file import write_feature_file
 from mdreid.metrics.pair_similarity import PairDistances
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.score import score
 
 

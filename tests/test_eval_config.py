@@ -15,15 +15,15 @@ import torch
 
 from checkpoint_files import save_checkpoint
 from conftest import compose_cfg
+from mdreid.config.hydra import TrainerFlags, compose_config, configure_threads
+from mdreid.config.run import RunConfig
+from mdreid.config.sections import typed_view
 from mdreid.factory import build_module, load_module
 from mdreid.feature_file import FORMAT
 from mdreid.metrics import AnyToAnyReID, PairSelection
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
-from mdreid.run_config import RunConfig
-from mdreid.runtime.config_sections import typed_view
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import TrainerFlags, compose_config, configure_threads
+from mdreid.process.errors import MDReIDError
 from mdreid.score import score
 from test_robustness import cli, error_line
 

@@ -297,9 +297,9 @@ def test_eval_draws_grad_cam_overlays_in_the_ranked_lists(
     from mdreid.eval import evaluate
     from mdreid.explain.explainer import Explainer
     from mdreid.factory import build_datamodule, build_module
+    from mdreid.process.errors import MDReIDError
     from mdreid.reporting.plots.ranked_list import BORDER, PERSON_TILE, GridLayout
     from mdreid.reporting.plots.report import LIST_PAIRS
-    from mdreid.runtime.errors import MDReIDError
 
     tiny = [o for o in TINY_OVERRIDES if not o.startswith("callbacks=")]
     common = [*tiny, f"paths.data_dir={synthetic_data_dir}", "eval.pairs=paper", "eval.similarity=paper"]

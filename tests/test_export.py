@@ -20,12 +20,12 @@ from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
 from mdreid.embed.embedder import Embedder
 from mdreid.export import example_inputs, export, export_extractor
-from mdreid.export_parity import parity_report
+from mdreid.export.parity import parity_report
 from mdreid.factory import load_module
 from mdreid.modalities import MODALITIES, SUBSETS
 from mdreid.models.feature_extractor import FeatureExtractor
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from test_config_keys import one_error
 
 SIZE = (64, 32)  # TINY_OVERRIDES' data.image_size

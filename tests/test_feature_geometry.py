@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mdreid.analysis.feature_geometry import cosine_summary, feature_geometry
+from analysis.feature_geometry import cosine_summary, feature_geometry
 from mdreid.modalities import MODALITIES
 from mdreid.models.mdreid_net import MDReIDNet
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from checkpoint_files import save_checkpoint
+from mdreid.config.hydra import compose_config
 from mdreid.factory import build_datamodule, load_module
 from mdreid.index.cli import main as index_main
 from mdreid.index.extract import extract_items
@@ -22,8 +23,7 @@ from mdreid.index.search import search
 from mdreid.index.store import GalleryItems, GalleryStore
 from mdreid.metrics import PairDistances
 from mdreid.modalities import all_pairs, subset_indices
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import compose_config
+from mdreid.process.errors import MDReIDError
 
 
 def random_items(n: int, seed: int, dim: int = 8, missing: bool = True) -> GalleryItems:
@@ -340,8 +340,8 @@ def test_cli_builds_and_searches_an_ivf_index(tmp_path: Path, capsys) -> None:
 def test_an_index_refuses_a_rewritten_checkpoint_and_damaged_files(tmp_path: Path, capsys) -> None:
     """The checkpoint file of the index rewritten (a resumed training): add and search stop with one line
     naming both hashes, before any model is loaded. A truncated shard or FAISS file: one line naming it."""
+    from mdreid.files.file_hash import sha256
     from mdreid.index.identity import CHECKPOINT
-    from mdreid.runtime.file_hash import sha256
 
     ckpt = tmp_path / "last.ckpt"
     ckpt.write_bytes(b"model one")

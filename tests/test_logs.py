@@ -21,20 +21,20 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from conftest import TINY_OVERRIDES
-from mdreid.runtime.csv_logger import CSVLogger
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.logs import (
+from mdreid.lightning_plugins.csv_logger import CSVLogger
+from mdreid.lightning_plugins.model_summary import ParamSummary
+from mdreid.lightning_plugins.plain_progress import PlainProgress, batch_size, progress_bar, progress_line
+from mdreid.lightning_plugins.wandb_logger import WandbLogger
+from mdreid.process.errors import MDReIDError
+from mdreid.process.logs import (
     NO_ACCELERATOR,
     PYTREE_DEPRECATION,
-    ParamSummary,
-    WandbLogger,
     lightning_logs_to_root,
     quiet_known_noise,
     quiet_other_ranks,
 )
-from mdreid.runtime.output_dir import holds_nothing
-from mdreid.runtime.plain_progress import PlainProgress, batch_size, progress_bar, progress_line
-from mdreid.runtime.worker_logs import _OncePerMessage, _RankFilter
+from mdreid.process.output_dir import holds_nothing
+from mdreid.process.worker_logs import _OncePerMessage, _RankFilter
 
 # what a plain `python -m mdreid.train` printed before: (what it was, a fragment of it), matched ignoring case
 NOISE = [
@@ -53,9 +53,6 @@ NOISE = [
     ("a final test or validation labelled as one more epoch", "epoch 3 validation"),
 ]
 ANSI = re.compile(r"\x1b\[")
-# wandb's closing lines ("You can sync this run ...") keep their colour codes even in a pipe: wandb prints them
-# itself at shutdown, outside the logging setup; the only exception to the rule
-WANDB_FOOTER = "\x1b[1;34mwandb\x1b[0m: "
 # one log record as conf/hydra/default.yaml prints it: [time][logger][LEVEL] - message
 RECORD = re.compile(r"^\[[-\d :,]+\](\[[^\]]+\]\[[A-Z]+\] - .*)$")
 # a Python warning as the warnings module prints it: path:line: Category: message
@@ -65,8 +62,10 @@ WARNING = re.compile(r"^\S+\.py:\d+: (\w+(Warning|Error): .*)$")
 def assert_clean(out: str) -> None:
     """No colour codes, none of the known noisy lines, and every log record and warning printed once."""
     lines = out.splitlines()
-    coloured = [line for line in lines if ANSI.search(line) and not line.startswith(WANDB_FOOTER)]
+    coloured = [line for line in lines if ANSI.search(line)]
     assert not coloured, f"escape codes in a piped log: {coloured[:3]}"
+    twice = sorted({line for line in lines if line.strip() and lines.count(line) > 1})
+    assert not twice, f"lines printed more than once: {twice[:3]}"
     for what, fragment in NOISE:
         hits = [line for line in lines if fragment.lower() in line.lower()]
         assert not hits, f"{what}: {hits}"
@@ -256,7 +255,7 @@ def test_plain_progress_prints_every_n_steps_and_each_epoch_end(
         default_root_dir=tmp_path,
         accelerator="cpu",
     )
-    with caplog.at_level(logging.INFO, logger="mdreid.runtime.logs"):
+    with caplog.at_level(logging.INFO, logger="mdreid.lightning_plugins.model_summary"):
         trainer.fit(LossModel())
     lines = capsys.readouterr().out.splitlines()
     steps = [re.search(r"\| step (\d+)/10 \|", line) for line in lines if " | step " in line]
@@ -267,7 +266,9 @@ def test_plain_progress_prints_every_n_steps_and_each_epoch_end(
     expected = [rf"epoch {e} validation \| 2 batches in \d+:\d\d:\d\d" for e in (1, 2)]  # no sanity check
     expected.append(r"validation \| 2 batches in \d+:\d\d:\d\d")
     assert len(validation) == 3 and all(map(re.fullmatch, expected, validation)), lines
-    summary = "\n".join(r.getMessage() for r in caplog.records if r.name == "mdreid.runtime.logs")
+    summary = "\n".join(
+        r.getMessage() for r in caplog.records if r.name == "mdreid.lightning_plugins.model_summary"
+    )
     assert "total params" in summary and "FLOPs" not in summary
 
 

@@ -18,7 +18,7 @@ from mdreid.losses import (
     rol_target,
 )
 from mdreid.models.net_output import NetOutput
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # ----------------------------------------------------------------------------- official-style references
 # Written after docs/method.md §3 in the official code's shape (loops, PK reshape, explicit detach),

@@ -18,7 +18,7 @@ from mdreid.data.readers.manifest import load_manifest, write_manifest
 from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
 from mdreid.factory import build_datamodule, build_module
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 
 LAYOUTS = ("rgbnt201", "rgbnt100", "msvr310")

@@ -10,7 +10,7 @@ from mdreid.models.backbone import build_backbone
 from mdreid.models.mdl_encoder import MDLEncoder
 from mdreid.models.openclip_tower import OpenCLIPTower
 from mdreid.models.tower import Tower
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TINY_VISION = {"width": 32, "layers": 2, "heads": 2, "patch_size": 8}
 

@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_cfg
+from mdreid.config.sections import typed_section
 from mdreid.losses.loss_config import LossConfig
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.modalities import MODALITIES
@@ -14,8 +15,7 @@ from mdreid.models.heads import BNNeckClassifier
 from mdreid.models.mdreid_net import MDReIDNet, fill_absent_with_mean
 from mdreid.optim.lr_schedule import ScheduleConfig
 from mdreid.optim.param_groups import OptimConfig
-from mdreid.runtime.config_sections import typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TINY = {
     "name": "ViT-B-16",

@@ -24,7 +24,7 @@ from mdreid.modalities import MODALITIES
 from mdreid.official import convert, load_official_checkpoint
 from mdreid.official.cli import main
 from mdreid.official.layout import convert_official
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 from test_config_keys import one_error
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mdreid.metrics import PairDistances, plan_pair
 from mdreid.modalities import SUBSETS, all_pairs, subset_indices
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 R, N, T = 0, 1, 2
 NQ, NG, D = 5, 7, 8

@@ -14,6 +14,7 @@ from mdreid.data.records import Record
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, PairDistances, rank_metrics
 from mdreid.metrics.functional import query_rank_stats
 from mdreid.modalities import LETTERS, SUBSETS
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.plots import (
     cmc_figure,
     pair_heatmap,
@@ -26,7 +27,6 @@ from mdreid.reporting.plots import (
     write_plots,
 )
 from mdreid.reporting.plots.ranked_list import PERSON_TILE, VEHICLE_TILE, GridLayout
-from mdreid.runtime.errors import MDReIDError
 from samples import make_samples
 
 GREEN, RED, BLACK, WHITE = (0, 255, 0), (255, 0, 0), (0, 0, 0), (255, 255, 255)

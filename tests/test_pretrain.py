@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import load_file
 
 from conftest import compose_cfg
+from mdreid.config.hydra import instantiate_callbacks
+from mdreid.config.location import asset_path
 from mdreid.data.synthetic.appearance import make_identity
 from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.generate import PRESETS
@@ -31,15 +33,13 @@ from mdreid.data.synthetic.pool import (
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import SHAPES
 from mdreid.data.synthetic.streams import IDENTITY, SHAPE, SOURCES, keyed_rng
+from mdreid.lightning_plugins.last_checkpoint import LastCheckpoint
 from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.clip_weights import save_visual_weights
-from mdreid.pretrain import pretrain, sha256
-from mdreid.pretraining.contrastive import supervised_contrastive
-from mdreid.pretraining.pool_data import Augment, IdentityOrder, PoolDataset
-from mdreid.runtime.config import asset_path
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import instantiate_callbacks
-from mdreid.runtime.last_checkpoint import LastCheckpoint
+from mdreid.pretrain.cli import pretrain, sha256
+from mdreid.pretrain.contrastive import supervised_contrastive
+from mdreid.pretrain.pool_data import Augment, IdentityOrder, PoolDataset
+from mdreid.process.errors import MDReIDError
 
 SHIPPED = Path(asset_path("proxy_foundation_tiny.safetensors"))
 TINY_VISION = {"width": 128, "layers": 4, "heads": 4, "patch_size": 8}

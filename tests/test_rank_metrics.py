@@ -13,7 +13,7 @@ import torch
 
 from mdreid.metrics import rank_metrics
 from mdreid.metrics.functional import query_rank_stats, rank_workspace, sort_rows_
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def loop_reference(dist, q_pids, g_pids, q_groups, g_groups, max_rank):

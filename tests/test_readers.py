@@ -17,7 +17,7 @@ from mdreid.data.readers import (
     rgbnt201,
     split_folders,
 )
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from replicas import benchmark_dir, build_replica, build_tiny, manifests_or_skip, write_tree
 
 GRAMMARS = {"rgbnt201": rgbnt201.GRAMMAR, "rgbnt100": rgbnt100.GRAMMAR, "msvr310": msvr310.GRAMMAR}
@@ -357,7 +357,10 @@ def test_msvr310_filename_must_match_its_id_folder(tmp_path: Path) -> None:
     [
         (
             {"name": "market1501"},
-            "invalid dataset='market1501': use one of rgbnt201, rgbnt100, msvr310, wmveid863",
+            "data.dataset='market1501': no dataset reader has that name (known: rgbnt201, rgbnt100, msvr310, "
+            "wmveid863, manifest); a dataset reader of your own is registered with @register_reader('market1501') "
+            'in a module that an installed package names under [project.entry-points."mdreid.readers"]: install '
+            "your package (pip install -e <its folder>), see docs/extending.md",
         ),
         (
             {"name": "rgbnt201", "on_missing": "ignore"},

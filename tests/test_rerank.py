@@ -8,7 +8,7 @@ import torch
 
 from mdreid.metrics import rerank as rerank_module
 from mdreid.metrics.rerank import RerankSettings, k_reciprocal_rerank, rerank_row_blocks
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def paper_rerank(q_g, q_q, g_g, k1=20, k2=6, lam=0.3):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mdreid.config.hydra import compose_config
 from mdreid.metrics import AnyToAnyReID, PairDistances, rank_metrics
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import subset_indices
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.hydra import compose_config
+from mdreid.process.errors import MDReIDError
 from samples import make_samples
 from test_rerank import paper_rerank
 

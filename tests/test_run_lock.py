@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.run_lock import LOCK_NAME, RunLock, is_primary_process
+from mdreid.process.errors import MDReIDError
+from mdreid.process.run_lock import LOCK_NAME, RunLock, is_primary_process
 
 HOLD = """
 import sys, time
-from mdreid.runtime.run_lock import RunLock
+from mdreid.process.run_lock import RunLock
 RunLock(sys.argv[1], "hydra.run.dir").acquire()
 print("locked", flush=True)
 time.sleep(600)
@@ -60,7 +60,7 @@ def test_a_killed_runs_lock_is_stale_and_taken_over(holder, caplog) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     lock = RunLock(folder, "hydra.run.dir")
-    with caplog.at_level(logging.WARNING, logger="mdreid.runtime.run_lock"):
+    with caplog.at_level(logging.WARNING, logger="mdreid.process.run_lock"):
         lock.acquire()
     assert f"taking over the stale lock of a run that ended (pid {proc.pid} on" in caplog.text
     assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
@@ -83,7 +83,7 @@ def test_a_finished_runs_folder_is_refused_for_a_new_run(tmp_path: Path) -> None
     """A new train pointed at a finished run's folder stops in one line before it writes anything; resuming
     (ckpt_path) and an explicit overwrite=true pass."""
     from conftest import compose_cfg
-    from mdreid.runtime.output_dir import refuse_finished_run
+    from mdreid.process.output_dir import refuse_finished_run
 
     folder = tmp_path / "run"
     (folder / "checkpoints").mkdir(parents=True)

@@ -11,7 +11,7 @@ from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ALL_PRESENT, ModalityDropout, marginal_drop_rate
 from mdreid.data.pk_sampler import PKSampler, pk_round
 from mdreid.data.shard_sampler import ShardSampler
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # 10 identities: sizes 2 (< K, resampled), 4, 5, 7, 8, 9 ... so chunk counts differ between identities
 SIZES = [2, 4, 5, 7, 8, 9, 12, 3, 6, 10]

@@ -25,7 +25,7 @@ from mdreid.feature_file import FORMAT, read_feature_file
 from mdreid.metrics import PairSelection
 from mdreid.metrics.eval_config import EvalConfig, metric_keys
 from mdreid.modalities import NUM_MODALITIES, all_pairs, subset_indices
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.score import file_argument, score
 from test_config_keys import one_error
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.seed_groups import (
     Stat,
     configuration_label,
@@ -14,7 +15,6 @@ from mdreid.reporting.seed_groups import (
     parse_reference,
     rank_groups,
 )
-from mdreid.runtime.errors import MDReIDError
 
 JOBS = [
     ({"w": "1", "seed": "1"}, "1", {"s": 80.0}),

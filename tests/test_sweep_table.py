@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.sweep_report import summary_markdown
 from mdreid.reporting.sweep_table import build_table, to_markdown
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.job_status import mark_ended, mark_running
 from mdreid.sweep_summary import main
+from mdreid.sweeps.job_status import mark_ended, mark_running
 
 
 def make_job(
@@ -144,7 +144,7 @@ def test_jobs_of_the_plan_that_never_ran_are_listed(tmp_path: Path, capsys) -> N
     """A sweep killed after its first job: the plan written at its start names the two jobs that never ran."""
     from omegaconf import OmegaConf
 
-    from mdreid.runtime.sweep_plan import BASIC_SWEEPER, write_plan
+    from mdreid.sweeps.sweep_plan import BASIC_SWEEPER, write_plan
 
     sweep = tmp_path / "sweep"
     config = OmegaConf.create(

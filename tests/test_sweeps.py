@@ -22,8 +22,8 @@ from scipy import stats
 
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.synthetic.generate import generate
+from mdreid.lightning_plugins.spawn_strategy import FileMetricsLauncher, SpawnDDPStrategy
 from mdreid.metrics.groups import PAPER_PAIRS
-from mdreid.runtime.spawn_strategy import FileMetricsLauncher, SpawnDDPStrategy
 
 # On top of TINY_OVERRIDES: one epoch, no logger/callbacks/plots, the 11 paper pairs instead of 49.
 FAST = ["logger=none", "callbacks=none", "trainer.max_epochs=1", "eval.plots=false", "eval.pairs=paper"]

@@ -22,7 +22,7 @@ from mdreid.data.synthetic.generate import PRESETS, generate
 from mdreid.data.synthetic.layouts import RGBNT100_GROUP
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import KINDS
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TINY = PRESETS["tiny"]
 N_TEST = round(TINY.ids / 3)

@@ -19,7 +19,7 @@ from timm.layers import resample_abs_pos_embed
 
 from mdreid.models.mdl_encoder import MDLEncoder
 from mdreid.models.timm_tower import TimmTower
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TINY = {"depth": 2, "embed_dim": 64, "num_heads": 2}
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

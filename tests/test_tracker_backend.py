@@ -13,7 +13,7 @@ from mdreid.data.synthetic.video import VideoSpec, boxes, frames
 from mdreid.embed.embedder import Embedder
 from mdreid.embed.tracker import MultiSpectralBackend, shared_vectors
 from mdreid.factory import build_module
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def test_get_features_contract_and_the_present_subset() -> None:

@@ -16,7 +16,7 @@ from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.readers import load_benchmark
 from mdreid.eval import evaluate
 from mdreid.factory import build_module, load_module
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 
 

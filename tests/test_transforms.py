@@ -13,7 +13,7 @@ from PIL import Image
 from mdreid.data.records import Record
 from mdreid.data.transforms import TripletTransform
 from mdreid.data.triplet_dataset import read_modalities
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SIZE = (32, 16)
 

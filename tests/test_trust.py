@@ -20,14 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from checkpoint_files import Payload, booby_trapped, save_checkpoint, save_pretraining_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
-from mdreid.checkpoints import resolve_checkpoint
+from mdreid.checkpoint import resolve_checkpoint
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.eval import evaluate
 from mdreid.export import export
 from mdreid.factory import (
     adopt_architecture,
-    adopt_image_rule,
+    adopt_checkpoint_images,
     build_datamodule,
     build_module,
     check_cameras,
@@ -37,8 +37,8 @@ from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.official import convert, load_official_checkpoint
-from mdreid.pretrain import pretrain
-from mdreid.runtime.errors import MDReIDError
+from mdreid.pretrain.cli import pretrain
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 from test_config_keys import one_error
 
@@ -157,7 +157,7 @@ def test_a_checkpoint_of_the_other_kind_is_one_line_naming_what_to_pass(
     expected = (
         f"error: {{key}}='{pretrained}' is a pretraining checkpoint (mdreid.pretrain's resume point): a visual "
         f"tower, not a re-identification model; fine-tune from its tower with mdreid.train "
-        f"model.backbone.weights={tower} (or score the tower with mdreid.pretraining.zero_shot out=FILE)"
+        f"model.backbone.weights={tower} (or score the tower with mdreid.pretrain.zero_shot out=FILE)"
     )
     for entry, key in (("eval", "ckpt_path"), ("export", "ckpt_path"), ("train", "init_from")):
         argv = [f"{key}={pretrained}", f"hydra.run.dir={tmp_path / entry}"]
@@ -307,7 +307,9 @@ def test_init_from_takes_the_checkpoints_architecture(
     # the synthetic experiment's own tower is 4 layers of width 128: the checkpoint's 2 x 64 is taken instead
     overrides = ["experiment=synthetic", f"paths.data_dir={synthetic_data_dir}", "data.synth.ids=12"]
     cfg = compose_cfg("train.yaml", [*overrides, f"init_from={trained}"], tmp_path / "fine-tune")
-    adopt_architecture(cfg, resolve_checkpoint(trained))
+    given = adopt_architecture(cfg, resolve_checkpoint(trained))
+    assert (cfg.model.backbone.vision.width, cfg.model.backbone.vision.layers) == (128, 4)  # a new config
+    cfg = given
     assert (cfg.model.backbone.vision.width, cfg.model.backbone.vision.layers) == (64, 2)
     assert list(cfg.data.image_size) == [64, 32] and cfg.model.backbone.weights is None
     data = type("Data", (), {"num_classes": 12, "num_cameras": 3, "junk_rule": "camera"})()
@@ -321,8 +323,10 @@ def test_eval_maps_high_bit_depth_images_as_the_training_did(
     payload["datamodule_hyper_parameters"] = {"high_bit_depth": {"mode": "range", "range": [0, 65535]}}
     torch.save(payload, trained)
     cfg = eval_cfg(f"ckpt_path={trained}")
-    adopt_image_rule(cfg, resolve_checkpoint(trained))
+    adopted = adopt_checkpoint_images(cfg, resolve_checkpoint(trained))
+    assert cfg.data.high_bit_depth.mode == "stretch"  # a new config: the given one stays as it was
+    cfg = adopted
     assert cfg.data.high_bit_depth.mode == "range" and list(cfg.data.high_bit_depth.range) == [0, 65535]
     contradicting = eval_cfg(f"ckpt_path={trained}", "data.high_bit_depth.mode=stretch")
     with pytest.raises(MDReIDError, match=r"asks for min-max stretch.*trained with .*65535"):
-        adopt_image_rule(contradicting, resolve_checkpoint(trained))
+        adopt_checkpoint_images(contradicting, resolve_checkpoint(trained))

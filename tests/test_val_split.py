@@ -14,12 +14,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mdreid.config.preflight import check_selection
 from mdreid.data.datamodule import MultiModalReIDDataModule
 from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
 from mdreid.data.val_split import ValConfig, split_validation
-from mdreid.preflight import check_selection
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @pytest.fixture(scope="module")

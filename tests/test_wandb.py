@@ -136,3 +136,18 @@ def test_an_offline_run_writes_nothing_outside_its_run_folder(
     assert list((tmp_path / "work" / "run" / "wandb").glob("offline-run-*"))
     assert not outside, outside
     assert list((tmp_path / "work" / "run" / ".matplotlib").glob("fontlist*.json"))
+
+
+def test_each_job_of_a_process_logs_into_its_own_run(wandb_offline, tmp_path: Path) -> None:
+    """A multirun's jobs share one process: the second job's logger finishes the first job's open run and
+    starts its own, instead of logging into the first one (Lightning reuses ``wandb.run`` when one is open)."""
+    import wandb
+
+    from mdreid.lightning_plugins.wandb_logger import WandbLogger
+
+    first = WandbLogger(project="mdreid", offline=True, save_dir=str(tmp_path / "job0")).experiment
+    first.log({"x": 1.0})
+    second = WandbLogger(project="mdreid", offline=True, save_dir=str(tmp_path / "job1")).experiment
+    assert second.id != first.id and wandb.run is second
+    assert first._is_finished and not second._is_finished
+    assert Path(second.dir).is_relative_to(tmp_path / "job1")

@@ -13,7 +13,7 @@ from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.cli import main as data_cli
 from mdreid.data.readers import junk_rule, load_benchmark
 from mdreid.data.synthetic.generate import generate
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 from mdreid.train import train
 
 

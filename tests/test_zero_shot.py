@@ -17,8 +17,8 @@ from mdreid.metrics.functional import query_rank_stats, summarize_rank_stats
 from mdreid.modalities import MODALITIES
 from mdreid.models.backbone import build_backbone
 from mdreid.models.clip_weights import save_visual_weights
-from mdreid.pretraining.zero_shot import grayscale, markdown, run, zero_shot
-from mdreid.runtime.errors import MDReIDError
+from mdreid.pretrain.zero_shot import grayscale, markdown, run, zero_shot
+from mdreid.process.errors import MDReIDError
 
 TINY_TOWER = {"embed_dim": 128, "vision": {"width": 128, "layers": 4, "heads": 4, "patch_size": 8}}
 

@@ -4,7 +4,7 @@ Every constructor argument is a plain config value, saved with ``save_hyperparam
 alone is enough to rebuild the model (``mdreid.factory.load_module``: the saved hyper-parameters with
 the backbone's ``weights`` path dropped, since the checkpoint already holds every weight). The ``model.mdl``,
 ``model.loss``, ``model.optim`` and ``model.schedule`` sections are read here as typed dataclasses
-(:func:`mdreid.model_config.model_sections`); ``model.backbone`` by the network that builds the tower.
+(:func:`mdreid.config.model.model_sections`); ``model.backbone`` by the network that builds the tower.
 """
 
 from __future__ import annotations
@@ -19,31 +19,36 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 
+from mdreid.config.model import ModelSections, model_sections
+from mdreid.config.sections import plain
 from mdreid.data.batch import Batch
 from mdreid.losses.objective import MDReIDObjective
 from mdreid.metrics import AnyToAnyReID, AnyToAnyResult, Evaluation
+from mdreid.metrics.any_to_any import SAMPLE_KEYS
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.modalities import MODALITIES
-from mdreid.model_config import model_sections
 from mdreid.models.mdreid_net import MDReIDNet
 from mdreid.models.net_output import NetOutput
 from mdreid.optim.lr_schedule import build_scheduler
 from mdreid.optim.param_groups import build_param_groups
-from mdreid.runtime.config_sections import plain
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # Lightning's PossibleUserWarning for an epoch-level value logged without sync_dist, for the evaluation keys
 SYNCED_SCORES_ADVICE = re.escape("It is recommended to use `self.log('") + r"(val|test)/"
 
 
 class ReIDModule(L.LightningModule):
-    """Trains MDReID (or the single-token baseline) and evaluates every query/gallery modality pair."""
+    """Trains MDReID (or the single-token baseline) and evaluates every query/gallery modality pair.
+
+    The sizes the data fixes (identities, cameras) come first, then the model config's sections, the network's
+    (``backbone``, ``image_size``, ``sie_coe``, ``mdl``) and the training's (``loss``, ``optim``, ``schedule``).
+    """
 
     def __init__(
         self,
-        backbone: Mapping[str, Any],
         num_classes: int,
         num_cameras: int,
+        backbone: Mapping[str, Any],
         image_size: Sequence[int],
         sie_coe: float = 1.0,
         mdl: Mapping[str, Any] | None = None,
@@ -52,13 +57,15 @@ class ReIDModule(L.LightningModule):
         schedule: Mapping[str, Any] | None = None,
         evaluation: EvalConfig | Mapping[str, Any] | None = None,
         junk: str = "camera",
+        sections: ModelSections | None = None,
     ) -> None:
         super().__init__()
-        args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
+        args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__", "sections")}
         evaluation = EvalConfig.parse(evaluation)
         args["evaluation"] = evaluation.plain()  # checkpoints hold plain data only
         self.save_hyperparameters(args)
-        sections = model_sections(args)
+        # ``sections``: the typed form of mdl, loss, optim and schedule where the caller parsed them already
+        sections = sections if sections is not None else model_sections(args)
         self.net = MDReIDNet(
             backbone=args["backbone"],
             num_classes=num_classes,
@@ -83,7 +90,8 @@ class ReIDModule(L.LightningModule):
         """The one way a module is built, whatever the source: a ``model`` config section (Hydra's, a
         checkpoint's saved hyper-parameters, or the sizes an official file's tensors imply; ``_target_`` is
         ignored) plus what the data or the checkpoint fixes (``num_classes``, ``num_cameras``, ``junk``,
-        ``evaluation``), which wins over the section."""
+        ``evaluation``), which wins over the section; ``sections`` (``model_sections`` of that same section)
+        where the caller parsed it already."""
         spec = {k: v for k, v in plain(model).items() if k != "_target_"}
         return cls(**{**spec, **fixed})
 
@@ -102,7 +110,9 @@ class ReIDModule(L.LightningModule):
         # each rank averages its own batches: the epoch value is reduced over ranks (one small all-reduce per
         # term and step, as Lightning syncs the step value too), so it does not depend on the world size
         self.log_dict(logged, batch_size=bs, on_step=True, on_epoch=True, prog_bar=False, sync_dist=True)
-        self.log("loss", losses["loss"].detach(), batch_size=bs, prog_bar=True, logger=False)
+        # the progress line: the total and your own terms (every term is in the loggers above)
+        shown = {k: losses[k].detach() for k in ("loss", *self.objective.config.extra_terms)}
+        self.log_dict(shown, batch_size=bs, prog_bar=True, logger=False)
         return losses["loss"]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -152,17 +162,7 @@ class ReIDModule(L.LightningModule):
         sp, sh = self.net.extract(images, batch["present"], camid)
         if sh is None:  # single-token baseline: its one feature is compared across modalities, like sh
             sp, sh = None, sp
-        metric.update(
-            sp=sp,
-            sh=sh,
-            present=batch["present"],
-            pid=batch["pid"],
-            camid=batch["camid"],
-            sceneid=batch["sceneid"],
-            index=batch["index"],
-            is_query=batch["is_query"],
-            is_gallery=batch["is_gallery"],
-        )
+        metric.update(sp=sp, sh=sh, index=batch["index"], **{key: batch[key] for key in SAMPLE_KEYS})
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._update_metric(self.val_metric, batch)

@@ -14,38 +14,40 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.runtime.cli_overrides import checked_overrides
-from mdreid.runtime.config import config_dir
-from mdreid.runtime.errors import MDReIDError, cli_errors
-from mdreid.runtime.output_dir import check_writable, keep_caches_in
+from mdreid.config.cli_overrides import checked_overrides
+from mdreid.config.location import config_dir
+from mdreid.config.run import RunConfig
+from mdreid.process.errors import MDReIDError, cli_errors
+from mdreid.process.output_dir import check_writable, keep_caches_in
 
 
 def score(cfg: DictConfig) -> dict[str, float]:
     """Score ``cfg.file`` with the ``eval`` section's metric; publish like eval. Returns the test scalars."""
     if OmegaConf.is_missing(cfg, "file"):
         raise MDReIDError("no feature file given: python -m mdreid.score FILE [overrides] (or file=PATH)")
-    out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
+    run = RunConfig.parse(cfg)
+    out_dir = check_writable(run.output_dir, "paths.output_dir")
     keep_caches_in(out_dir)
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load torch
+    from mdreid.config.hydra import configure_threads
     from mdreid.feature_file import read_feature_file
     from mdreid.metrics.eval_config import EvalConfig
     from mdreid.reporting.reports import publish
-    from mdreid.runtime.hydra import configure_threads
 
     evaluation = EvalConfig.parse(cfg.eval)
     if evaluation.save_features:
         raise MDReIDError("eval.save_features=true: score reads saved features and writes none; drop it")
     configure_threads(cfg)
-    features = read_feature_file(cfg.file)
+    features = read_feature_file(run.file)
     metric = evaluation.build_metric(junk=features.junk)
     metric.update(**features.metric_inputs())
     try:
         scored = metric.evaluate()
     except MDReIDError as err:  # what the features cannot give (pairs of absent modalities): name the file
-        raise MDReIDError(f"{cfg.file}: {err}") from err
+        raise MDReIDError(f"{run.file}: {err}") from err
     header = {
-        "task_name": cfg.task_name,
-        "file": str(Path(cfg.file).expanduser().absolute()),
+        "task_name": run.task_name,
+        "file": str(Path(str(run.file)).expanduser().absolute()),
         "dataset": features.dataset,
         "method": features.method,
         "source": features.provenance,

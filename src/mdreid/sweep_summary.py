@@ -7,9 +7,9 @@ sweep_summary.csv and sweep_configs.csv into DIR and prints the tables. Statuses
 
 from __future__ import annotations
 
+from mdreid.config.cli_args import OneLineParser
+from mdreid.process.errors import MDReIDError, cli_errors
 from mdreid.reporting.sweep_report import print_table, write_summary
-from mdreid.runtime.cli_args import OneLineParser
-from mdreid.runtime.errors import MDReIDError, cli_errors
 
 
 @cli_errors

@@ -11,11 +11,11 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mdreid.run_config import RunConfig
-from mdreid.runtime.cli_overrides import checked_overrides
-from mdreid.runtime.config import config_dir
-from mdreid.runtime.errors import cli_errors
-from mdreid.runtime.interrupts import last_checkpoint, stop_cleanly
+from mdreid.config.cli_overrides import checked_overrides
+from mdreid.config.location import config_dir
+from mdreid.config.run import RunConfig
+from mdreid.process.errors import cli_errors
+from mdreid.process.interrupts import last_checkpoint, stop_cleanly
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,23 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     ``run_cfg``: the top-level keys, where the caller has read them already."""
     # imported here, not at the top: Lightning, W&B and the reporting stack take seconds to load, which
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
-    from mdreid.preflight import check_train_config
-    from mdreid.runtime.output_dir import keep_caches_in
+    from mdreid.config.model import model_sections
+    from mdreid.config.preflight import check_train_config
+    from mdreid.process.output_dir import keep_caches_in
 
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
-    val = check_train_config(cfg, run_cfg)
-    keep_caches_in(cfg.paths.output_dir)
+    checked = check_train_config(cfg, run_cfg)
+    val, sections = checked.val, checked.sections
+    keep_caches_in(run_cfg.output_dir)
     import lightning as L
 
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
+    from mdreid.config.hydra import (
+        command_line_overrides,
+        instantiate_callbacks,
+        instantiate_loggers,
+        instantiate_trainer,
+    )
     from mdreid.factory import (
         adopt_architecture,
         build_datamodule,
@@ -42,38 +50,34 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         check_resumable,
         load_module,
     )
+    from mdreid.files.safe_load import checkpoint_globals
+    from mdreid.lightning_plugins.wandb_logger import WandbLogger
     from mdreid.metrics.eval_config import EvalConfig
-    from mdreid.reporting.protocol import monitors, protocol_record, warn_test_selection
+    from mdreid.reporting.protocol import protocol_record, warn_test_selection
     from mdreid.reporting.results_callback import PublishResults
     from mdreid.reporting.seed_groups import configuration_label
-    from mdreid.runtime.hydra import (
-        command_line_overrides,
-        instantiate_callbacks,
-        instantiate_loggers,
-        instantiate_trainer,
-    )
-    from mdreid.runtime.logs import WandbLogger
-    from mdreid.runtime.safe_load import checkpoint_globals
 
     evaluation = EvalConfig.parse(cfg.eval)
-    warn_test_selection(val, monitors(cfg))
+    warn_test_selection(val, run_cfg.monitors())
     trust = run_cfg.trust_checkpoint
     init = resolve_checkpoint(run_cfg.init_from, "init_from", trust) if run_cfg.init_from else None
     resume = resolve_checkpoint(run_cfg.ckpt_path, trust=trust) if run_cfg.ckpt_path else None
     if init is not None:
-        adopt_architecture(cfg, init)  # the network is the checkpoint's; the loss and schedule the run's
-    L.seed_everything(cfg.seed, workers=True)
+        # the network is the checkpoint's; the loss and schedule the run's: a new config, parsed once
+        cfg = adopt_architecture(cfg, init)
+        sections = model_sections(cfg.model)
+    L.seed_everything(run_cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
-    model = build_module(cfg, datamodule, evaluation)
+    model = build_module(cfg, datamodule, evaluation, sections)
     if init is not None:
         load_module(init, model, new_heads=True).train()  # a resume (ckpt_path) restores its own over these
     if resume is not None:
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
     check_cameras(model, datamodule, evaluation)  # validation and test
-    protocol = protocol_record(cfg, datamodule.benchmark, val, command_line_overrides())
+    protocol = protocol_record(run_cfg, cfg.data.dataset, datamodule.benchmark, val, command_line_overrides())
     callbacks = instantiate_callbacks(run_cfg.callbacks)
-    publisher = PublishResults.from_config(cfg, evaluation, protocol)
+    publisher = PublishResults.from_config(run_cfg, cfg.data.dataset, evaluation, protocol)
     callbacks.append(publisher)
     loggers = instantiate_loggers(run_cfg.logger)
     overrides = command_line_overrides()
@@ -109,7 +113,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         # a sweeper must get the final model's value, not an earlier epoch's
         trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
+    monitor, _ = run_cfg.checkpoint_monitor()
     best = getattr(trainer.checkpoint_callback, "best_model_score", None)
     if monitor and monitor == wanted and best is not None:
         metrics[wanted] = float(best)  # the sweeper scores the weights that are reported: the best epoch's
@@ -124,7 +128,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
 @cli_errors
 def run(cfg: DictConfig) -> float | None:
     run_cfg = RunConfig.parse(cfg)
-    with stop_cleanly(last_checkpoint(cfg.paths.output_dir)):
+    with stop_cleanly(last_checkpoint(run_cfg.output_dir)):
         metrics = train(cfg, run_cfg)
     name = run_cfg.optimized_metric
     if name and name not in metrics:

@@ -13,7 +13,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 OFFLINE = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
@@ -34,7 +34,7 @@ def launch(args: argparse.Namespace, block: bool = True):
         os.environ.setdefault(key, value)
     from mdreid.app.engine import SearchEngine
     from mdreid.app.page import build_page
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
     from mdreid.factory import load_module
     from mdreid.index.extract import pick_device
     from mdreid.index.identity import verify_checkpoint

@@ -18,14 +18,14 @@ from PIL import Image, UnidentifiedImageError
 from mdreid.data.records import Record
 from mdreid.explain.explainer import Explainer, MatchExplanation
 from mdreid.explain.shares import MatchShares, Side, drop_one_shares
+from mdreid.files.file_hash import sha256
 from mdreid.index.identity import verify_same_model
 from mdreid.index.search import Hit, search
 from mdreid.index.store import GalleryItems, GalleryStore
 from mdreid.metrics.pair_rerank import SideFeatures, reranked_pair_distance
 from mdreid.metrics.rerank import RerankSettings
 from mdreid.modalities import LETTERS, subset_indices
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.file_hash import sha256
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from mdreid.app.engine import Match, SearchEngine
 from mdreid.modalities import LETTERS
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
 import gradio as gr  # noqa: E402

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.config.sections import plain, typed_section
+from mdreid.process.errors import MDReIDError
 
 # Pillow's one-channel modes with more than 8 bits: 16-bit unsigned (native, little or big endian), 32-bit
 # signed integer, 32-bit float. A 16-bit PNG opens as I;16, a 16-bit TIFF as I;16 or I;16B, a float TIFF as F.

@@ -12,20 +12,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageFile
 
+from mdreid.config.cli_args import OneLineParser
 from mdreid.data.bit_depth import RULE_MODES, BitDepthRule, is_high_bit
 from mdreid.data.image_check import ImageInfo, depth_line, image_flags, read_info, summary_lines
-from mdreid.data.readers import DATASETS, load_benchmark, sources, split_folders
+from mdreid.data.readers import DATASETS, load_benchmark, reader, split_folders
 from mdreid.data.readers.common import POLICIES
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.data.readers.rgbnt100 import STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, generate
 from mdreid.data.synthetic.unpaired import generate_unpaired
-from mdreid.runtime.cli_args import OneLineParser
-from mdreid.runtime.errors import cli_errors
+from mdreid.process.errors import cli_errors
 
 ROLES = ("train", "query", "gallery")
 
@@ -44,7 +45,7 @@ def split_stats(records: Sequence[Record], with_scenes: bool) -> dict[str, int]:
 
 def benchmark_stats(bench: Benchmark) -> dict[str, dict[str, int | str]]:
     """Per-role statistics plus the split folder each role was read from."""
-    folders = dict.fromkeys(ROLES, "(manifest)") if bench.name == "manifest" else split_folders(bench.name)
+    folders = split_folders(bench.name)
     with_scenes = bench.junk_rule == "scene"
     return {
         role: {**split_stats(getattr(bench, role), with_scenes), "folder": folders[role]} for role in ROLES
@@ -70,8 +71,26 @@ def _rule(args: argparse.Namespace) -> BitDepthRule:
     return BitDepthRule.from_config({"mode": args.high_bit_depth, "range": args.range})
 
 
+def _reader_args(text: str) -> dict[str, Any]:
+    """``--reader-args``: a JSON object of a registered reader's keywords (``data.reader_args`` in training)."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("give a JSON object, e.g. '{\"cameras\": 2}'")
+    return value
+
+
 def _load(args: argparse.Namespace) -> Benchmark:
-    return load_benchmark(args.dataset, args.root, on_missing=args.on_missing, on_bad_name=args.on_bad_name)
+    reader(args.dataset, args.reader_args, key="--dataset")  # an unknown reader names the option
+    return load_benchmark(
+        args.dataset,
+        args.root,
+        on_missing=args.on_missing,
+        on_bad_name=args.on_bad_name,
+        reader_args=args.reader_args,
+    )
 
 
 def _files(bench: Benchmark) -> dict[str, tuple[int, int] | None]:
@@ -221,7 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true", help="show the traceback of an error")
 
     reading = argparse.ArgumentParser(add_help=False, parents=[common])
-    reading.add_argument("--dataset", required=True, choices=sources())
+    reading.add_argument(
+        "--dataset",
+        required=True,
+        help=f"{', '.join((*DATASETS, 'manifest'))}, or the name of a dataset reader of your own",
+    )
+    reading.add_argument(
+        "--reader-args",
+        type=_reader_args,
+        default=None,
+        help="a JSON object of keyword arguments for a reader of your own (data.reader_args in training)",
+    )
     reading.add_argument(
         "--root",
         required=True,

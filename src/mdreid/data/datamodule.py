@@ -19,20 +19,19 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mdreid.config.sections import plain
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.data.dist_ranks import rank_and_world
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.pk_sampler import PKSampler, check_pk_batch
-from mdreid.data.readers import benchmark_folder, load_benchmark, sources
-from mdreid.data.readers.common import check_choice
+from mdreid.data.readers import benchmark_folder, load_benchmark, reader
 from mdreid.data.records import Benchmark
 from mdreid.data.shard_sampler import ShardSampler
 from mdreid.data.synth_config import synth_config
 from mdreid.data.transforms import TripletTransform, check_image_size
 from mdreid.data.triplet_dataset import EvalTripletDataset, TrainTripletDataset
 from mdreid.data.val_split import ValConfig, split_validation
-from mdreid.runtime.config_sections import plain
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,8 @@ class MultiModalReIDDataModule(L.LightningDataModule):
     """RGBNT201 / RGBNT100 / MSVR310 (or a synthetic copy) as aligned R/N/T triplet batches.
 
     Args:
-        dataset: benchmark name (rgbnt201, rgbnt100, msvr310), or ``manifest`` for your own data.
+        dataset: benchmark name (rgbnt201, rgbnt100, msvr310), ``manifest`` for your own data, or the name of
+            a registered reader (docs/extending.md).
         root: folder that contains the benchmark's top folder (``RGBNT201/``, ...).
         image_size: (H, W) every modality image is resized to.
         batch_size: GLOBAL number of triplets per optimizer step over all devices. P = batch_size //
@@ -67,6 +67,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         manifest: the CSV / JSON Lines file of ``dataset="manifest"`` (docs/manifest.md); ``root`` is unused.
         high_bit_depth: ``{"mode": "stretch" | "range", "range": [lo, hi] | None}``: how 16-bit and float
             images map to 0..255 (``mdreid.data.bit_depth``); None = per-image stretch.
+        reader_args: the keyword arguments of a registered reader; None = none.
         val: the validation split (``ValConfig``): ``{"ids", "min_ids", "seed"}`` or ``"holdout"`` (its
             defaults) holds training identities out; ``"none"`` trains on all of them; ``"test"``
             validates on the test split.
@@ -91,12 +92,15 @@ class MultiModalReIDDataModule(L.LightningDataModule):
         manifest: str | None = None,
         high_bit_depth: Mapping[str, Any] | None = None,
         val: Mapping[str, Any] | str | None = "holdout",
+        reader_args: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # plain values (Hydra hands over OmegaConf nodes), so that checkpoints hold data only
         args = {k: plain(v) for k, v in locals().items() if k not in ("self", "__class__")}
         self.save_hyperparameters(args, logger=False)
-        self.dataset = check_choice("data.dataset", dataset.lower(), sources())
+        reader(dataset, args["reader_args"])  # an unknown reader, or arguments it does not take, stop here
+        self.dataset = dataset.lower()
+        self.reader_args = args["reader_args"]
         if (self.dataset == "manifest") != bool(manifest):
             raise MDReIDError(
                 "data.manifest names the CSV / JSON Lines file of data.dataset=manifest, and only of it: "
@@ -209,6 +213,7 @@ class MultiModalReIDDataModule(L.LightningDataModule):
                 self.manifest or self.root,
                 on_missing=self.on_missing,
                 on_bad_name=self.on_bad_name,
+                reader_args=self.reader_args,
             )
             self._benchmark = split_validation(loaded, self.val)
         return self._benchmark

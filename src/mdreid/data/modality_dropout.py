@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.modalities import NUM_MODALITIES
-from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 MODES = ("sample", "batch")
 _STREAM = 0x5EED_0002  # separates the dropout stream from the sampler's and the augmentation's

@@ -28,7 +28,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from mdreid.data.dist_ranks import rank_and_world
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 _STREAM = 0x5EED_0001  # separates the sampler's random stream from the dataset's ones
 

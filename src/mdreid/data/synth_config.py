@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mdreid.config.sections import plain, typed_section
+from mdreid.data.readers import SOURCES
 from mdreid.data.readers.common import check_choice
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING, PRESETS, check_coupling
-from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ def synth_config(synth: Mapping[str, Any] | None, dataset: str) -> SynthConfig |
     if isinstance(values, Mapping):
         values = {key: value for key, value in values.items() if value is not None}
     parsed = typed_section(SynthConfig, values, "data.synth")
+    if dataset not in SOURCES:
+        raise MDReIDError(
+            f"data.synth generates a copy of a built-in benchmark, not data for data.dataset={dataset} (a reader "
+            "of your own): set data.synth=null, with that reader's data at data.root"
+        )
     expected = "unpaired" if dataset == "manifest" else dataset
     like = (parsed.like or expected).lower()
     if like != expected:

@@ -19,7 +19,7 @@ from PIL import Image
 from timm.data.random_erasing import RandomErasing
 from torchvision.transforms import v2
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 MEAN = STD = (0.5, 0.5, 0.5)  # the ViT/CLIP lineage's normalisation, not CLIP's own statistics
 PAD = 10

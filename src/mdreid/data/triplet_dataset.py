@@ -20,7 +20,7 @@ from mdreid.data.pk_sampler import Draw
 from mdreid.data.readers.rgbnt100 import PANEL_BOXES, PANEL_SIZE, STITCHED_SIZE
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.transforms import TripletTransform
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 _AUG_STREAM = 0x5EED_0003  # separates the augmentation seeds from the sampler's and the dropout's
 DEFAULT_RULE = BitDepthRule()

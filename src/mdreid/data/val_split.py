@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.data.records import Benchmark, Record
-from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 HOLDOUT, NONE, TEST = "holdout", "none", "test"
 MODES = (HOLDOUT, NONE, TEST)

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 
 def parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from mdreid.checkpoints import resolve_checkpoint
+    from mdreid.checkpoint import resolve_checkpoint
     from mdreid.embed.embedder import Embedder
     from mdreid.embed.predict import predict
     from mdreid.embed.sources import folder_items, manifest_items, video_items

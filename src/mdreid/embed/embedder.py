@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mdreid.checkpoints import Checkpoint, resolve_checkpoint
+from mdreid.checkpoint import Checkpoint, resolve_checkpoint
 from mdreid.data.bit_depth import BitDepthRule
 from mdreid.data.transforms import TripletTransform
 from mdreid.embed.embeddings import Embeddings
 from mdreid.embed.inputs import ImageLike, to_pil
 from mdreid.modalities import MODALITIES
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,11 @@ class Embedder:
     ) -> Embedder:
         """The model of an mdreid checkpoint or an official MDReID ``.pth`` (a path, or a file already
         opened by ``resolve_checkpoint``), read as data (never unpickled unless ``trust``); ``image_size`` settles an official file's input size where its weights do not."""
-        from mdreid.factory import load_module, trained_image_rule
+        from mdreid.factory import load_module
 
         ckpt = path if isinstance(path, Checkpoint) else resolve_checkpoint(path, key="path", trust=trust)
         module = load_module(ckpt, image_size=image_size)
-        return cls(module, trained_image_rule(ckpt), device, precision, batch_size)
+        return cls(module, ckpt.image_rule, device, precision, batch_size)
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from mdreid.feature_file.schema import FeatureSet
 from mdreid.index.pair_vectors import pair_vectors
 from mdreid.metrics.pair_similarity import CONCAT_MODES, PairDistances
 from mdreid.modalities import LETTERS, subset_indices
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def letters(mask: Sequence[bool]) -> str:

@@ -27,7 +27,7 @@ from PIL import Image
 
 from mdreid.data.bit_depth import BitDepthRule, to_rgb
 from mdreid.data.triplet_dataset import read_image
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 

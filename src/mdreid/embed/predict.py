@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from mdreid.embed.embedder import Embedder, extract
 from mdreid.embed.embeddings import Embeddings
 from mdreid.embed.sources import Items
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 class EmbedBatches(Dataset):
@@ -125,7 +125,7 @@ def predict(
 ) -> tuple[Embeddings, float]:
     """Every item's features (in item order) and the seconds the predict loop took. ``scratch`` is a folder
     for the ranks' part files (removed afterwards)."""
-    from mdreid.runtime.plain_progress import progress_bar
+    from mdreid.lightning_plugins.plain_progress import progress_bar
 
     if devices < 1:
         raise MDReIDError(f"--devices {devices}: must be at least 1")

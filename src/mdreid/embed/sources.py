@@ -19,7 +19,7 @@ from mdreid.data.records import Record
 from mdreid.data.triplet_dataset import read_modalities
 from mdreid.embed.detections import read_detections
 from mdreid.embed.video import Video, align, reference_video
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 FOLDERS: tuple[str, ...] = ("rgb", "nir", "tir")  # a frame folder's sub-folders, in R, N, T order
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})

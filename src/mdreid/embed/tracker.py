@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mdreid.embed.embedder import ARGUMENTS, Embedder
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def shared_vectors(sh: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 _CONTINUE = 48  # decode forward instead of seeking when the wanted frame is at most this far ahead
 _GREY = frozenset({"gray", "gray8", "gray16le", "gray16be", "grayf32le"})

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from mdreid.explain.shares import Side
 from mdreid.index.pair_vectors import pair_vectors
 from mdreid.models.mdreid_net import MDReIDNet, fill_absent_with_mean
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 FEATURES: tuple[str, ...] = ("sp", "sh")
 TARGET_MODES: tuple[str, ...] = ("code", "paper")  # the similarity rules ``pair_vectors`` factors

@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 SIDES = ("query", "gallery")
 FILES = (("rgb", "RGB"), ("nir", "near-infrared"), ("tir", "thermal"))
@@ -71,8 +71,8 @@ def _record(args: argparse.Namespace, side: str):
 def run(args: argparse.Namespace) -> dict:
     from mdreid.explain.explainer import Explainer
     from mdreid.factory import load_module
+    from mdreid.files.atomic_io import atomic_write, atomic_write_text
     from mdreid.index.extract import pick_device
-    from mdreid.runtime.atomic_io import atomic_write, atomic_write_text
 
     query, gallery = _record(args, "query"), _record(args, "gallery")
     if query is None:

@@ -24,7 +24,7 @@ from mdreid.index.extract import extract_items
 from mdreid.index.store import GalleryItems
 from mdreid.modalities import LETTERS, subset_indices
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SIDES: tuple[str, ...] = ("query", "gallery")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mdreid.data.synthetic.cue import CUE_BOX, box_pixels
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def area_share(height: int, width: int, box: tuple[float, float, float, float] = CUE_BOX) -> float:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from mdreid.metrics.pair_similarity import CONCAT_MODES, PairDistances
 from mdreid.modalities import LETTERS
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from mdreid.feature_file.schema import (
 )
 from mdreid.metrics.any_to_any import JUNK_RULES
 from mdreid.modalities import NUM_MODALITIES
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

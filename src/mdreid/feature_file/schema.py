@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.metrics.any_to_any import SAMPLE_KEYS
+from mdreid.process.errors import MDReIDError
 
 FORMAT = "mdreid-features/1"
 DEFAULT_NAME = "features.safetensors"
@@ -27,7 +28,7 @@ REQUIRED_META: tuple[str, ...] = ("format", "junk")
 OPTIONAL_META: tuple[str, ...] = ("dataset", "method", "provenance", "names")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeatureSet:
     """The rows of one evaluation, in file order: ``features`` / ``shared`` [N, 3, D] float (modalities R, N,
     T; rows of absent modalities are never compared), ``present`` [N, 3] bool, ``pid`` / ``camid`` /
@@ -35,21 +36,26 @@ class FeatureSet:
     Rows cut from videos keep where they came from: ``frame`` / ``track`` [N] int64 and ``box`` [N, 4]
     float32 (MOTChallenge ``bb_left, bb_top, bb_width, bb_height``); ``names`` is one string per row."""
 
+    # the features
     features: Tensor
+    shared: Tensor | None = None
+    # each row's modalities, identity and view
     present: Tensor
     pid: Tensor
     camid: Tensor
+    sceneid: Tensor | None = None
+    # its roles
     is_query: Tensor
     is_gallery: Tensor
-    junk: str
-    shared: Tensor | None = None
-    sceneid: Tensor | None = None
-    dataset: str | None = None
-    method: str | None = None
-    provenance: Mapping[str, Any] | None = None
+    # where a row cut from a video came from
     frame: Tensor | None = None
     track: Tensor | None = None
     box: Tensor | None = None
+    # the set's rule and descriptions
+    junk: str
+    dataset: str | None = None
+    method: str | None = None
+    provenance: Mapping[str, Any] | None = None
     names: Sequence[str] | None = None
 
     @property
@@ -86,13 +92,8 @@ class FeatureSet:
         return cls(
             features=sh if sp is None else sp,
             shared=None if sp is None else sh,
-            present=samples["present"],
-            pid=samples["pid"],
-            camid=samples["camid"],
-            sceneid=samples["sceneid"],
-            is_query=samples["is_query"],
-            is_gallery=samples["is_gallery"],
             junk=junk,
+            **{key: samples[key] for key in SAMPLE_KEYS},
             **description,
         )
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from safetensors.torch import save
 
 from mdreid.feature_file.schema import FeatureSet
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.errors import MDReIDError
+from mdreid.files.atomic_io import atomic_write
+from mdreid.process.errors import MDReIDError
 
 
 def write_feature_file(path: str | Path, features: FeatureSet) -> Path:

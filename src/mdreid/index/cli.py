@@ -26,9 +26,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mdreid.config.cli_args import OneLineParser
 from mdreid.index.kinds import IVF_CELL_SIZE, IVF_NPROBE, KINDS
-from mdreid.runtime.cli_args import OneLineParser
-from mdreid.runtime.errors import MDReIDError, cli_errors
+from mdreid.process.errors import MDReIDError, cli_errors
 
 ROLES = ("gallery", "query", "all")
 
@@ -57,8 +57,8 @@ def _records(args: argparse.Namespace) -> list:
         raise MDReIDError(
             "name the images: Hydra overrides of a dataset (experiment=...), --manifest FILE, or files"
         )
+    from mdreid.config.hydra import compose_config
     from mdreid.factory import build_datamodule
-    from mdreid.runtime.hydra import compose_config
 
     bench = build_datamodule(compose_config("eval", _dataset_overrides(args)), validation=False).benchmark
     role = getattr(args, "role", "gallery")
@@ -131,7 +131,7 @@ def cmd_build(args: argparse.Namespace) -> None:
         items, identity = _feature_rows(args.features, args.role)
         image_size = None
     else:
-        from mdreid.checkpoints import resolve_checkpoint
+        from mdreid.checkpoint import resolve_checkpoint
 
         ckpt = str(resolve_checkpoint(args.ckpt).path)
         model = _model(ckpt)
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = [*getattr(args, "overrides", []), *extra]
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.overrides:  # a misspelt key stops the command before any checkpoint or image is read
-        from mdreid.runtime.config_check import check_command_line
+        from mdreid.config.check import check_command_line
 
         check_command_line(
             "eval.yaml", _dataset_overrides(args), multirun=False, entry="python -m mdreid.index"

@@ -18,7 +18,7 @@ from mdreid.data.triplet_dataset import EvalTripletDataset
 from mdreid.index.store import GalleryItems
 from mdreid.modalities import MODALITIES
 from mdreid.module import ReIDModule
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 def pick_device(name: str = "auto") -> torch.device:

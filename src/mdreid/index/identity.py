@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.file_hash import sha256
+from mdreid.files.file_hash import sha256
+from mdreid.process.errors import MDReIDError
 
 CHECKPOINT, FEATURES = "checkpoint", "features"
 

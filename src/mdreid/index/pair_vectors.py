@@ -26,7 +26,7 @@ from torch import Tensor
 
 from mdreid.metrics.pair_similarity import SIMILARITY_MODES, plan_pair
 from mdreid.modalities import subset_indices
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 _EPS = 1e-12  # as the metric: a zero vector is divided by eps instead of 0
 

@@ -8,10 +8,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mdreid.data.records import Record
+from mdreid.files.atomic_io import atomic_write, atomic_write_text
 from mdreid.index.search import Hit
 from mdreid.index.store import GalleryItems
 from mdreid.modalities import LETTERS
-from mdreid.runtime.atomic_io import atomic_write, atomic_write_text
 
 # search's --out names where the results go
 _OUT_ELSEWHERE = "write them elsewhere with --out DIR"

@@ -22,12 +22,12 @@ import faiss
 import numpy as np
 import torch
 
+from mdreid.files.atomic_io import atomic_write
 from mdreid.index.kinds import HNSW_LINKS, IVF_NPROBE, IVF_TRAIN_PER_CELL, KINDS, ivf_cells
 from mdreid.index.pair_vectors import pair_vectors, similarity_to_distance
 from mdreid.index.store import INDEX_ELSEWHERE, GalleryItems, GalleryStore
 from mdreid.metrics.groups import pair_name
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)

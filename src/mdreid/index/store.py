@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load_file, save
 from torch import Tensor
 
-from mdreid.runtime.atomic_io import atomic_write, atomic_write_json
-from mdreid.runtime.errors import MDReIDError
+from mdreid.files.atomic_io import atomic_write, atomic_write_json
+from mdreid.process.errors import MDReIDError
 
 FORMAT = 2  # 2: the model is recorded by its sha256 (index.identity)
 MANIFEST = "index.json"

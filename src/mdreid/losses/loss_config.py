@@ -6,12 +6,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdreid.runtime.config_keys import locate_target
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # the objective's own terms, also the keys it returns
 BUILT_IN_TERMS = ("loss", "id", "triplet", "rol", "kdl")
 ROL_ORDERS: dict[int, str] = {1: "the paper's Eq. 13", 2: "official second-order similarity"}
+# the key of an extra term's entry that names the registered term
+TERM = "term"
+
+
+@dataclass(frozen=True)
+class ExtraTerm:
+    """One entry of ``model.loss.extra_terms``: the registered term's name, its weight and its keywords."""
+
+    term: str
+    weight: float
+    kwargs: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -23,29 +33,31 @@ class LossConfig:
     rol_weight: float = 1.5
     rol_order: int = 2
     kdl_weight: float = 5.25
-    # your own terms: name -> {_target_: a class whose instances are called term(out, labels) -> scalar (or a
-    # function with _partial_: true), weight: float, ...its keyword arguments} (docs/extending.md)
+    # your own terms: label -> {term: a registered loss term's name, weight: float, ...its keyword
+    # arguments} (docs/extending.md); read when training, never when a checkpoint is only evaluated
     extra_terms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.extra()  # a bad extra term stops the run here
         if self.rol_order not in ROL_ORDERS:
             allowed = ", ".join(f"{k} ({v})" for k, v in ROL_ORDERS.items())
             raise MDReIDError(f"model.loss.rol_order={self.rol_order!r}: use one of {allowed}")
 
-    def extra(self) -> dict[str, tuple[float, dict[str, Any]]]:
-        """``{name: (weight, what Hydra instantiates)}`` of ``extra_terms``; the weight defaults to 1."""
-        out: dict[str, tuple[float, dict[str, Any]]] = {}
-        for name, spec in self.extra_terms.items():
-            if name in BUILT_IN_TERMS or not isinstance(spec, Mapping) or "_target_" not in spec:
+    def extra(self) -> dict[str, ExtraTerm]:
+        """The entries of ``extra_terms`` by label; the weight defaults to 1."""
+        out: dict[str, ExtraTerm] = {}
+        for label, spec in self.extra_terms.items():
+            if (
+                label in BUILT_IN_TERMS
+                or not isinstance(spec, Mapping)
+                or not isinstance(spec.get(TERM), str)
+            ):
                 raise MDReIDError(
-                    f"model.loss.extra_terms.{name}: give {{_target_: ..., weight: ...}} under a name other than "
-                    f"{', '.join(BUILT_IN_TERMS)}"
+                    f"model.loss.extra_terms.{label}: give {{{TERM}: <a registered loss term>, weight: ...}} under "
+                    f"a label other than {', '.join(BUILT_IN_TERMS)}"
                 )
-            locate_target(spec["_target_"], f"model.loss.extra_terms.{name}")  # importable, before any build
-            build = {"weight": 1.0, **spec}
-            weight = build.pop("weight")
+            kwargs = {k: v for k, v in spec.items() if k not in (TERM, "weight")}
+            weight = spec.get("weight", 1.0)
             if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-                raise MDReIDError(f"model.loss.extra_terms.{name}.weight={weight!r}: expected a number")
-            out[name] = (float(weight), build)
+                raise MDReIDError(f"model.loss.extra_terms.{label}.weight={weight!r}: expected a number")
+            out[label] = ExtraTerm(spec[TERM], float(weight), kwargs)
         return out

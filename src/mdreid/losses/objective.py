@@ -8,18 +8,16 @@ with ``w_id=0.25``, ``w_tri=1``, ``w_sh=3`` (the official ``s_loc=6`` factor), `
 present. The same class serves the single-token baseline (a ``NetOutput`` with ``decoupled=False``):
 ``w_id*CE + w_tri*Tri`` on the concatenated feature, no MML terms. The weights come as a ``LossConfig``.
 Every returned term is already weighted, so ``loss`` is their sum. ``model.loss.extra_terms`` adds terms of
-your own (docs/extending.md): each is built once with Hydra's ``instantiate``, called as ``term(out,
-labels)``, weighted, added to ``loss`` and returned (hence logged) under its name.
+your own (registered loss terms, docs/extending.md): each is built once, on the first training step, called
+as ``term(out, labels)``, weighted, added to ``loss`` and returned (hence logged) under its label.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
+from mdreid.losses.extra_terms import Term, build_loss_terms
 from mdreid.losses.id_loss import id_loss
 from mdreid.losses.kdl import knowledge_discrepancy_loss
 from mdreid.losses.loss_config import LossConfig
@@ -34,9 +32,14 @@ class MDReIDObjective(nn.Module):
     def __init__(self, config: LossConfig | None = None) -> None:
         super().__init__()
         self.config = config or LossConfig()
-        self.extra: dict[str, tuple[float, Callable[..., torch.Tensor]]] = {
-            name: (weight, instantiate(build)) for name, (weight, build) in self.config.extra().items()
-        }
+        self._extra: dict[str, tuple[float, Term]] | None = None
+
+    @property
+    def extra(self) -> dict[str, tuple[float, Term]]:
+        """Your terms by label, built on first use: a model that is only evaluated never imports them."""
+        if self._extra is None:
+            self._extra = build_loss_terms(self.config)
+        return self._extra
 
     def _branch(
         self, logits: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor

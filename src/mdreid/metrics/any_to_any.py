@@ -41,20 +41,13 @@ from mdreid.metrics.pair_similarity import SIMILARITY_MODES, PairDistances
 from mdreid.metrics.rerank import RerankSettings
 from mdreid.metrics.results import AnyToAnyResult
 from mdreid.modalities import NUM_MODALITIES, SUBSETS
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 JUNK_RULES: tuple[str, ...] = ("camera", "scene")
-_STATES: tuple[str, ...] = (
-    "sp",
-    "sh",
-    "present",
-    "pid",
-    "camid",
-    "sceneid",
-    "index",
-    "is_query",
-    "is_gallery",
-)
+# what the metric keeps of each sample besides its features and its position (``index``): callers hand
+# these over from a batch or a sample table by name
+SAMPLE_KEYS: tuple[str, ...] = ("present", "pid", "camid", "sceneid", "is_query", "is_gallery")
+_STATES: tuple[str, ...] = ("sp", "sh", "index", *SAMPLE_KEYS)
 
 
 def check_metric_arguments(

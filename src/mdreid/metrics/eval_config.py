@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.metrics.any_to_any import AnyToAnyReID, check_metric_arguments
 from mdreid.metrics.pair_selection import PairSelection
-from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # metric arguments that come from the data, never from the eval section
 _FROM_DATA: tuple[str, ...] = ("junk",)

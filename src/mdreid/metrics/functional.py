@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # Elements of one query chunk (rows x gallery size). The any-to-any metric holds ~62 bytes per element
 # (12 base products, the distance, two sort buffers, two masks): ~260 MB per chunk.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mdreid.metrics.groups import PAPER_PAIRS, pair_name
 from mdreid.modalities import LETTERS, SUBSETS, all_pairs
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 PAIR_PRESETS: tuple[str, ...] = ("all", "paper")
 _PAIRS_HELP = (

@@ -50,7 +50,7 @@ from torch import Tensor
 
 from mdreid.metrics.functional import DEFAULT_CHUNK_ELEMENTS, default_chunk_rows
 from mdreid.modalities import NUM_MODALITIES, subset_indices
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SIMILARITY_MODES: tuple[str, ...] = ("code", "paper", "common")
 # modes that compare one cosine of the concatenated blocks (``paper`` averages per-block cosines)

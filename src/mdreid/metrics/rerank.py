@@ -31,7 +31,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 RowBlocks = Callable[[], Iterator[Tensor]]
 _BLOCK_ELEMENTS = 1 << 22  # distances per row block (~16 MB in float32)

@@ -16,9 +16,9 @@ import open_clip
 from open_clip.model import _build_vision_tower
 from open_clip.transformer import VisionTransformer
 
+from mdreid.config.sections import plain, typed_section
 from mdreid.models.clip_weights import load_clip_visual_weights
-from mdreid.runtime.config_sections import plain, typed_section
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)
@@ -61,25 +61,25 @@ def _vision_cfg(
         raise MDReIDError(
             f"model.backbone.name: unknown open_clip architecture {name!r}; use a bundled ViT config such as ViT-B-16"
         )
-    cfg = dict(open_clip.get_model_config(name)["vision_cfg"])
-    if cfg.get("timm_model_name") or not isinstance(cfg.get("layers"), int):
+    tower = dict(open_clip.get_model_config(name)["vision_cfg"])
+    if tower.get("timm_model_name") or not isinstance(tower.get("layers"), int):
         raise MDReIDError(f"model.backbone.name: {name!r} is not a plain CLIP ViT; use e.g. ViT-B-16")
     if not isinstance(vision, VisionOverrides):
         vision = typed_section(VisionOverrides, plain(vision), "model.backbone.vision")
     overrides = {k: v for k, v in asdict(vision).items() if v is not None}
     heads = overrides.pop("heads", None)
-    cfg.update(overrides)
+    tower.update(overrides)
     if heads is not None:
-        if cfg["width"] % int(heads):
-            raise MDReIDError(f"model.backbone.vision.heads={heads} must divide width={cfg['width']}")
-        cfg["head_width"] = cfg["width"] // int(heads)
-    patch = int(cfg["patch_size"])
+        if tower["width"] % int(heads):
+            raise MDReIDError(f"model.backbone.vision.heads={heads} must divide width={tower['width']}")
+        tower["head_width"] = tower["width"] // int(heads)
+    patch = int(tower["patch_size"])
     if image_size[0] % patch or image_size[1] % patch:
         raise MDReIDError(
             f"data.image_size={list(image_size)} must be a multiple of the patch size {patch} in both dimensions"
         )
-    cfg["image_size"] = image_size
-    return cfg
+    tower["image_size"] = image_size
+    return tower
 
 
 def backbone_kwargs(cfg: Mapping[str, Any] | BackboneConfig) -> dict[str, Any]:

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 from safetensors.torch import load_file, save
 
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.safe_load import load_torch_file
+from mdreid.files.atomic_io import atomic_write
+from mdreid.files.safe_load import load_torch_file
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,12 @@ class NetOutput:
     decoupled: bool
     sp: Tensor
     present: Tensor
+    # the decoupled network's
     sh: Tensor | None = None
     sh_cat: Tensor | None = None
     logits_sp: Tensor | None = None
     logits_sh: Tensor | None = None
+    # the single-token baseline's
     feat: Tensor | None = None
     logits: Tensor | None = None
 

@@ -15,7 +15,7 @@ import torch
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 class OpenCLIPTower(nn.Module):
@@ -38,15 +38,11 @@ class OpenCLIPTower(nn.Module):
         for name, param in visual.named_parameters(recurse=False):
             self.register_parameter(name, param)
         self.grid_size = tuple(visual.grid_size)
-        self._out_dim = int(visual.output_dim)
+        self.out_dim = int(visual.output_dim)
 
     @property
     def class_token(self) -> nn.Parameter:
         return self.class_embedding
-
-    @property
-    def out_dim(self) -> int:
-        return self._out_dim
 
     def use_prefix_tokens(self, count: int) -> None:
         """Repeat the class row of the positional table ``count`` times (the official decoupled table has it

@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 KEY = "model.backbone.weights"
 SOURCES = ("timm", "open_clip")
@@ -44,19 +44,19 @@ def open_clip_trunk(name: str) -> tuple[str, dict[str, Any]]:
             f"model.backbone.name: unknown open_clip architecture {name!r}; use a bundled config such as "
             "ViT-B-16-SigLIP"
         )
-    cfg = dict(open_clip.get_model_config(name)["vision_cfg"])
-    if not cfg.get("timm_model_name"):
+    trunk = dict(open_clip.get_model_config(name)["vision_cfg"])
+    if not trunk.get("timm_model_name"):
         raise MDReIDError(
             f"model.backbone.name: {name!r} is open_clip's own ViT, not a timm trunk; select it with "
-            "model/backbone=vit_b16 and model.backbone.name (no _target_)"
+            "model/backbone=vit_b16 and model.backbone.name (no model.backbone.tower)"
         )
-    extra = sorted(set(cfg) - set(_OPEN_CLIP_KEYS))
-    if extra or cfg.get("timm_proj") not in ("none", None, ""):
+    extra = sorted(set(trunk) - set(_OPEN_CLIP_KEYS))
+    if extra or trunk.get("timm_proj") not in ("none", None, ""):
         raise MDReIDError(
-            f"model.backbone.name: open_clip config {name!r} sets {extra or ['timm_proj=' + str(cfg['timm_proj'])]}, "
+            f"model.backbone.name: open_clip config {name!r} sets {extra or ['timm_proj=' + str(trunk['timm_proj'])]}, "
             "which the tower does not reproduce; use a config whose trunk output is the feature (e.g. SigLIP)"
         )
-    return str(cfg["timm_model_name"]), {"num_classes": 0, "global_pool": cfg.get("timm_pool") or ""}
+    return str(trunk["timm_model_name"]), {"num_classes": 0, "global_pool": trunk.get("timm_pool") or ""}
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -33,7 +33,8 @@ from torch import nn
 from mdreid.data.transforms import MEAN as PIPELINE_MEAN
 from mdreid.data.transforms import STD as PIPELINE_STD
 from mdreid.models import timm_build
-from mdreid.runtime.errors import MDReIDError
+from mdreid.models.tower_registry import register_tower
+from mdreid.process.errors import MDReIDError
 
 # timm submodules the tower runs, in forward order (absent ones are skipped)
 _RUN = ("patch_embed", "pos_drop", "norm_pre", "blocks", "norm", "fc_norm", "rope")
@@ -62,6 +63,7 @@ def _check_stats(key: str, values: Sequence[float] | None) -> tuple[float, float
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
+@register_tower("timm")
 class TimmTower(nn.Module):
     """A timm ViT or Eva driven through the tower protocol; see the module docstring for the token layout.
 
@@ -141,7 +143,7 @@ class TimmTower(nn.Module):
             )
         self.rope_mixed = bool(getattr(model, "rope_mixed", False))
         self.grid = tuple(int(g) for g in model.patch_embed.grid_size)
-        self._out_dim = int(model.embed_dim)
+        self.out_dim = int(model.embed_dim)
         self.prefix_count = 1 if model.cls_token is not None else 0
 
     def _set_input_map(
@@ -159,10 +161,6 @@ class TimmTower(nn.Module):
     @property
     def class_token(self) -> nn.Parameter:
         return self.cls_token
-
-    @property
-    def out_dim(self) -> int:
-        return self._out_dim
 
     def use_prefix_tokens(self, count: int) -> None:
         """Widen the class slot to ``count`` tokens: a table's class row repeated, and the attention blocks

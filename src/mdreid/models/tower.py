@@ -7,29 +7,30 @@ these members only, so any backbone that provides them plugs in (docs/extending.
 ``nn.Module``: the encoder registers it as ``encoder``, so its parameters are named ``mdl.encoder.<name>``
 and learn at ``model.optim.backbone_lr``, except names containing ``positional_embedding`` (base LR).
 
-``model.backbone`` without ``_target_`` is an open_clip ViT (:mod:`mdreid.models.backbone`, driven by
-:class:`~mdreid.models.openclip_tower.OpenCLIPTower`); with ``_target_`` it is a tower of your own, built
-with Hydra's ``instantiate`` from the section's other keys plus ``image_size``.
+``model.backbone`` without ``tower`` is an open_clip ViT (:mod:`mdreid.models.backbone`, driven by
+:class:`~mdreid.models.openclip_tower.OpenCLIPTower`); with ``tower: NAME`` it is a registered tower
+(:mod:`mdreid.models.tower_registry`: timm's, or one of your own), called with ``image_size`` and the
+section's other keys.
 """
 
 from __future__ import annotations
 
-import inspect
-import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
 from mdreid.models.backbone import backbone_kwargs, build_backbone
 from mdreid.models.openclip_tower import OpenCLIPTower
-from mdreid.runtime.errors import MDReIDError
+from mdreid.models.tower_registry import TOWER, TOWERS
+from mdreid.plugins import Plugin
+from mdreid.process.errors import MDReIDError
 
-TARGET = "_target_"
 # what the train CLI's start-up check reads; never passed to a tower
-_NOT_TOWER_ARGS = ("allow_random_init",)
+_NOT_TOWER_ARGS = (TOWER, "allow_random_init")
+# how checkpoints written before towers were registered by name name the timm tower
+_SAVED_TIMM_TARGET = ("_target_", "mdreid.models.timm_tower.TimmTower")
 
 
 @runtime_checkable
@@ -42,10 +43,8 @@ class Tower(Protocol):
         recipe the shared token too."""
         ...
 
-    @property
-    def out_dim(self) -> int:
-        """The width of the features :meth:`project` returns."""
-        ...
+    out_dim: int
+    """The width of the features :meth:`project` returns."""
 
     def use_prefix_tokens(self, count: int) -> None:
         """Called once, at construction, before any weights are loaded: from now on :meth:`encode` gets
@@ -72,53 +71,58 @@ class Tower(Protocol):
 TOWER_MEMBERS = tuple(name for name in vars(Tower) if not name.startswith("_"))
 
 
-def _check_target(section: Mapping[str, Any]) -> None:
-    """A ``_target_`` tower's section checked against the target's signature: a misspelt or missing key (or a
-    tower that does not take ``weights``, which a checkpoint's rebuild passes) is one line."""
-    target = section[TARGET]
-    try:
-        build = pkgutil.resolve_name(str(target))
-    except (ImportError, AttributeError, ValueError) as err:
+def tower_section(section: Mapping[str, Any]) -> dict[str, Any]:
+    """``model.backbone`` as a plain dict, a checkpoint's ``_target_`` of the timm tower read as ``tower:
+    timm``."""
+    key, target = _SAVED_TIMM_TARGET
+    if section.get(key) == target:
+        return {TOWER: "timm", **{k: v for k, v in section.items() if k != key}}
+    if key in section:
         raise MDReIDError(
-            f"model.backbone._target_={target!r} cannot be imported ({type(err).__name__}: {err}); give the "
-            "dotted path of your tower class, its module importable (installed, or on PYTHONPATH)"
-        ) from err
-    args = {k: v for k, v in section.items() if not k.startswith("_") and k not in _NOT_TOWER_ARGS}
-    try:
-        signature = inspect.signature(build)
-    except (TypeError, ValueError):  # no signature to check (a builtin): the call itself will tell
-        return
-    try:
-        signature.bind(image_size=None, **args)
-    except TypeError as err:
-        raise MDReIDError(
-            f"model.backbone: {target} cannot be called with image_size and the section's keys "
-            f"{sorted(args)} ({err}); match the section to its arguments"
-        ) from err
+            f"model.backbone._target_={section[key]!r}: a tower of your own is registered by name; decorate it "
+            "with @register_tower('NAME') (mdreid.models.tower_registry) and set model.backbone.tower=NAME "
+            "(docs/extending.md)"
+        )
+    return dict(section)
+
+
+def _tower_args(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords a registered tower is called with besides ``image_size``: ``weights`` and the rest."""
+    return {"weights": None, **{k: v for k, v in section.items() if k not in _NOT_TOWER_ARGS}}
+
+
+def _registered(section: Mapping[str, Any]) -> Plugin:
+    """The registered tower the section names, checked against its keys: an unknown name, a misspelt or
+    missing key (or a tower that does not take ``weights``, which a checkpoint's rebuild passes) is one line."""
+    plugin = TOWERS.get(str(section[TOWER]))
+    TOWERS.check_call(plugin, "model.backbone", keywords={"image_size": None, **_tower_args(section)})
+    return plugin
 
 
 def check_tower_section(section: Mapping[str, Any]) -> None:
-    """The cheap start-up check of ``model.backbone``: the open_clip keys, or the ``_target_`` and its keys."""
-    if TARGET in section:
-        _check_target(section)
+    """The cheap start-up check of ``model.backbone``: the open_clip keys, or the tower's name and keys."""
+    section = tower_section(section)
+    if TOWER in section:
+        _registered(section)
     else:
         backbone_kwargs(section)
 
 
 def build_tower(section: Mapping[str, Any], image_size: Sequence[int]) -> Tower:
-    """The tower ``model.backbone`` describes, for ``(H, W)`` images: an open_clip ViT, or your ``_target_``
-    called with the section's other keys and ``image_size``; a result without the protocol is refused."""
+    """The tower ``model.backbone`` describes, for ``(H, W)`` images: an open_clip ViT, or the registered
+    ``tower`` called with ``image_size`` and the section's other keys; a result without the protocol is
+    refused."""
     size = (int(image_size[0]), int(image_size[1]))
-    if TARGET not in section:
+    section = tower_section(section)
+    if TOWER not in section:
         return OpenCLIPTower(build_backbone(**backbone_kwargs(section), image_size=size))
-    _check_target(section)
-    spec = {k: v for k, v in section.items() if k not in _NOT_TOWER_ARGS}
-    tower = instantiate(spec, image_size=list(size), _convert_="all")
+    plugin = _registered(section)
+    tower = plugin.target(image_size=list(size), **_tower_args(section))
     missing = [name for name in TOWER_MEMBERS if not hasattr(tower, name)]
     if not isinstance(tower, nn.Module) or missing:
         raise MDReIDError(
-            f"model.backbone._target_={section[TARGET]!r} built a {type(tower).__name__}, which is not a tower: "
-            f"it must be an nn.Module with {', '.join(TOWER_MEMBERS)} (missing: {', '.join(missing) or 'none'}); "
+            f"model.backbone.tower={plugin.name!r} ({plugin.path}) built a {type(tower).__name__}, which is not a "
+            f"tower: it must be an nn.Module with {', '.join(TOWER_MEMBERS)} (missing: {', '.join(missing) or 'none'}); "
             "see docs/extending.md"
         )
     return tower

@@ -8,9 +8,9 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from mdreid.config.cli_args import OneLineParser
 from mdreid.official.convert import convert
-from mdreid.runtime.cli_args import OneLineParser
-from mdreid.runtime.errors import cli_errors
+from mdreid.process.errors import cli_errors
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

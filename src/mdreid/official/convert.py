@@ -9,16 +9,16 @@ from pathlib import Path
 import lightning
 import torch
 
+from mdreid.config.check import check_command_line
+from mdreid.config.hydra import compose_config
 from mdreid.data.readers import junk_rule
+from mdreid.files.atomic_io import atomic_write
+from mdreid.files.file_hash import sha256
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.layout import RELEASES, describe_mismatch
-from mdreid.official.reader import load_official, official_checkpoint, read_official
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.config_check import check_command_line
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.file_hash import sha256
-from mdreid.runtime.hydra import compose_config
+from mdreid.official.reader import load_official, official_checkpoint
+from mdreid.process.errors import MDReIDError
 
 
 def convert(
@@ -31,7 +31,7 @@ def convert(
     words = [f"experiment={experiment}", *overrides]
     check_command_line("train.yaml", words, multirun=False, entry="python -m mdreid.official convert")
     ckpt = official_checkpoint(src, trust)
-    converted = read_official(ckpt)
+    converted = ckpt.converted
     cfg = compose_config("train", words)
     layout = converted.layout
     release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.synth is None else None
@@ -46,7 +46,7 @@ def convert(
 
     # the tower's sizes and the input size come from the tensors, as eval reads them; an override that
     # contradicts them is an error naming both
-    adopt_architecture(cfg, ckpt, words)
+    cfg = adopt_architecture(cfg, ckpt, words)
     model = ReIDModule.from_config(
         cfg.model,
         num_classes=layout.num_classes,

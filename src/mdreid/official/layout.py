@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 TOWER = "BACKBONE.base."
 _LISTED = 4  # keys named per kind in an error

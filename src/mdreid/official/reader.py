@@ -8,24 +8,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mdreid.checkpoints import Checkpoint, find_state_dict, key_mismatch, resolve_checkpoint, with_run_heads
+from mdreid.checkpoint import Checkpoint, resolve_checkpoint
+from mdreid.checkpoint.state import key_mismatch, with_run_heads
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
-from mdreid.official.layout import (
-    Converted,
-    convert_official,
-    describe_mismatch,
-    official_name,
-    resolve_image_size,
-)
-from mdreid.runtime.errors import MDReIDError
+from mdreid.official.layout import Converted, describe_mismatch, official_name, resolve_image_size
+from mdreid.process.errors import MDReIDError
 
 log = logging.getLogger(__name__)
-
-
-def read_official(ckpt: Checkpoint) -> Converted:
-    """An official MDReID state dict (plain, or under ``model`` / ``state_dict``) renamed to mdreid keys."""
-    return convert_official(find_state_dict(ckpt.payload) or {}, str(ckpt.path))
 
 
 def official_module(
@@ -98,7 +88,7 @@ def official_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
 
 def read_file(path: str | Path, trust: bool = False) -> Converted:
     """The official file at ``path``, renamed."""
-    return read_official(official_checkpoint(path, trust))
+    return official_checkpoint(path, trust).converted
 
 
 def load_official_checkpoint(

@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from mdreid.config.run import RunConfig
 from mdreid.data.records import Benchmark, Record
 from mdreid.data.val_split import HOLDOUT, NONE, TEST, ValConfig
 
@@ -80,37 +81,30 @@ def split_sizes(bench: Benchmark) -> dict[str, Any]:
     }
 
 
-def monitors(cfg: Mapping[str, Any]) -> dict[str, str]:
-    """Every metric the run selects on, by the key that names it: ``optimized_metric`` (a sweep's winner)
-    and each callback's ``monitor`` (the reported checkpoint, early stopping)."""
-    found = {}
-    if cfg.get("optimized_metric"):
-        found["optimized_metric"] = str(cfg["optimized_metric"])
-    for name, node in (cfg.get("callbacks") or {}).items():
-        if isinstance(node, Mapping) and node.get("monitor"):
-            found[f"callbacks.{name}.monitor"] = str(node["monitor"])
-    return found
-
-
-def checkpoint_rule(cfg: Mapping[str, Any]) -> str:
+def checkpoint_rule(run: RunConfig) -> str:
     """How the reported weights are chosen: the last epoch, or the best by the checkpoint monitor."""
-    node = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
-    monitor = node.get("monitor") if isinstance(node, Mapping) else None
-    return f"best {monitor} ({node.get('mode', 'min')})" if monitor else "last-epoch"
+    monitor, mode = run.checkpoint_monitor()
+    return f"best {monitor} ({mode})" if monitor else "last-epoch"
 
 
 def protocol_record(
-    cfg: Mapping[str, Any], bench: Benchmark, val: ValConfig, command: Sequence[str], entry: str = "train"
+    run: RunConfig,
+    dataset: str,
+    bench: Benchmark,
+    val: ValConfig,
+    command: Sequence[str],
+    entry: str = "train",
 ) -> dict[str, Any]:
-    """The record of a training run (``cfg`` its plain config); the chosen epoch is added at test time."""
+    """The record of a training run on ``dataset`` (``run``: its top-level keys); the chosen epoch is added at
+    test time."""
     return {
-        "dataset": cfg["data"]["dataset"],
+        "dataset": dataset,
         "splits": split_sizes(bench),
         "junk_rule": bench.junk_rule,
         "validation": val.describe(),
         "selected_on": SELECTED_ON[val.mode],
-        "selection": {"checkpoint": checkpoint_rule(cfg), "sweep_metric": cfg.get("optimized_metric")},
-        "seed": cfg.get("seed"),
+        "selection": {"checkpoint": checkpoint_rule(run), "sweep_metric": run.optimized_metric},
+        "seed": run.seed,
         "command": " ".join(["python -m", f"mdreid.{entry}", *(shlex.quote(o) for o in command)]),
         "versions": versions(),
     }

@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mdreid.data.records import Record
+from mdreid.files.atomic_io import atomic_write_json, atomic_write_text
 from mdreid.metrics.groups import pair_name
 from mdreid.metrics.results import ROW_FIELDS, AnyToAnyResult
 from mdreid.modalities import SUBSETS
 from mdreid.reporting.plots.report import write_plots
-from mdreid.runtime.atomic_io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 

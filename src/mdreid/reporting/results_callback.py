@@ -13,22 +13,22 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
-from omegaconf import DictConfig
 
+from mdreid.config.run import RunConfig
 from mdreid.feature_file import FeatureSet, write_feature_file
 from mdreid.feature_file.schema import DEFAULT_NAME
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.protocol import PROTOCOL_KEY, summarize_protocol
 from mdreid.reporting.reports import publish
-from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 
 
-def results_header(cfg: DictConfig, **extra: Any) -> dict[str, Any]:
+def results_header(run: RunConfig, dataset: str, **extra: Any) -> dict[str, Any]:
     """What metrics.json says about how its numbers were produced."""
-    return {"task_name": cfg.task_name, "dataset": cfg.data.dataset, "seed": cfg.seed, **extra}
+    return {"task_name": run.task_name, "dataset": dataset, "seed": run.seed, **extra}
 
 
 def check_plots_cam(evaluation: EvalConfig) -> None:
@@ -80,18 +80,19 @@ class PublishResults(Callback):
     @classmethod
     def from_config(
         cls,
-        cfg: DictConfig,
+        run: RunConfig,
+        dataset: str,
         evaluation: EvalConfig,
         protocol: Mapping[str, Any] | None = None,
         **header: Any,
     ) -> PublishResults:
-        """Into the run directory, with ``results_header(cfg, **header)``, plots and saved features as the
-        run's ``eval`` section (``evaluation``) says."""
-        header = results_header(cfg, **header)
+        """Into the run directory, with ``results_header(run, dataset, **header)``, plots and saved features as
+        the run's ``eval`` section (``evaluation``) says."""
+        header = results_header(run, dataset, **header)
         if evaluation.plots_cam:
             check_plots_cam(evaluation)
         return cls(
-            cfg.paths.output_dir,
+            run.output_dir,
             header,
             plots=evaluation.plots,
             save_features=evaluation.save_features,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SEED_KEYS = ("seed",)  # the overrides that tell repetitions of one configuration apart
 CONFIDENCE = 0.95

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mdreid.runtime.errors import FailedJob
-from mdreid.runtime.job_status import mark_ended, mark_running
-from mdreid.runtime.sweep_plan import write_plan
+from mdreid.config.run import RunConfig
+from mdreid.process.errors import FailedJob
+from mdreid.sweeps.job_status import mark_ended, mark_running
+from mdreid.sweeps.sweep_plan import write_plan
 
 if TYPE_CHECKING:
     from mdreid.reporting.sweep_table import SweepTable
@@ -48,7 +49,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._sweep_dir = Path(config.hydra.sweep.dir).absolute()
         # train.yaml's sweep_reference: the configuration the best one is compared with
-        self._reference = OmegaConf.select(config, "sweep_reference")
+        self._reference = RunConfig.parse(config).sweep_reference
         try:
             write_plan(config)
         except Exception as err:  # the plan only completes the table: never stop a sweep for it
@@ -58,7 +59,7 @@ class SweepSummary(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _is_multirun(config):
             # any entry point's sweep: only train.yaml names the metric (RunConfig reads it in the job)
-            mark_running(config.hydra.runtime.output_dir, OmegaConf.select(config, "optimized_metric"))
+            mark_running(config.hydra.runtime.output_dir, RunConfig.parse(config).optimized_metric)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not _is_multirun(config):

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from mdreid.files.atomic_io import atomic_write_text
 from mdreid.reporting.seed_groups import configuration_label
 from mdreid.reporting.sweep_table import (
     CONFIGS_NAME,
@@ -30,7 +31,6 @@ from mdreid.reporting.sweep_table import (
     to_markdown,
     to_rich,
 )
-from mdreid.runtime.atomic_io import atomic_write_text
 
 
 def _config_keys(table: SweepTable) -> list[str]:

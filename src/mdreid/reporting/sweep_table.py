@@ -33,6 +33,7 @@ import yaml
 from rich.table import Table
 
 from mdreid.metrics.groups import MATCHED, pair_name
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.seed_groups import (
     ConfigGroup,
     PairedDifference,
@@ -42,9 +43,8 @@ from mdreid.reporting.seed_groups import (
     parse_reference,
     rank_groups,
 )
-from mdreid.runtime.errors import MDReIDError
-from mdreid.runtime.job_status import DONE, FAILED, RUNNING, UNKNOWN, job_state
-from mdreid.runtime.sweep_plan import read_plan
+from mdreid.sweeps.job_status import DONE, FAILED, RUNNING, UNKNOWN, job_state
+from mdreid.sweeps.sweep_plan import read_plan
 
 CSV_NAME, MD_NAME, CONFIGS_NAME = "sweep_summary.csv", "sweep_summary.md", "sweep_configs.csv"
 TEST_HEADLINE = f"matched/{pair_name(*MATCHED[0])}/mAP"

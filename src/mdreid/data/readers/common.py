@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mdreid.data.records import Benchmark, Record
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 POLICIES: tuple[str, ...] = ("error", "skip")
 MAX_LISTED = 5  # offending paths quoted in an error message
@@ -189,6 +189,13 @@ def require_dir(dataset: str, path: str) -> str:
             "archive without renaming its folders"
         )
     return path
+
+
+def flat_modality_folders(scan: Scan, folder: str, names: tuple[str, str, str]) -> list[Found]:
+    """A split of three flat modality folders (R, N, T) holding identically named files; a missing one
+    means a broken copy."""
+    dirs = tuple(require_dir(scan.dataset, os.path.join(folder, m)) for m in names)
+    return scan.triplets(dirs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

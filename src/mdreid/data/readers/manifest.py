@@ -23,8 +23,8 @@ from itertools import chain
 from pathlib import Path
 
 from mdreid.data.records import Benchmark, Record
-from mdreid.runtime.atomic_io import atomic_write_text
-from mdreid.runtime.errors import MDReIDError
+from mdreid.files.atomic_io import atomic_write_text
+from mdreid.process.errors import MDReIDError
 
 REQUIRED = ("split", "pid", "camid")
 MODALITY_COLUMNS = ("rgb", "nir", "tir")  # R, N, T

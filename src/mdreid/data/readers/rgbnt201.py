@@ -7,10 +7,10 @@ upstream.
 
 from __future__ import annotations
 
-import os
 import re
+from functools import partial
 
-from mdreid.data.readers.common import Found, Grammar, Layout, Scan, one_based_camera, require_dir
+from mdreid.data.readers.common import Grammar, Layout, flat_modality_folders, one_based_camera
 
 MODALITY_DIRS = ("RGB", "NI", "TI")
 
@@ -21,10 +21,8 @@ GRAMMAR = Grammar(
 )
 
 
-def read_split(scan: Scan, folder: str) -> list[Found]:
-    """One flat folder per modality with identical names; a missing modality folder means a broken copy."""
-    dirs = tuple(require_dir(scan.dataset, os.path.join(folder, m)) for m in MODALITY_DIRS)
-    return scan.triplets(dirs)  # type: ignore[arg-type]
+# one flat folder per modality with identical names
+read_split = partial(flat_modality_folders, names=MODALITY_DIRS)
 
 
 LAYOUT = Layout(

@@ -20,11 +20,11 @@ from mdreid.data.readers.common import (
     Grammar,
     Layout,
     Scan,
+    flat_modality_folders,
     list_id_dirs,
     one_based_camera,
-    require_dir,
 )
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 MODALITY_DIRS = ("vis", "ni", "th")
 
@@ -44,8 +44,7 @@ def read_split(scan: Scan, folder: str) -> list[Found]:
             "it is not read: arrange it as <split>/{vis,ni,th}/PPPP_camC_<rest>.jpg, or list it in a manifest "
             "(docs/manifest.md)"
         )
-    dirs = tuple(require_dir(scan.dataset, os.path.join(folder, m)) for m in MODALITY_DIRS)
-    return scan.triplets(dirs)  # type: ignore[arg-type]
+    return flat_modality_folders(scan, folder, MODALITY_DIRS)
 
 
 LAYOUT = Layout(

@@ -40,7 +40,7 @@ from mdreid.data.synthetic.cue import body_key, paint_cue
 from mdreid.data.synthetic.layouts import KINDS, MAX_IDS, PLANNERS, Plan
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.streams import IDENTITY, IMAGE, SETTING, SOURCES
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mdreid.data.readers.manifest import MODALITY_COLUMNS, load_manifest, manifest_rows, write_rows
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 KINDS = ("grey8", "grey16", "clipped")
 COPIED = ("nir", "tir")

@@ -27,8 +27,8 @@ from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.shapes import KINDS
 from mdreid.data.synthetic.streams import IDENTITY, IMAGE, PLAN, SETTING, SOURCES
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.errors import MDReIDError
+from mdreid.files.atomic_io import atomic_write
+from mdreid.process.errors import MDReIDError
 
 POOL = SOURCES["pool"]
 PALETTE = max(IDENTITY, SETTING, PLAN, IMAGE) + 1  # the role of a shared colour palette in the pool's keys

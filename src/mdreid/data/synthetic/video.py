@@ -22,7 +22,7 @@ from mdreid.data.synthetic.cameras import make_setting
 from mdreid.data.synthetic.generate import DEFAULT_COUPLING
 from mdreid.data.synthetic.rendering import render_triplet
 from mdreid.data.synthetic.streams import IDENTITY, IMAGE, PLAN, SETTING, SOURCES, keyed_rng
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 SOURCE = SOURCES["video"]
 FILES = ("rgb.mkv", "nir.mkv", "tir.mkv")

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from mdreid.metrics.groups import pair_name
 from mdreid.metrics.pair_selection import PairSelection
 from mdreid.metrics.results import AnyToAnyResult
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 # The full setting, one missing setting and the four reported mismatched ones: few enough lines to read.
 DEFAULT_CMC_PAIRS: tuple[str, ...] = ("RNT->RNT", "RT->NT", "RT->N", "R->N", "R->NT", "R->R")

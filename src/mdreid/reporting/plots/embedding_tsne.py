@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from mdreid.modalities import MODALITIES, NUM_MODALITIES
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 MARKERS: tuple[str, ...] = ("o", "s", "^")  # R, N, T
 PANELS: tuple[tuple[str, str], ...] = (("sp", "specific (sp)"), ("sh", "shared (sh)"))

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from mdreid.metrics.results import ROW_METRICS, AnyToAnyResult
 from mdreid.modalities import SUBSETS
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 _CMAP = "viridis"
 _DARK_BELOW = 50.0  # viridis is dark under ~half its range: white text there, black above

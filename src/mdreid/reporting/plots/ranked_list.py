@@ -30,7 +30,7 @@ from mdreid.metrics.functional import query_rank_stats, rank_masks, ranking_orde
 from mdreid.metrics.groups import pair_name
 from mdreid.metrics.pair_similarity import PairDistances
 from mdreid.modalities import LETTERS, MODALITIES, NUM_MODALITIES, subset_indices
-from mdreid.runtime.errors import MDReIDError
+from mdreid.process.errors import MDReIDError
 
 BORDER = 4
 GAP = 8  # between gallery columns

@@ -11,15 +11,15 @@ from PIL import Image
 from torch import Tensor
 
 from mdreid.data.records import Record
+from mdreid.files.atomic_io import atomic_write
 from mdreid.metrics.pair_selection import PairSelection
 from mdreid.metrics.pair_similarity import plan_pair
 from mdreid.metrics.results import AnyToAnyResult
+from mdreid.process.errors import MDReIDError
 from mdreid.reporting.plots.cmc_curve import cmc_figure
 from mdreid.reporting.plots.embedding_tsne import tsne_figure
 from mdreid.reporting.plots.heatmap import pair_heatmap
 from mdreid.reporting.plots.ranked_list import pick_queries, ranked_list_grid
-from mdreid.runtime.atomic_io import atomic_write
-from mdreid.runtime.errors import MDReIDError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+from mdreid.export.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The Lightning parts a run plugs in: checkpoint IO, loggers, callbacks, progress, strategies."""

@@ -1,0 +1,3 @@
+from mdreid.pretrain.cli import main
+
+main()

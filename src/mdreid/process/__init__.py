@@ -1,0 +1,1 @@
+"""A run as an operating-system process: its errors and exit codes, signals, folder, lock and console."""
