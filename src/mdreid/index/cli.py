@@ -6,7 +6,8 @@ search it.
     python -m mdreid.index build INDEX --features gallery.safetensors    # any method's (docs/feature_files.md)
     python -m mdreid.index add INDEX --manifest new_items.csv
     python -m mdreid.index search INDEX --tir night.jpg --camid 2 --gallery-modalities R --top-k 10 --out hits/
-    python -m mdreid.index search INDEX --manifest queries.csv --kind hnsw
+    python -m mdreid.index build INDEX --features gallery.safetensors --kind ivf --pairs "T->R"  # large
+    python -m mdreid.index search INDEX --manifest queries.csv --kind ivf --nprobe 8
     python -m mdreid.index search INDEX --features queries.safetensors  # an index built from a feature file
 
 The index records the model that made its features (``index.identity``); ``add`` and ``search`` refuse a
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mdreid.config.cli_args import OneLineParser
+from mdreid.index.kinds import IVF_CELL_SIZE, IVF_NPROBE, KINDS
 from mdreid.process.errors import MDReIDError, cli_errors
 
 ROLES = ("gallery", "query", "all")
@@ -145,7 +147,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     store = GalleryStore.create(args.index, items, settings)
     for pair in args.pairs or []:
         q_subset, g_subset = pair.split("->")
-        pair_index(store, q_subset, g_subset, args.kind)
+        pair_index(store, q_subset, g_subset, args.kind, args.nlist)
     print(f"{args.index}: {store.size} items indexed")
 
 
@@ -221,7 +223,12 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--role", choices=ROLES, default="gallery", help="dataset split to index")
     build.add_argument("--similarity", choices=("code", "paper"), default="code")
     build.add_argument("--pairs", nargs="*", help="make these pairs' FAISS indices now, e.g. RNT->RNT T->R")
-    build.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat")
+    build.add_argument(
+        "--kind", choices=KINDS, default="flat", help="flat = exact; ivf for large galleries (docs/index.md)"
+    )
+    build.add_argument(
+        "--nlist", type=int, help=f"ivf cells (default: one per {IVF_CELL_SIZE} gallery items)"
+    )
     build.add_argument(
         "overrides", nargs="*", help="Hydra overrides naming a dataset, e.g. experiment=synthetic"
     )
@@ -243,8 +250,12 @@ def parser() -> argparse.ArgumentParser:
         "--gallery-modalities", help="gallery subset G (default: the modalities every item has)"
     )
     find.add_argument("--top-k", type=int, default=10)
-    find.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat = exact")
-    find.add_argument("--nprobe", type=int, default=16, help="ivf cells searched")
+    find.add_argument(
+        "--kind", choices=KINDS, default="flat", help="flat = exact; ivf for large galleries (docs/index.md)"
+    )
+    find.add_argument(
+        "--nprobe", type=int, default=IVF_NPROBE, help=f"ivf cells searched (default: {IVF_NPROBE})"
+    )
     find.add_argument("--out", help="folder for results.json and ranked_list.png")
     find.add_argument("overrides", nargs="*")
     return main

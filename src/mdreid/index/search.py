@@ -6,8 +6,8 @@ made on first use, saved under ``faiss/`` and brought up to date (new items adde
 the store has grown since. Kinds:
 
 * ``flat``: exhaustive inner products, exact: the metric's ranking (ties by item id);
-* ``ivf``: inverted lists (``nlist`` k-means cells trained once on the items present then; ``nprobe`` of
-  them searched);
+* ``ivf``: inverted lists (``nlist`` k-means cells trained once on the items present then, ~64 items per
+  cell; ``nprobe`` of them searched, 8 by default): the kind for large galleries;
 * ``hnsw``: a navigable small-world graph (``M`` = 32 links, ``ef_search`` candidates).
 
 With the GPU build of FAISS and a visible GPU, flat and IVF searches run there.
@@ -15,7 +15,6 @@ With the GPU build of FAISS and a visible GPU, flat and IVF searches run there.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +23,11 @@ import numpy as np
 import torch
 
 from mdreid.files.atomic_io import atomic_write
+from mdreid.index.kinds import HNSW_LINKS, IVF_NPROBE, IVF_TRAIN_PER_CELL, KINDS, ivf_cells
 from mdreid.index.pair_vectors import pair_vectors, similarity_to_distance
 from mdreid.index.store import INDEX_ELSEWHERE, GalleryItems, GalleryStore
 from mdreid.metrics.groups import pair_name
 from mdreid.process.errors import MDReIDError
-
-KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw")
-HNSW_LINKS = 32
 
 
 @dataclass(frozen=True)
@@ -54,17 +51,22 @@ def _vectors(items: GalleryItems, q_subset: str, g_subset: str, side: str, mode:
 
 def new_faiss_index(kind: str, dim: int, train: np.ndarray, nlist: int | None = None) -> faiss.Index:
     """An empty inner-product index of ``kind`` with ids; IVF is trained on ``train`` (``nlist`` cells, default
-    ~4 sqrt(N), at least 39 training vectors per cell as FAISS asks)."""
+    ``ivf_cells``; k-means on a seeded sample of ``IVF_TRAIN_PER_CELL`` vectors per cell, all when fewer).
+    A query's cells are found exactly, by its inner product with every centroid."""
     if kind == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     if kind == "hnsw":
         return faiss.IndexIDMap2(faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT))
-    cells = nlist or max(1, min(int(4 * math.sqrt(len(train))), len(train) // 39))
+    if nlist is not None and nlist < 1:
+        raise MDReIDError(f"ivf index: nlist (cells) must be >= 1, got {nlist}")
+    cells = nlist or ivf_cells(len(train))
     if len(train) < cells:
         raise MDReIDError(
             f"ivf index: {len(train)} gallery vectors cannot train {cells} cells; use kind=flat"
         )
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
+    index.cp.max_points_per_centroid = IVF_TRAIN_PER_CELL
+    index.cp.min_points_per_centroid = 1  # a small sample per cell is the design, not a mistake to warn of
     index.train(train)
     return index
 
@@ -133,12 +135,14 @@ def search(
     g_subset: str,
     k: int = 10,
     kind: str = "flat",
-    nprobe: int = 16,
+    nprobe: int = IVF_NPROBE,
     ef_search: int = 64,
 ) -> list[list[Hit]]:
     """The top-k gallery items of each query (every query must have all modalities of ``q_subset``)."""
     if k < 1:
         raise MDReIDError(f"search: top-k must be >= 1, got {k}")
+    if nprobe < 1:
+        raise MDReIDError(f"search: nprobe (ivf cells searched) must be >= 1, got {nprobe}")
     mode = store.info["similarity"]
     vectors, keep = _vectors(queries, q_subset, g_subset, "query", mode)
     if not keep.all():
