@@ -113,3 +113,12 @@ def test_train_refuses_a_bad_data_section_before_building_the_datamodule(
     with pytest.raises(MDReIDError) as err:
         train(cfg)
     assert str(err.value).startswith(message)
+
+
+def test_a_new_data_key_on_the_command_line_is_a_typo_with_a_hint() -> None:
+    """The section's ``_target_`` takes it whole, so its keys are the config's: ``+data.x`` names the nearest."""
+    from mdreid.config.check import check_command_line
+
+    with pytest.raises(MDReIDError, match=r"^\+data\.batch_sise: .*did you mean data\.batch_size\?"):
+        check_command_line("train.yaml", ["experiment=synthetic", "+data.batch_sise=4"], False, "train")
+    check_command_line("train.yaml", ["experiment=synthetic", "+data.reader_args.n=3"], False, "train")
