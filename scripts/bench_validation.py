@@ -69,6 +69,7 @@ def timed(repeat: int) -> list[str]:
     import lightning as L
 
     from mdreid.config.hydra import compose_config
+    from mdreid.data.data_config import DataConfig
     from mdreid.factory import build_datamodule, build_module
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +85,7 @@ def timed(repeat: int) -> list[str]:
                 "data.num_workers=0",
             ],
         )
-        datamodule = build_datamodule(cfg)
+        datamodule = build_datamodule(DataConfig.parse(cfg.data))
         model = build_module(cfg, datamodule)
         trainer = L.Trainer(
             max_epochs=1,

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import compose_cfg
 from mdreid.config.cli_overrides import check_overrides
+from mdreid.data.data_config import DataConfig
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.data.synthetic.generate import generate
@@ -85,7 +86,7 @@ def test_a_quoted_path_with_a_space_and_non_ascii_reaches_the_manifest_reader(tm
     overrides.append("data.val=none")  # 5 training identities: too few to hold some out
     cfg = compose_cfg("train.yaml", overrides, tmp_path / "run")
     assert cfg.data.manifest == str(manifest)
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(DataConfig.parse(cfg.data))
     assert datamodule.benchmark.root == str(manifest) and len(datamodule.benchmark.train) > 0
     with pytest.raises(MDReIDError):  # the same path unquoted cannot be composed
         check_overrides([f"data.manifest={manifest}"])

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_cfg
 from mdreid.config.location import config_dir
+from mdreid.data.data_config import TARGET, DataConfig
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
 
@@ -23,9 +24,9 @@ def test_all_experiments_listed() -> None:
 def test_experiment_composes_and_resolves(experiment: str) -> None:
     cfg = compose_cfg("train.yaml", [f"experiment={experiment}", "trainer.devices=4"])
     assert cfg.trainer.devices == 4
-    assert cfg.data._target_.endswith("MultiModalReIDDataModule")
+    assert cfg.data._target_ == TARGET
     assert cfg.model._target_.endswith("ReIDModule")
-    OmegaConf.to_container(cfg.data, resolve=True)
+    DataConfig.parse(cfg.data)  # the data section passes its start-up checks
     OmegaConf.to_container(cfg.model, resolve=True)
 
 

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from conftest import compose_cfg
+from mdreid.data.data_config import DataConfig
 from mdreid.data.datamodule import MultiModalReIDDataModule
 from mdreid.data.modality_dropout import ModalityDropout
 from mdreid.data.pk_sampler import Draw
@@ -58,7 +59,9 @@ def datamodule(dataset: str, root: Path, **kwargs) -> MultiModalReIDDataModule:
         "num_workers": 0,
         "val": "none",  # trees of 2-4 training identities: batching is tested here, the split in test_val_split
     }
-    return MultiModalReIDDataModule(dataset, str(root), **{**options, **kwargs})
+    return MultiModalReIDDataModule(
+        DataConfig.parse({"dataset": dataset, "root": str(root), **options, **kwargs})
+    )
 
 
 def eval_batches(dm: MultiModalReIDDataModule) -> dict[str, torch.Tensor]:
@@ -216,13 +219,14 @@ def test_data_configs_instantiate_with_the_official_values(
     tmp_path: Path, name: str, dataset: str, size, k
 ) -> None:
     cfg = compose_cfg("train.yaml", [f"data={name}", f"paths.data_dir={tmp_path}", "seed=7"])
-    dm = instantiate(cfg.data)
-    assert isinstance(dm, MultiModalReIDDataModule)
-    assert (dm.dataset, list(dm.image_size), dm.num_instances, dm.seed) == (dataset, size, k, 7)
-    assert (
-        dm.batch_size == (32 if name == "synthetic" else 64) and dm.dropout.p == 0.0 and not dm.sync_augment
-    )
-    assert (dm.synth is not None) == (name == "synthetic")
+    dm = instantiate(cfg.data)  # Hydra's way, as the yaml's _target_ says: the same parse
+    assert isinstance(dm, MultiModalReIDDataModule) and dm.config == DataConfig.parse(cfg.data)
+    data = dm.config
+    assert (data.dataset, list(data.image_size), data.num_instances, data.seed) == (dataset, size, k, 7)
+    assert data.batch_size == (32 if name == "synthetic" else 64)
+    assert data.modality_dropout.p == 0.0 and not data.sync_augment
+    assert (data.synth is not None) == (name == "synthetic")
+    assert DataConfig.parse(dm.hparams) == data  # the checkpoint's plain values read back as the same section
 
 
 def test_synth_generates_a_missing_benchmark_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import mdreid
 from conftest import TINY_OVERRIDES, compose_cfg, save_weights_checkpoint
+from mdreid.data.data_config import DataConfig
 from mdreid.eval import evaluate
 from mdreid.factory import build_datamodule, build_module
 from mdreid.feature_file import write_feature_file
@@ -31,7 +32,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     common = [*tiny, f"paths.data_dir={tmp / 'data'}", "eval.plots=false"]
     cfg = compose_cfg("eval.yaml", common, tmp / "eval")
     torch.manual_seed(0)
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(DataConfig.parse(cfg.data))
     ckpt = save_weights_checkpoint(build_module(cfg, datamodule), tmp / "m.ckpt")
     evaluate(
         compose_cfg("eval.yaml", [*common, f"ckpt_path={ckpt}", "eval.save_features=true"], tmp / "eval")

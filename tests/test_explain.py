@@ -294,6 +294,7 @@ def test_eval_draws_grad_cam_overlays_in_the_ranked_lists(
     overlays of the tested model (the query column: its rank-1 match's maps), under the run's similarity;
     a setting under which no map would be drawn is refused before the run."""
     from conftest import TINY_OVERRIDES, compose_cfg
+    from mdreid.data.data_config import DataConfig
     from mdreid.eval import evaluate
     from mdreid.explain.explainer import Explainer
     from mdreid.factory import build_datamodule, build_module
@@ -305,7 +306,9 @@ def test_eval_draws_grad_cam_overlays_in_the_ranked_lists(
     common = [*tiny, f"paths.data_dir={synthetic_data_dir}", "eval.pairs=paper", "eval.similarity=paper"]
     torch.manual_seed(0)
     cfg = compose_cfg("eval.yaml", common, tmp_path / "build")
-    ckpt = save_weights_checkpoint(build_module(cfg, build_datamodule(cfg)), tmp_path / "m.ckpt")
+    ckpt = save_weights_checkpoint(
+        build_module(cfg, build_datamodule(DataConfig.parse(cfg.data))), tmp_path / "m.ckpt"
+    )
     common.append(f"ckpt_path={ckpt}")
     calls = []
     real = Explainer.match

@@ -20,6 +20,7 @@ import torch
 
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.data.cli import main as data_cli
+from mdreid.data.data_config import DataConfig
 from mdreid.data.readers import READERS, junk_rule, load_benchmark, register_reader, sources
 from mdreid.data.readers.manifest import load_manifest
 from mdreid.data.records import Benchmark
@@ -185,12 +186,12 @@ def test_the_synth_error_on_a_reader_of_ones_own_gives_the_fix_that_works(
     installed: Path, site: Path, tmp_path: Path
 ) -> None:
     cfg = compose_cfg("train.yaml", [*TINY_OVERRIDES, "data.dataset=two_cameras"], tmp_path / "a")
-    assert user_message(lambda: build_datamodule(cfg)).endswith(
+    assert user_message(lambda: DataConfig.parse(cfg.data)).endswith(
         "set data.synth=null, with that reader's data at data.root"
     )
     # following it: the data at data.root, no synthetic copy
     fixed = compose_cfg("train.yaml", [*TINY_OVERRIDES, *on_site(site)], tmp_path / "b")
-    assert build_datamodule(fixed).num_cameras == 2
+    assert build_datamodule(DataConfig.parse(fixed.data)).num_cameras == 2
 
 
 def test_reader_args_reach_the_reader_and_are_checked_against_it(
@@ -199,17 +200,17 @@ def test_reader_args_reach_the_reader_and_are_checked_against_it(
     cfg = compose_cfg(
         "train.yaml", [*TINY_OVERRIDES, *on_site(site), "data.reader_args={cameras: 1}"], tmp_path
     )
-    bench = build_datamodule(cfg).benchmark
+    bench = build_datamodule(DataConfig.parse(cfg.data)).benchmark
     assert {r.camid for r in (*bench.train, *bench.gallery)} == {0}
     bad = compose_cfg(
         "train.yaml", [*TINY_OVERRIDES, *on_site(site), "data.reader_args={camera: 1}"], tmp_path
     )
     assert re.match(
         r"data\.reader_args: the dataset reader 'two_cameras' \(.*\) cannot be called .*'camera'",
-        user_message(lambda: build_datamodule(bad)),
+        user_message(lambda: DataConfig.parse(bad.data)),
     )
     builtin = compose_cfg("train.yaml", [*TINY_OVERRIDES, "data.reader_args={cameras: 1}"], tmp_path)
-    assert "the built-in reader rgbnt201 takes none" in user_message(lambda: build_datamodule(builtin))
+    assert "the built-in reader rgbnt201 takes none" in user_message(lambda: DataConfig.parse(builtin.data))
 
 
 def _reader_returning(name: str, fault: str):  # noqa: ANN202 - a registered test reader

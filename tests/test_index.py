@@ -15,6 +15,7 @@ from PIL import Image
 
 from checkpoint_files import save_checkpoint
 from mdreid.config.hydra import compose_config
+from mdreid.data.data_config import DataConfig
 from mdreid.factory import build_datamodule, load_module
 from mdreid.index.cli import main as index_main
 from mdreid.index.extract import extract_items
@@ -213,7 +214,7 @@ def test_cli_on_the_synthetic_bench(
     ]
     index = tmp_path / "idx"
     assert index_main(["build", str(index), "--ckpt", str(ckpt), "--device", "cpu", *data]) == 0
-    bench = build_datamodule(compose_config("eval", [*data, "ckpt_path=x"])).benchmark
+    bench = build_datamodule(DataConfig.parse(compose_config("eval", [*data, "ckpt_path=x"]).data)).benchmark
     query = bench.query[0]
     out = tmp_path / "hits"
     files = ["--rgb", query.paths[0], "--tir", query.paths[2], "--camid", str(query.camid)]

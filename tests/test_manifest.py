@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, compose_cfg, save_weights_checkpoint
+from mdreid.data.data_config import DataConfig
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import load_manifest, write_manifest
 from mdreid.data.synthetic.generate import generate
@@ -65,7 +66,7 @@ def test_native_and_manifest_give_the_same_49_pair_metrics(
     root = copies[name].parent
     native_data = [f"data.dataset={name}", f"data.root={root}", "data.synth=null"]
     cfg = compose_cfg("eval.yaml", _eval_overrides(root, *native_data), tmp_path / "n")
-    data = build_datamodule(cfg)
+    data = build_datamodule(DataConfig.parse(cfg.data))
     torch.manual_seed(0)
     module = build_module(cfg, data)
     ckpt = save_weights_checkpoint(module, tmp_path / "m.ckpt")
@@ -222,7 +223,7 @@ def test_partially_present_samples_train_with_gradients_on_both_tokens(
     data = ["data.dataset=manifest", f"data.manifest={path}", "data.synth=null", "model.mdl.tie_tokens=false"]
     data.append("data.val=none")  # every training identity: the batch must hold partial samples
     cfg = compose_cfg("train.yaml", [*TINY_OVERRIDES, f"paths.data_dir={base}", *data], tmp_path / "run")
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(DataConfig.parse(cfg.data))
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
     batch = next(iter(datamodule.train_dataloader()))

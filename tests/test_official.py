@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from conftest import TINY_OVERRIDES, compose_cfg
+from mdreid.data.data_config import DataConfig
 from mdreid.eval import evaluate
 from mdreid.export import export
 from mdreid.factory import build_datamodule, build_module, load_module
@@ -266,7 +267,7 @@ def eval_cfg(data_dir: Path, out: Path, *extra: str) -> DictConfig:
 @pytest.fixture
 def official_file(synthetic_data_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     """An official-layout file sized for the tiny synthetic data (its identities, cameras, 64x32 grid)."""
-    data = build_datamodule(eval_cfg(synthetic_data_dir, tmp_path / "probe"))
+    data = build_datamodule(DataConfig.parse(eval_cfg(synthetic_data_dir, tmp_path / "probe").data))
     state = official_state(data.num_classes, data.num_cameras, grid=8, seed=3)
     return _saved(tmp_path / "official.pth", state), state
 

@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from conftest import TINY_OVERRIDES
+from mdreid.data.data_config import DataConfig
 from mdreid.data.synthetic.generate import generate
 from mdreid.factory import build_datamodule, build_module
 from mdreid.process.errors import MDReIDError
@@ -363,7 +364,7 @@ class _Diverge(Callback):
 def test_11_diverged_weights_are_never_checkpointed(tiny_cfg, tmp_path: Path) -> None:
     """A finite loss can still produce NaN weights; the epoch-end checkpoint must not overwrite a good one."""
     cfg = tiny_cfg("train.yaml")
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(DataConfig.parse(cfg.data))
     model = build_module(cfg, datamodule)
     folder = tmp_path / "checkpoints"
     trainer = L.Trainer(

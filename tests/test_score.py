@@ -17,6 +17,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from conftest import TINY_OVERRIDES, compose_cfg, save_weights_checkpoint
+from mdreid.data.data_config import DataConfig
 from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
 from mdreid.eval import evaluate
@@ -49,7 +50,7 @@ def test_saved_features_score_to_eval_metrics(
     common += [f"data.synth.like={dataset}", "eval.plots=false", *extra]
     cfg = compose_cfg("eval.yaml", common, tmp_path / "eval")
     torch.manual_seed(0)
-    module = build_module(cfg, build_datamodule(cfg))
+    module = build_module(cfg, build_datamodule(DataConfig.parse(cfg.data)))
     ckpt = save_weights_checkpoint(module, tmp_path / "m.ckpt")
     evaluate(
         compose_cfg("eval.yaml", [*common, f"ckpt_path={ckpt}", "eval.save_features=true"], tmp_path / "eval")

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from checkpoint_files import Payload, booby_trapped, save_checkpoint, save_pretraining_checkpoint
 from conftest import TINY_OVERRIDES, compose_cfg
 from mdreid.checkpoint import resolve_checkpoint
+from mdreid.data.bit_depth import BitDepthRule
+from mdreid.data.data_config import DataConfig
 from mdreid.data.readers import load_benchmark
 from mdreid.data.readers.manifest import write_manifest
 from mdreid.eval import evaluate
@@ -285,7 +287,9 @@ def test_the_unseen_camera_warning_counts_each_image_once(
     """RGBNT201's query list is its gallery list: an image of an unseen camera is one image, not two."""
     path = tmp_path / "one.ckpt"
     save_checkpoint(tiny_cfg, path, num_cameras=1)
-    bench = build_datamodule(tiny_cfg(), validation=False).benchmark  # the synthetic RGBNT201 copy
+    bench = build_datamodule(
+        DataConfig.parse(tiny_cfg().data), validation=False
+    ).benchmark  # the synthetic RGBNT201 copy
     assert bench.query_is_gallery
     unseen = [r for r in bench.query if r.camid >= 1]
     evaluation = EvalConfig.parse({"unseen_cameras": "no_embedding"})
@@ -323,10 +327,13 @@ def test_eval_maps_high_bit_depth_images_as_the_training_did(
     payload["datamodule_hyper_parameters"] = {"high_bit_depth": {"mode": "range", "range": [0, 65535]}}
     torch.save(payload, trained)
     cfg = eval_cfg(f"ckpt_path={trained}")
-    adopted = adopt_checkpoint_images(cfg, resolve_checkpoint(trained))
-    assert cfg.data.high_bit_depth.mode == "stretch"  # a new config: the given one stays as it was
-    cfg = adopted
-    assert cfg.data.high_bit_depth.mode == "range" and list(cfg.data.high_bit_depth.range) == [0, 65535]
+    data = DataConfig.parse(cfg.data)
+    adopted = adopt_checkpoint_images(cfg, data, resolve_checkpoint(trained))
+    assert data.high_bit_depth == BitDepthRule()  # a new value: the given one stays as it was
+    assert adopted.high_bit_depth == BitDepthRule("range", (0.0, 65535.0))
+    assert adopted.image_size == (64, 32)  # the size the checkpoint was trained on
     contradicting = eval_cfg(f"ckpt_path={trained}", "data.high_bit_depth.mode=stretch")
     with pytest.raises(MDReIDError, match=r"asks for min-max stretch.*trained with .*65535"):
-        adopt_checkpoint_images(contradicting, resolve_checkpoint(trained))
+        adopt_checkpoint_images(
+            contradicting, DataConfig.parse(contradicting.data), resolve_checkpoint(trained)
+        )

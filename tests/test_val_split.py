@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mdreid.config.preflight import check_selection
+from mdreid.data.data_config import DataConfig
 from mdreid.data.datamodule import MultiModalReIDDataModule
 from mdreid.data.readers import load_benchmark
 from mdreid.data.synthetic.generate import generate
@@ -33,6 +34,18 @@ def copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pids(records) -> set[int]:
     return {r.pid for r in records}
+
+
+def datamodule(root: str, **options) -> MultiModalReIDDataModule:
+    """The DataModule of the RGBNT201 copy under ``root``, in PK batches of 4 identities x 2."""
+    section = {
+        "dataset": "rgbnt201",
+        "root": root,
+        "image_size": [32, 16],
+        "batch_size": 8,
+        "num_instances": 2,
+    }
+    return MultiModalReIDDataModule(DataConfig.parse({**section, **options}))
 
 
 @pytest.mark.parametrize("dataset", ["rgbnt201", "rgbnt100", "msvr310", "wmveid863"])
@@ -75,16 +88,7 @@ def test_the_split_moves_with_its_own_seed_only(copies: Path) -> None:
     # built through the DataModule with two training seeds and worker counts: the same held-out set
     held = []
     for seed, workers in ((0, 0), (99, 2)):
-        dm = MultiModalReIDDataModule(
-            "rgbnt201",
-            str(copies),
-            [32, 16],
-            batch_size=8,
-            num_instances=2,
-            num_workers=workers,
-            seed=seed,
-            val={"ids": 4, "seed": 2},
-        )
+        dm = datamodule(str(copies), num_workers=workers, seed=seed, val={"ids": 4, "seed": 2})
         held.append(pids(dm.benchmark.val.gallery))
     assert held[0] == held[1] == split[2]
 
@@ -167,9 +171,7 @@ def _rank_listing(rank: int, world: int, root: str, port: int, out: str) -> None
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        dm = MultiModalReIDDataModule(
-            "rgbnt201", root, [32, 16], batch_size=8, num_instances=2, num_workers=0, val={"ids": 4}
-        )
+        dm = datamodule(root, num_workers=0, val={"ids": 4})
         seen = [int(i) for batch in dm.val_dataloader() for i in batch["index"]]
         got = {
             "held": sorted(pids(dm.benchmark.val.gallery)),
@@ -189,9 +191,7 @@ def test_two_ranks_hold_out_the_same_identities_and_share_the_listing(copies: Pa
         _rank_listing, args=(2, str(copies), port, str(tmp_path)), nprocs=2, join=True, start_method="fork"
     )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    single = MultiModalReIDDataModule(
-        "rgbnt201", str(copies), [32, 16], batch_size=8, num_instances=2, num_workers=0, val={"ids": 4}
-    )
+    single = datamodule(str(copies), num_workers=0, val={"ids": 4})
     assert ranks[0]["held"] == ranks[1]["held"] == sorted(pids(single.benchmark.val.gallery))
     assert ranks[0]["train"] == ranks[1]["train"] == sorted(pids(single.benchmark.train))
     # each validation image is evaluated once, on one of the two ranks

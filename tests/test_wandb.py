@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_OVERRIDES, run_in_fresh_home
+from mdreid.data.data_config import DataConfig
 from mdreid.factory import build_datamodule, build_module
 from mdreid.metrics.results import ROW_FIELDS
 from mdreid.train import train
@@ -100,7 +101,7 @@ def test_offline_run_holds_config_scalars_table_and_plots(tiny_cfg, wandb_offlin
         elif kind == "history":
             history.update({item_name(item): json.loads(item.value_json) for item in record.history.item})
 
-    model = build_module(cfg, build_datamodule(cfg))
+    model = build_module(cfg, build_datamodule(DataConfig.parse(cfg.data)))
     assert config["params/total"] == sum(p.numel() for p in model.parameters())
     assert config["params/trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert config["cfg"]["data"]["dataset"] == "rgbnt201" and config["cfg"]["seed"] == cfg.seed

@@ -51,6 +51,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from analysis.ablation_plan import (
@@ -66,6 +67,7 @@ from analysis.ablation_plan import (
 )
 from analysis.ablation_report import GEOMETRY_FILE, WALL_TIME_FILE, load_variant, write_report
 from analysis.feature_geometry import feature_geometry
+from mdreid.data.data_config import DataConfig
 from mdreid.factory import build_datamodule, load_module
 from mdreid.files.atomic_io import atomic_write_json
 from mdreid.process.errors import MDReIDError, cli_errors
@@ -78,7 +80,8 @@ def compose_and_prepare(runs: Sequence[Run]) -> None:
     for _, cfg in composed(runs):
         key = (str(cfg.data.dataset), str(cfg.data.root))
         if key not in prepared:
-            num_ids = build_datamodule(cfg).num_classes  # generates a synthetic copy if absent, indexes
+            # generates a synthetic copy if absent, indexes
+            num_ids = build_datamodule(DataConfig.parse(cfg.data)).num_classes
             print(f"data: {key[0]} at {key[1]}, {num_ids} training identities", flush=True)
             prepared.add(key)
 
@@ -106,8 +109,7 @@ def measure_geometry(runs: Sequence[Run]) -> None:
     could act."""
     todo = [r for r in runs if r.done and r.last_ckpt and not (r.run_dir / GEOMETRY_FILE).is_file()]
     for run, cfg in composed(todo):
-        datamodule = build_datamodule(cfg)
-        datamodule.num_workers = 0
+        datamodule = build_datamodule(replace(DataConfig.parse(cfg.data), num_workers=0))
         datamodule.setup("test")
         module = load_module(run.last_ckpt)
         features = feature_geometry(module.net, datamodule.test_dataloader())

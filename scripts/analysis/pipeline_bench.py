@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 
 from analysis.flops import analytic_train_flops
 from analysis.train_bench import GPU_PEAK_TFLOPS, HEAD_DATA, TARGET_MFU
+from mdreid.data.data_config import DataConfig
 from mdreid.data.triplet_dataset import read_modalities
 from mdreid.factory import build_datamodule, build_module
 
@@ -59,7 +61,7 @@ def time_loader(datamodule: Any, workers: int, samples: int) -> dict[str, Any]:
     """Triplets/s of the real training DataLoader with ``workers`` persistent workers, over whole epochs of at
     least ``samples`` triplets after one untimed epoch that starts the workers; the refill at each epoch start
     counts, as in training. An epoch of fewer batches than workers leaves workers idle (use more ids)."""
-    datamodule.num_workers = workers
+    datamodule.config = replace(datamodule.config, num_workers=workers)  # what its loaders read
     loader = datamodule.train_dataloader()
     per_epoch = len(loader) * loader.batch_size
     epochs = max(1, math.ceil(samples / per_epoch))
@@ -76,7 +78,7 @@ def time_loader(datamodule: Any, workers: int, samples: int) -> dict[str, Any]:
     return {
         "workers": workers,
         "epochs": epochs,
-        "batches_per_epoch": per_epoch // datamodule.batch_size,
+        "batches_per_epoch": per_epoch // datamodule.config.batch_size,
         "triplets_per_s": rate,
         "per_worker": rate / workers,
     }
@@ -98,7 +100,8 @@ def keep_up(per_worker: float, triplets: int, step_s: float, cores: int) -> dict
 
 def bench_pipeline(cfg: DictConfig, samples: int, workers: Sequence[int]) -> dict[str, Any]:
     """Decode + augmentation of ``samples`` real training draws in-process, then DataLoaders of ``workers``."""
-    datamodule = build_datamodule(cfg)  # generates the synthetic copy under data.root when absent
+    # generates the synthetic copy under data.root when absent
+    datamodule = build_datamodule(DataConfig.parse(cfg.data))
     datamodule.setup("fit")
     draws = train_draws(datamodule, samples)
     threads = torch.get_num_threads()
@@ -108,7 +111,7 @@ def bench_pipeline(cfg: DictConfig, samples: int, workers: Sequence[int]) -> dic
     finally:
         torch.set_num_threads(threads)
     return {
-        "data_root": str(datamodule.root),
+        "data_root": datamodule.config.root,
         "synth_preset": cfg.data.synth.preset,
         "train_triplets": len(datamodule.train_set),
         "image_size": list(datamodule.image_size),

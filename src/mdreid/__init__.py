@@ -3,7 +3,7 @@
 The public API, loaded on first use so that ``python -m mdreid.<entry> --help`` stays fast::
 
     from mdreid import ReIDModule, AnyToAnyReID, any_to_any_reid, compose_config, train_model, evaluate
-    from mdreid import build_datamodule, build_module, load_module, load_official_checkpoint, plots
+    from mdreid import DataConfig, build_datamodule, build_module, load_module, load_official_checkpoint, plots
     from mdreid import Embedder, Embeddings  # a trained model on your own images (docs/deploy.md)
 """
 
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ReIDModule": "mdreid.module",
     "MultiModalReIDDataModule": "mdreid.data.datamodule",
+    "DataConfig": "mdreid.data.data_config",
     "AnyToAnyReID": "mdreid.metrics.any_to_any",
     "AnyToAnyResult": "mdreid.metrics.results",
     "any_to_any_reid": "mdreid.metrics.any_to_any_functional",

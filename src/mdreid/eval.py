@@ -24,6 +24,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_writable(run.output_dir, "paths.output_dir")
     # imported here, not at the top, so that `--help` and Hydra's config errors need not load Lightning
     from mdreid.checkpoint import resolve_checkpoint
+    from mdreid.data.data_config import DataConfig
+
+    data = DataConfig.parse(cfg.data)  # a bad data key stops before the checkpoint is read
 
     # a bad path or an unsafe file fails before Lightning, the data or the model
     ckpt = resolve_checkpoint(run.ckpt_path, trust=run.trust_checkpoint)
@@ -40,21 +43,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     evaluation = EvalConfig.parse(cfg.eval)
     L.seed_everything(run.seed, workers=True)
     # an unknown or unimportable tower stops before the data is read
-    check_tower_section(ckpt.architecture(cfg.data.image_size).backbone)
+    check_tower_section(ckpt.architecture(data.image_size).backbone)
     # images resized to what the model was trained on, 16-bit / float images mapped as they were in training
-    cfg = adopt_checkpoint_images(cfg, ckpt)
-    datamodule = build_datamodule(cfg, validation=False)
-    model = load_module(
-        ckpt, image_size=cfg.data.image_size, evaluation=evaluation, junk=datamodule.junk_rule
-    )
+    data = adopt_checkpoint_images(cfg, data, ckpt)
+    datamodule = build_datamodule(data, validation=False)
+    model = load_module(ckpt, image_size=data.image_size, evaluation=evaluation, junk=datamodule.junk_rule)
     check_cameras(model, datamodule, evaluation)
     trained = None if ckpt.official else ckpt.payload.get(PROTOCOL_KEY)
-    protocol = evaluation_record(cfg.data.dataset, datamodule.benchmark, trained, command_line_overrides())
+    protocol = evaluation_record(data.dataset, datamodule.benchmark, trained, command_line_overrides())
     protocol["selection"]["epoch"] = ckpt.epoch  # the weights evaluated are the checkpoint's
     print(describe(protocol), flush=True)
     publisher = PublishResults.from_config(
         run,
-        cfg.data.dataset,
+        data.dataset,
         evaluation,
         protocol=protocol,
         ckpt_path=str(run.ckpt_path),

@@ -1,22 +1,23 @@
-"""The one factory: the DataModule from a config, and the LightningModule from a config, a checkpoint's saved
-hyper-parameters or an official MDReID file (all through ``ReIDModule.from_config``).
+"""The one factory: the DataModule from the parsed ``data`` section (``DataConfig``), and the LightningModule
+from a config, a checkpoint's saved hyper-parameters or an official MDReID file (all through
+``ReIDModule.from_config``).
 
 Every entry point, script, test and the notebook builds its objects here, so ``train``, ``eval`` and
 ``export`` stay leaves. A checkpoint (``mdreid.checkpoint``, opened once per entry point and passed down)
 defines the network it holds: ``check_overrides`` refuses command-line values that contradict it, and
-``adopt_architecture`` / ``adopt_checkpoint_images`` return the config that builds its network or feeds it
-its images; a config is never changed in place.
+``adopt_architecture`` returns the config that builds its network and ``adopt_checkpoint_images`` the data
+section that feeds it its images; a config is never changed in place.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from mdreid.checkpoint import Checkpoint, resolve_checkpoint
@@ -25,7 +26,9 @@ from mdreid.checkpoint.state import key_mismatch, with_run_heads
 from mdreid.config.given import given_anywhere, given_model_values, with_values
 from mdreid.config.hydra import command_line_overrides
 from mdreid.config.model import ModelSections
-from mdreid.data.bit_depth import BitDepthRule
+from mdreid.data.data_config import DataConfig
+from mdreid.data.datamodule import MultiModalReIDDataModule
+from mdreid.data.val_split import NONE, ValConfig
 from mdreid.metrics.eval_config import EvalConfig
 from mdreid.module import ReIDModule
 from mdreid.official.reader import load_official, official_module
@@ -34,10 +37,11 @@ from mdreid.process.errors import MDReIDError
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig, validation: bool = True) -> L.LightningDataModule:
-    """The DataModule, with the dataset prepared (synthetic data generated if configured). ``validation=False``
-    (evaluating a checkpoint) carves no validation split: scoring the test split needs no training split."""
-    datamodule = instantiate(cfg.data, **({} if validation else {"val": "none"}))
+def build_datamodule(data: DataConfig, validation: bool = True) -> MultiModalReIDDataModule:
+    """The DataModule of the parsed ``data`` section, with the dataset prepared (synthetic data generated if
+    configured). ``validation=False`` (evaluating a checkpoint) carves no validation split: scoring the test
+    split needs no training split."""
+    datamodule = MultiModalReIDDataModule(data if validation else replace(data, val=ValConfig(mode=NONE)))
     datamodule.prepare_data()
     return datamodule
 
@@ -146,27 +150,23 @@ def adopt_architecture(
     return with_values(cfg, {"data.image_size": list(arch.image_size), **values})
 
 
-def adopt_checkpoint_images(cfg: DictConfig, ckpt: Checkpoint) -> DictConfig:
-    """``cfg`` evaluating ``ckpt``, as a new config: images resized to the size the model was trained on and
-    mapped with the high-bit-depth rule it was trained with (a command-line rule that contradicts that one
-    is an error naming both; a checkpoint that records none leaves the config's). Command-line model values
-    the checkpoint contradicts are refused first."""
-    defined = ckpt.defined(cfg.data.image_size)
+def adopt_checkpoint_images(cfg: DictConfig, data: DataConfig, ckpt: Checkpoint) -> DataConfig:
+    """``data`` (``cfg``'s parsed ``data`` section) made to feed ``ckpt``, as a new value: images resized to
+    the size the model was trained on and mapped with the high-bit-depth rule it was trained with (a
+    command-line rule that contradicts that one is an error naming both; a checkpoint that records none leaves
+    the config's). Command-line model values the checkpoint contradicts are refused first."""
+    defined = ckpt.defined(data.image_size)
     check_overrides(cfg, defined, ckpt.path, training=True)
-    values: dict[str, Any] = {"data.image_size": defined["image_size"]}
+    rule = data.high_bit_depth
     trained = ckpt.image_rule
     if trained is not None:
-        asked = BitDepthRule.from_config(cfg.data.high_bit_depth)
-        if given_anywhere(command_line_overrides(), "data.high_bit_depth") and asked != trained:
+        if given_anywhere(command_line_overrides(), "data.high_bit_depth") and rule != trained:
             raise MDReIDError(
-                f"data.high_bit_depth asks for {asked.describe()}, but the checkpoint {ckpt.path} was trained "
+                f"data.high_bit_depth asks for {rule.describe()}, but the checkpoint {ckpt.path} was trained "
                 f"with {trained.describe()}; drop the override: images must reach the model as in training"
             )
-        values["data.high_bit_depth"] = {
-            "mode": trained.mode,
-            "range": list(trained.range) if trained.range else None,
-        }
-    return with_values(cfg, values)
+        rule = trained
+    return replace(data, image_size=tuple(defined["image_size"]), high_bit_depth=rule)
 
 
 def check_cameras(model: ReIDModule, datamodule: Any, evaluation: EvalConfig) -> None:

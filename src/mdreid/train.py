@@ -27,11 +27,12 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     # `--help`, Hydra's own config errors and a config that fails its checks should not wait for
     from mdreid.config.model import model_sections
     from mdreid.config.preflight import check_train_config
+    from mdreid.data.data_config import DataConfig
     from mdreid.process.output_dir import keep_caches_in
 
     run_cfg = run_cfg if run_cfg is not None else RunConfig.parse(cfg)
     checked = check_train_config(cfg, run_cfg)
-    val, sections = checked.val, checked.sections
+    data, sections = checked.data, checked.sections
     keep_caches_in(run_cfg.output_dir)
     import lightning as L
 
@@ -58,7 +59,7 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
     from mdreid.reporting.seed_groups import configuration_label
 
     evaluation = EvalConfig.parse(cfg.eval)
-    warn_test_selection(val, run_cfg.monitors())
+    warn_test_selection(data.val, run_cfg.monitors())
     trust = run_cfg.trust_checkpoint
     init = resolve_checkpoint(run_cfg.init_from, "init_from", trust) if run_cfg.init_from else None
     resume = resolve_checkpoint(run_cfg.ckpt_path, trust=trust) if run_cfg.ckpt_path else None
@@ -66,8 +67,9 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         # the network is the checkpoint's; the loss and schedule the run's: a new config, parsed once
         cfg = adopt_architecture(cfg, init)
         sections = model_sections(cfg.model)
+        data = DataConfig.parse(cfg.data)
     L.seed_everything(run_cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(data)
     model = build_module(cfg, datamodule, evaluation, sections)
     if init is not None:
         load_module(init, model, new_heads=True).train()  # a resume (ckpt_path) restores its own over these
@@ -75,15 +77,15 @@ def train(cfg: DictConfig, run_cfg: RunConfig | None = None) -> dict[str, float]
         check_resumable(resume, model)
     del init, resume  # Lightning reads ckpt_path itself
     check_cameras(model, datamodule, evaluation)  # validation and test
-    protocol = protocol_record(run_cfg, cfg.data.dataset, datamodule.benchmark, val, command_line_overrides())
+    protocol = protocol_record(
+        run_cfg, data.dataset, datamodule.benchmark, data.val, command_line_overrides()
+    )
     callbacks = instantiate_callbacks(run_cfg.callbacks)
-    publisher = PublishResults.from_config(run_cfg, cfg.data.dataset, evaluation, protocol)
+    publisher = PublishResults.from_config(run_cfg, data.dataset, evaluation, protocol)
     callbacks.append(publisher)
     loggers = instantiate_loggers(run_cfg.logger)
     overrides = command_line_overrides()
-    group = (
-        f"{cfg.data.dataset} | {configuration_label(dict(o.split('=', 1) for o in overrides if '=' in o))}"
-    )
+    group = f"{data.dataset} | {configuration_label(dict(o.split('=', 1) for o in overrides if '=' in o))}"
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             lg.group_by(group)

@@ -91,7 +91,7 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class LoaderWorkers:
-    """``data.num_workers``, the one ``data`` key the thread count depends on (the DataModule checks it)."""
+    """``data.num_workers``, the one ``data`` key the thread count depends on (``DataConfig`` checks it)."""
 
     num_workers: int | None = 0
 

@@ -30,6 +30,8 @@ RENAMED = {"plots": "eval.plots", "model.mdl.enabled": "model.mdl.decoupled"}
 USER_ENTRIES = ("model.loss.extra_terms",)
 # sections that name a registered plug-in -> the key that names it
 PLUGIN_SECTIONS = {"model.backbone": "tower"}
+# ``_target_`` sections that a typed reader parses whole: the config lists every key, so a new one is a typo
+TYPED_SECTIONS = ("data",)
 # sections of named ``_target_`` entries that a user may add to (each checked against its class)
 OWNED_ENTRIES = ("callbacks", "logger")
 # what each mandatory top-level value means, for the line that asks for it
@@ -146,7 +148,8 @@ def check_added_key(base: DictConfig, full: DictConfig, key: str) -> None:
     found, built = _node(full, parent)
     if found and isinstance(built, DictConfig) and PLUGIN_SECTIONS.get(parent) in built:
         return  # an argument of a registered plug-in: checked against its signature at start-up
-    if found and isinstance(built, DictConfig) and "_target_" in built:  # an argument of a class
+    if found and isinstance(built, DictConfig) and "_target_" in built and parent not in TYPED_SECTIONS:
+        # an argument of a class
         _check_argument(parent, built["_target_"], parts[0], key)
         return
     found, entry = _node(full, new)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdreid.config.model import ModelSections, model_sections
 from mdreid.config.run import RunConfig
 from mdreid.config.sections import plain
+from mdreid.data.data_config import DataConfig
 from mdreid.data.val_split import NONE, TEST, ValConfig
 from mdreid.losses.extra_terms import check_loss_terms
 from mdreid.models.backbone import BackboneConfig, backbone_config
@@ -56,16 +57,16 @@ def check_selection(selecting: dict[str, str], val: ValConfig) -> None:
 class CheckedTrainConfig:
     """What the start-up checks parsed, passed down so that nobody parses it again."""
 
-    val: ValConfig  # the validation split
+    data: DataConfig  # the data section, the validation split included
     sections: ModelSections  # the model's typed sections (mdl, loss, optim, schedule)
 
 
 def check_train_config(cfg: DictConfig, run: RunConfig) -> CheckedTrainConfig:
-    """Every check that needs only the config: output folder, epochs, model sections, pretrained weights,
-    what the run selects on. Returns what it parsed."""
+    """Every check that needs only the config: output folder, epochs, data and model sections, pretrained
+    weights, what the run selects on. Returns what it parsed."""
     check_writable(cfg.paths.output_dir, "paths.output_dir")
-    val = ValConfig.parse(cfg.data.get("val", "holdout"))
-    check_selection(run.monitors(), val)
+    data = DataConfig.parse(cfg.data)
+    check_selection(run.monitors(), data.val)
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise MDReIDError(
@@ -83,4 +84,4 @@ def check_train_config(cfg: DictConfig, run: RunConfig) -> CheckedTrainConfig:
         name = str(backbone.get("name") or backbone[TOWER])
         weights = backbone.get("weights")
         check_pretrained_weights(run, BackboneConfig(name=name, weights=weights, allow_random_init=False))
-    return CheckedTrainConfig(val, sections)
+    return CheckedTrainConfig(data, sections)

@@ -48,6 +48,13 @@ def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
     return size  # type: ignore[return-value]
 
 
+def check_random_erasing(probability: float) -> float:
+    """``data.random_erasing``, if it is a probability."""
+    if not 0.0 <= probability <= 1.0:
+        raise MDReIDError(f"data.random_erasing={probability} must be a probability in [0, 1]")
+    return probability
+
+
 class TripletTransform:
     """Maps the present modality images of one triplet (PIL, any size) to normalised [3, H, W] tensors."""
 
@@ -55,8 +62,7 @@ class TripletTransform:
         self, image_size: Sequence[int], train: bool, random_erasing: float = 0.5, sync: bool = False
     ) -> None:
         self.size = check_image_size(image_size)
-        if not 0.0 <= random_erasing <= 1.0:
-            raise MDReIDError(f"data.random_erasing={random_erasing} must be a probability in [0, 1]")
+        check_random_erasing(random_erasing)
         if train:
             self.geometric = v2.Compose(
                 [

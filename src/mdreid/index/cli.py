@@ -58,9 +58,11 @@ def _records(args: argparse.Namespace) -> list:
             "name the images: Hydra overrides of a dataset (experiment=...), --manifest FILE, or files"
         )
     from mdreid.config.hydra import compose_config
+    from mdreid.data.data_config import DataConfig
     from mdreid.factory import build_datamodule
 
-    bench = build_datamodule(compose_config("eval", _dataset_overrides(args)), validation=False).benchmark
+    data = DataConfig.parse(compose_config("eval", _dataset_overrides(args)).data)
+    bench = build_datamodule(data, validation=False).benchmark
     role = getattr(args, "role", "gallery")
     if role == "all" and not bench.query_is_gallery:
         return list(bench.query) + list(bench.gallery)

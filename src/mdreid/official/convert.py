@@ -11,6 +11,7 @@ import torch
 
 from mdreid.config.check import check_command_line
 from mdreid.config.hydra import compose_config
+from mdreid.data.data_config import DataConfig
 from mdreid.data.readers import junk_rule
 from mdreid.files.atomic_io import atomic_write
 from mdreid.files.file_hash import sha256
@@ -32,27 +33,27 @@ def convert(
     check_command_line("train.yaml", words, multirun=False, entry="python -m mdreid.official convert")
     ckpt = official_checkpoint(src, trust)
     converted = ckpt.converted
-    cfg = compose_config("train", words)
+    # imported here: the factory reads official files through this package
+    from mdreid.factory import adopt_architecture
+
+    # the tower's sizes and the input size come from the tensors, as eval reads them; an override that
+    # contradicts them is an error naming both
+    cfg = adopt_architecture(compose_config("train", words), ckpt, words)
+    data = DataConfig.parse(cfg.data)
     layout = converted.layout
-    release = RELEASES.get(str(cfg.data.dataset)) if cfg.data.synth is None else None
+    release = RELEASES.get(data.dataset) if data.synth is None else None
     if release is not None:
         contradiction = describe_mismatch(
             layout, release.num_classes, release.num_cameras, layout.grid_tokens
         )
         if contradiction:
             raise MDReIDError(f"{src} does not fit experiment={experiment}: {contradiction}")
-    # imported here: the factory reads official files through this package
-    from mdreid.factory import adopt_architecture
-
-    # the tower's sizes and the input size come from the tensors, as eval reads them; an override that
-    # contradicts them is an error naming both
-    cfg = adopt_architecture(cfg, ckpt, words)
     model = ReIDModule.from_config(
         cfg.model,
         num_classes=layout.num_classes,
         num_cameras=layout.num_cameras,
-        image_size=list(cfg.data.image_size),
-        junk=junk_rule(str(cfg.data.dataset)),
+        image_size=list(data.image_size),
+        junk=junk_rule(data.dataset),
         evaluation=EvalConfig.parse(cfg.eval),
     )
     load_official(model, converted, str(src))
