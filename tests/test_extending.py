@@ -361,5 +361,7 @@ def test_a_tower_name_key_or_class_that_is_wrong_is_one_line(installed: Path) ->
     # a checkpoint written when the timm tower was named by its class path
     check_tower_section({"_target_": "mdreid.models.timm_tower.TimmTower", "name": "vit_base_patch14_dinov2"})
     register_tower("identity")(torch.nn.Identity)
-    with pytest.raises(MDReIDError, match=r"missing: class_token, use_prefix_tokens, embed_patches, encode, project, out_dim"):
+    with pytest.raises(
+        MDReIDError, match=r"missing: class_token, use_prefix_tokens, embed_patches, encode, project, out_dim"
+    ):
         build_tower({"tower": "identity"}, (64, 32))
