@@ -1,6 +1,7 @@
 """docs/extending.md followed as a user would: the plug-in package of its code blocks (a reader, a loss term, a
-tower) is written out verbatim, installed with pip, and found through its entry points; then each way a
-plug-in goes wrong, the way a user meets it."""
+tower) is written out verbatim and installed with pip (into a folder on the path, where the doc's ``pip install
+-e`` would change the test environment itself), then the doc's own commands run through its entry points, on
+the tiny experiment and the test's data folder; then each way a plug-in goes wrong, the way a user meets it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -47,8 +49,23 @@ PACKAGE_FILES = {
 }
 ONE_STEP = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0"]
 TERM = "model.loss.extra_terms.norm"
-NORM = [f"+{TERM}.term=feature_norm", f"+{TERM}.target=0.5", f"+{TERM}.weight=0.1"]
-TOWER = ["~model.backbone", "+model.backbone={tower: toy, width: 32, patch_size: 16}"]
+BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
+
+
+def doc_args(module: str, marker: str) -> list[str]:
+    """The arguments of the doc's first ``python -m <module>`` command that contains ``marker``, as the shell
+    splits them (continuation lines joined)."""
+    for block in BASH_BLOCK.findall(DOC.read_text()):
+        for command in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(command, comments=True)
+            if words[:3] == ["python", "-m", module] and marker in command:
+                return words[3:]
+    raise AssertionError(f"docs/extending.md has no `python -m {module}` command with {marker}")
+
+
+# the doc's commands, less the experiment they start from (the tests run the tiny one)
+NORM = [a for a in doc_args("mdreid.train", "extra_terms") if not a.startswith("experiment=")]
+TOWER = [a for a in doc_args("mdreid.train", "tower: toy") if not a.startswith("experiment=")]
 # the tiny run without its tower section and callbacks (the tower and callbacks are the test's)
 TINY = [o for o in TINY_OVERRIDES if not o.startswith(("callbacks=", "model.backbone."))]
 
@@ -131,8 +148,12 @@ def test_the_installed_package_trains_from_the_command_line_and_its_checkpoint_e
     """The user's path through the entry points: ``python -m mdreid.train`` one step with the doc's reader, loss
     term and tower (its term in the progress line and the logger), ``python -m mdreid.data stats`` beside it;
     then the checkpoint evaluates with the loss term's plug-in gone."""
-    stats_args = ["stats", "--dataset", "two_cameras", "--root", str(site), "--json"]
-    stats = start("mdreid.data", stats_args, installed, tmp_path)  # beside the training run
+    # the doc's commands on the reader's data, with data.root / --root pointing at it
+    here = {"data.root=data": f"data.root={site}", "data": str(site)}
+    stats_args = [here.get(a, a) for a in doc_args("mdreid.data", "--dataset two_cameras")]
+    stats = start("mdreid.data", [*stats_args, "--json"], installed, tmp_path)  # beside the training run
+    reader_run = [here.get(a, a) for a in doc_args("mdreid.train", "data.dataset=two_cameras")]
+    reader_run = [a for a in reader_run if not a.startswith("experiment=")] + ["data.val=none"]
     run = tmp_path / "run"
     callbacks = [
         "callbacks=default",
@@ -142,12 +163,12 @@ def test_the_installed_package_trains_from_the_command_line_and_its_checkpoint_e
         "callbacks.progress_bar.every_n_steps=1",
         "trainer.enable_progress_bar=true",
     ]
-    args = [*TINY, *callbacks, *ONE_STEP, "test=false", *on_site(site), *TOWER, *NORM]
+    args = [*TINY, *callbacks, *ONE_STEP, "test=false", *reader_run, *TOWER, *NORM]
     trained = output(
         start("mdreid.train", [*args, "logger=csv", f"hydra.run.dir={run}"], installed, tmp_path)
     )
     counts = json.loads(output(stats))
-    assert counts["train"]["cameras"] == 2 and counts["train"]["folder"] == "(reader two_cameras)"
+    assert counts["train"]["cameras"] == 3 and counts["train"]["folder"] == "(reader two_cameras)"
     line = next(x for x in trained.splitlines() if x.startswith("epoch 1/1 | step 1/"))
     assert re.search(r" \| loss [-\d.e]+ \| norm [-\d.e]+ \| ", line), line
     with open(run / "csv" / "metrics.csv", newline="") as f:
@@ -160,7 +181,7 @@ def test_the_installed_package_trains_from_the_command_line_and_its_checkpoint_e
     monkeypatch.setattr(LOSS_TERMS, "_plugins", {})
     monkeypatch.setattr(LOSS_TERMS, "_import_new", lambda: None)
     ckpt = run / "checkpoints" / "last.ckpt"
-    scores = evaluate(compose_cfg("eval.yaml", [*TINY, *on_site(site), f"ckpt_path={ckpt}"], tmp_path / "ev"))
+    scores = evaluate(compose_cfg("eval.yaml", [*TINY, *reader_run, f"ckpt_path={ckpt}"], tmp_path / "ev"))
     assert scores["test/score"] > 0
     model = load_module(ckpt)
     assert type(model.net.mdl.encoder).__qualname__ == "ToyTower" and isinstance(model.net.mdl.encoder, Tower)
